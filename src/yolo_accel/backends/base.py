@@ -1,0 +1,111 @@
+"""The backend contract and the one registry that export, predict, validate, bench and doctor use."""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._deps import available
+from ..device import Device
+from ..errors import SettingsError
+from ..model import ModelInfo
+
+
+class Backend(ABC):
+    """A runner: built once (heavy work in __init__), then `forward` many times, then `close`."""
+
+    name: str = ""
+    info: ModelInfo
+    device: Device
+    half: bool = False
+
+    @property
+    def batch_size(self) -> int | None:
+        """Fixed batch size the artifact takes, or None when any batch size works."""
+        return self.info.batch
+
+    @property
+    def input_hw(self) -> tuple[int, int] | None:
+        """Fixed input (height, width) of the artifact, or None when it accepts any stride multiple."""
+        return None if self.info.dynamic_hw else self.info.imgsz
+
+    @property
+    def input_dtype(self) -> type:
+        return np.float16 if self.half else np.float32
+
+    @abstractmethod
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """Raw head output (float32 NumPy) for a prepared NCHW batch."""
+
+    def describe(self) -> str:
+        """One line: what actually runs the model (library, version, provider / device)."""
+        return self.name
+
+    def close(self) -> None:
+        """Release sessions and device memory."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One row of the registry: how to find, check and build a backend."""
+
+    name: str
+    module: str  # where the Backend subclass lives (imported only when used)
+    cls: str
+    suffixes: tuple[str, ...]  # model files it runs directly
+    requires: str  # Python module that must be importable
+    install: str  # what to run when it is not
+    devices: tuple[str, ...]
+    description: str
+
+    def is_available(self) -> bool:
+        return available(self.requires)
+
+    def load(self) -> type[Backend]:
+        return getattr(importlib.import_module(self.module, __package__), self.cls)
+
+
+BACKENDS: dict[str, BackendSpec] = {
+    s.name: s
+    for s in (
+        BackendSpec(
+            "torch",
+            ".pytorch",
+            "TorchBackend",
+            (".pt",),
+            "torch",
+            "pip install 'yolo-accel[torch]'",
+            ("cpu", "cuda"),
+            "PyTorch eager (the reference)",
+        ),
+        BackendSpec(
+            "onnxruntime",
+            ".ort",
+            "OnnxRuntimeBackend",
+            (".onnx",),
+            "onnxruntime",
+            "pip install onnxruntime (CPU) or 'yolo-accel[gpu]' with onnxruntime-gpu",
+            ("cpu", "cuda"),
+            "ONNX Runtime (CPU, CUDA and TensorRT execution providers)",
+        ),
+    )
+}
+
+
+def get_backend_spec(name: str) -> BackendSpec:
+    """The registry row for `name`, or SettingsError listing the known backends."""
+    key = name.strip().lower().replace("_", "").replace("-", "")
+    aliases = {"pytorch": "torch", "ort": "onnxruntime", "onnx": "onnxruntime"}
+    key = aliases.get(key, key)
+    if key not in BACKENDS:
+        raise SettingsError(f"unknown backend {name!r}; known backends: {', '.join(BACKENDS)}")
+    return BACKENDS[key]

@@ -1,0 +1,146 @@
+"""ONNX Runtime backend: CPU, CUDA and TensorRT execution providers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .._deps import require
+from ..device import Device
+from ..errors import DeviceError, ModelError, SettingsError
+from .base import Backend
+
+_OPT_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
+@dataclass
+class OrtOptions:
+    """ONNX Runtime session and provider settings (each one a CLI option of the same name)."""
+
+    intra_op_threads: int = 0  # 0: ONNX Runtime's default (one per physical core)
+    inter_op_threads: int = 0
+    graph_optimization: str = "all"
+    # CUDA execution provider
+    gpu_mem_limit_gb: float = 2.0
+    arena_extend_strategy: str = "kNextPowerOfTwo"
+    cudnn_conv_algo_search: str = "EXHAUSTIVE"
+    do_copy_in_default_stream: bool = True
+    # TensorRT execution provider, used first on CUDA when the installed build has it
+    tensorrt: bool = True
+    trt_engine_cache: str | None = None
+    trt_fp16: bool | None = None  # None: follow --half
+
+    def cuda_provider_options(self, device: Device) -> dict[str, str]:
+        return {
+            "device_id": str(device.index),
+            "arena_extend_strategy": self.arena_extend_strategy,
+            "gpu_mem_limit": str(int(self.gpu_mem_limit_gb * (1 << 30))),
+            "cudnn_conv_algo_search": self.cudnn_conv_algo_search,
+            "do_copy_in_default_stream": "1" if self.do_copy_in_default_stream else "0",
+        }
+
+    def tensorrt_provider_options(self, device: Device, half: bool) -> dict[str, str]:
+        from ..assets import cache_dir
+
+        cache = Path(self.trt_engine_cache) if self.trt_engine_cache else cache_dir() / "trt-ep"
+        cache.mkdir(parents=True, exist_ok=True)
+        fp16 = half if self.trt_fp16 is None else self.trt_fp16
+        return {
+            "device_id": str(device.index),
+            "trt_engine_cache_enable": "True",
+            "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": "True",
+            "trt_fp16_enable": "True" if fp16 else "False",
+        }
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs an ONNX file with ONNX Runtime and reports which provider really runs it."""
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        model_path,
+        device: Device,
+        half: bool = False,
+        ort_options: OrtOptions | None = None,
+        names_file=None,
+        **_: object,
+    ):
+        ort = require("onnxruntime")
+        from ..model import read_onnx
+
+        self._ort = ort
+        self.device = device
+        self.options = opts = ort_options or OrtOptions()
+        proto, self.info = read_onnx(model_path, names_file)
+        del proto
+        # an FP16 ONNX file decides the input dtype, not the flag
+        self.half = self.info.half
+        if half and not self.info.half:
+            raise SettingsError(
+                f"{self.info.path} is an FP32 ONNX file; --half needs an FP16 export "
+                "(yolo-accel export MODEL.pt --format onnx --half)"
+            )
+        available = ort.get_available_providers()
+        if device.is_cuda:
+            if "CUDAExecutionProvider" not in available:
+                raise DeviceError(
+                    f"--device {device} asked for, but this ONNX Runtime ({ort.__version__}) has no CUDA "
+                    f"execution provider (available: {', '.join(available)}): "
+                    "pip uninstall onnxruntime && pip install onnxruntime-gpu"
+                )
+            providers: list = []
+            if opts.tensorrt and "TensorrtExecutionProvider" in available:
+                providers.append(("TensorrtExecutionProvider", opts.tensorrt_provider_options(device, half)))
+            providers.append(("CUDAExecutionProvider", opts.cuda_provider_options(device)))
+            providers.append("CPUExecutionProvider")
+        else:
+            providers = ["CPUExecutionProvider"]
+        so = ort.SessionOptions()
+        level = _OPT_LEVELS.get(opts.graph_optimization.lower())
+        if level is None:
+            raise SettingsError(
+                f"unknown graph optimisation level {opts.graph_optimization!r}; use one of {', '.join(_OPT_LEVELS)}"
+            )
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+        so.intra_op_num_threads = int(opts.intra_op_threads)
+        so.inter_op_num_threads = int(opts.inter_op_threads)
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.info.path), sess_options=so, providers=providers)
+        except Exception as e:  # onnxruntime raises its own Fail / InvalidGraph / RuntimeException types
+            raise ModelError(f"{self.info.path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from e
+        self.providers = self.session.get_providers()
+        if device.is_cuda and self.providers[0] not in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
+            # ONNX Runtime only warns when the CUDA provider fails to load; we refuse instead
+            raise DeviceError(
+                f"the CUDA execution provider failed to load (session runs on "
+                f"{', '.join(self.providers)}); check CUDA/cuDNN libraries with `yolo-accel doctor`"
+            )
+        self._input = self.session.get_inputs()[0].name
+        self._output = self.session.get_outputs()[0].name
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(batch, dtype=self.input_dtype)
+        try:
+            (y,) = self.session.run([self._output], {self._input: x})
+        except Exception as e:
+            raise ModelError(
+                f"{self.info.path}: ONNX Runtime failed on input {x.shape} {x.dtype} ({str(e).splitlines()[0]})"
+            ) from e
+        return np.asarray(y, dtype=np.float32)
+
+    def describe(self) -> str:
+        return f"onnxruntime {self._ort.__version__} [{self.providers[0]}]"
+
+    def close(self) -> None:
+        self.session = None

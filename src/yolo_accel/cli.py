@@ -1,0 +1,344 @@
+"""The `yolo-accel` command line (Typer + Rich). Heavy imports happen inside each command."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .errors import YoloAccelError
+
+app = typer.Typer(
+    name="yolo-accel",
+    help="Make YOLO detectors fast in production and prove that they are still right.\n\n"
+    "Exit codes: 0 success, 1 an acceptance gate (parity) failed, 2 bad input or environment.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    err.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+
+def command(*args, **kwargs):
+    """app.command that turns YoloAccelError into one red line and exit code 2."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(*a, **kw):
+            old = warnings.showwarning
+            warnings.showwarning = _show_warning
+            try:
+                return fn(*a, **kw)
+            except YoloAccelError as e:
+                err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+                raise typer.Exit(e.exit_code) from None
+            except KeyboardInterrupt:
+                err.print("[bold red]interrupted[/]")
+                raise typer.Exit(130) from None
+            finally:
+                warnings.showwarning = old
+
+        return app.command(*args, **kwargs)(run)
+
+    return wrap
+
+
+# -- shared options -----------------------------------------------------------------------------
+DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="cpu, cuda or cuda:N.")]
+HalfOpt = Annotated[bool, typer.Option("--half", help="FP16 (CUDA only).")]
+ImgszOpt = Annotated[
+    int | None,
+    typer.Option("--imgsz", help="Input size in pixels (a stride multiple; default: the model's own)."),
+]
+OpsetOpt = Annotated[int, typer.Option("--opset", help="ONNX opset (12 and up; 17 recommended).")]
+
+
+def _parity_table(report, title: str):
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title=escape(title), title_justify="left")
+    for col in ("image", "ref dets", "onnx dets", "matched", "max |Δ| raw", "cosine"):
+        t.add_column(col, justify="right" if col != "image" else "left")
+    for r in report.rows:
+        t.add_row(
+            r.image,
+            str(r.match.n_ref),
+            str(r.match.n_test),
+            str(r.match.matched),
+            f"{r.raw.max_abs:.2e}",
+            f"{r.raw.cosine:.6f}",
+        )
+    colour = "green" if report.passed else "red"
+    t.add_row(
+        "[bold]all[/]",
+        str(report.n_ref),
+        str(report.n_test),
+        f"[{colour}]{report.matched} ({report.match_rate:.1%})[/]",
+        f"{report.max_abs:.2e}",
+        f"{report.min_cosine:.6f}",
+        end_section=True,
+    )
+    return t
+
+
+@command("export")
+def export_cmd(
+    model: Annotated[Path, typer.Argument(help="PyTorch checkpoint (.pt): Ultralytics or original YOLOv5.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="Target format: onnx.")] = "onnx",
+    imgsz: ImgszOpt = None,
+    opset: OpsetOpt = 17,
+    dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic batch, height and width axes.")] = False,
+    half: Annotated[bool, typer.Option("--half", help="FP16 weights and input (needs --device cuda).")] = False,
+    batch: Annotated[int, typer.Option("--batch", help="Batch size of a static export.")] = 1,
+    simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Simplify with onnxslim.")] = True,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Where to write (default: beside the .pt, same name, .onnx)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check/--no-check",
+            help="Compare with the PyTorch model on the sample images (exit 1 below 98%).",
+        ),
+    ] = True,
+    device: DeviceOpt = "cpu",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON here.")] = None,
+):
+    """Export a .pt to ONNX (metadata embedded), then check it against the PyTorch model.
+
+    Example: yolo-accel export yolov5n.pt --imgsz 640 --dynamic --output yolov5n.onnx
+    """
+    from .export.onnx import OnnxExportSettings, export_onnx
+
+    if format.lower() != "onnx":
+        raise YoloAccelError(f"unknown --format {format!r}; available now: onnx")
+    settings = OnnxExportSettings(imgsz=imgsz, opset=opset, dynamic=dynamic, half=half, batch=batch, simplify=simplify)
+    with err.status("exporting") as status:
+        result = export_onnx(
+            model,
+            output,
+            settings,
+            device=device,
+            force=force,
+            check=check,
+            status=lambda t: status.update(t),
+        )
+    _report_export(result, json_out)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _report_export(result, json_out: Path | None) -> None:
+    from .runs import write_json_atomic
+
+    if result.parity is not None:
+        out.print(_parity_table(result.parity, f"parity: {result.parity.reference}  vs  {result.parity.test}"))
+    if result.ok:
+        out.print(
+            f"[green]exported[/] {result.path} ({result.size_bytes / 1e6:.1f} MB, "
+            f"{result.seconds:.1f} s)" + ("" if result.parity else "  [yellow](parity not checked)[/]")
+        )
+    else:
+        p = result.parity
+        err.print(
+            f"[bold red]parity FAILED:[/] {p.match_rate:.1%} of PyTorch detections matched by the ONNX "
+            f"model (>= {p.threshold:.0%} needed); nothing was written to {result.target}. Re-run with "
+            f"--no-check to keep the file anyway, or try --no-simplify / another --opset."
+        )
+    if json_out:
+        data = {
+            "ok": result.ok,
+            "output": str(result.path) if result.path else None,
+            "size_bytes": result.size_bytes,
+            "seconds": result.seconds,
+            "settings": vars(result.settings),
+            "source_sha256": result.info.sha256,
+            "parity": result.parity.to_dict() if result.parity else None,
+        }
+        write_json_atomic(json_out, data)
+
+
+@command("predict")
+def predict_cmd(
+    source: Annotated[str, typer.Argument(help="An image, a folder of images, or a glob ('imgs/*.jpg').")],
+    model: Annotated[Path, typer.Option("--model", "-m", help=".pt or .onnx model.")],
+    backend: Annotated[
+        str | None,
+        typer.Option("--backend", "-b", help="torch or onnxruntime (default: from the file suffix)."),
+    ] = None,
+    device: DeviceOpt = "cpu",
+    conf: Annotated[float, typer.Option("--conf", help="Confidence threshold.")] = 0.25,
+    iou: Annotated[float, typer.Option("--iou", help="NMS IoU threshold.")] = 0.45,
+    imgsz: ImgszOpt = None,
+    classes: Annotated[
+        str | None,
+        typer.Option("--classes", help="Keep only these classes: names or ids, e.g. car,bus,truck,motorcycle."),
+    ] = None,
+    max_det: Annotated[int, typer.Option("--max-det", help="Most detections per image.")] = 300,
+    half: HalfOpt = False,
+    rect: Annotated[
+        bool,
+        typer.Option(
+            "--rect/--square", help="Minimal padding (as Ultralytics predict) where the model takes any size."
+        ),
+    ] = True,
+    names: Annotated[
+        Path | None,
+        typer.Option("--names", help="Class names (YAML or one per line) for ONNX files without metadata."),
+    ] = None,
+    threads: Annotated[int, typer.Option("--threads", help="ONNX Runtime intra-op threads (0: auto).")] = 0,
+    save_dir: Annotated[Path | None, typer.Option("--save-dir", help="Write annotated images here.")] = None,
+    save_json: Annotated[Path | None, typer.Option("--save-json", help="Write detections as JSON here.")] = None,
+):
+    """Detect objects in images and print a summary table.
+
+    Boxes are in original-image pixels. A .pt run with --backend onnxruntime is exported to
+    ONNX once and cached (keyed on the checkpoint hash and the export settings).
+
+    Example: yolo-accel predict bus.jpg --model yolov5n.pt --backend onnxruntime --classes person,bus
+    """
+    import cv2
+    from rich.markup import escape
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from .annotate import draw_detections
+    from .backends.ort import OrtOptions
+    from .detector import Detector
+    from .errors import DataError
+    from .images import expand_source, read_image
+    from .runs import write_json_atomic
+
+    paths = expand_source(source)
+    with err.status(f"loading {model.name}"):
+        det = Detector(
+            model,
+            backend=backend,
+            device=device,
+            half=half,
+            imgsz=imgsz,
+            conf=conf,
+            iou=iou,
+            classes=classes,
+            max_det=max_det,
+            rect=rect,
+            names_file=names,
+            ort_options=OrtOptions(intra_op_threads=threads),
+        )
+    if save_dir:
+        save_dir.mkdir(parents=True, exist_ok=True)
+    records, table = [], Table(title=escape(f"{model.name} on {det.describe()}"), title_justify="left")
+    for col in ("image", "size", "detections", "pre ms", "infer ms", "post ms"):
+        table.add_column(col, justify="left" if col in ("image", "detections") else "right")
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("predicting", total=len(paths))
+        for p in paths:
+            img = read_image(p)
+            d = det.predict(img)[0]
+            t = det.timings[0]
+            h, w = img.shape[:2]
+            summary = ", ".join(f"{n} {k}" for k, n in d.counts().items()) or "-"
+            table.add_row(p.name, f"{w}x{h}", summary, f"{t['pre']:.1f}", f"{t['infer']:.1f}", f"{t['post']:.1f}")
+            records.append(
+                {
+                    "image": str(p),
+                    "width": w,
+                    "height": h,
+                    "detections": d.to_records(),
+                    "timings_ms": {k: round(v, 3) for k, v in t.items()},
+                }
+            )
+            if save_dir:
+                target = save_dir / p.name
+                if not cv2.imwrite(str(target), draw_detections(img, d)):
+                    raise DataError(f"cannot write {target}")
+            progress.advance(task)
+    out.print(table)
+    total = sum(len(r["detections"]) for r in records)
+    out.print(f"{total} detections in {len(records)} image(s)")
+    if save_json:
+        write_json_atomic(
+            save_json,
+            {
+                "model": str(model),
+                "backend": det.backend.name,
+                "runtime": det.describe(),
+                "device": device,
+                "settings": {
+                    "conf": conf,
+                    "iou": iou,
+                    "imgsz": list(det.imgsz),
+                    "rect": det.rect,
+                    "classes": det.classes,
+                    "max_det": max_det,
+                    "half": half,
+                },
+                "images": records,
+            },
+        )
+        out.print(f"detections written to {save_json}")
+    if save_dir:
+        out.print(f"annotated images written to {save_dir}/")
+    det.close()
+
+
+@command("doctor")
+def doctor_cmd(
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+):
+    """Check the installation: packages, CUDA, ONNX Runtime providers, TensorRT, assets."""
+    import json
+
+    from rich.table import Table
+
+    from .doctor import MISSING, OK, as_json, run_checks
+
+    checks = run_checks()
+    if json_out:
+        print(json.dumps(as_json(checks), indent=2))
+        return
+    t = Table(title="yolo-accel doctor", title_justify="left")
+    for col in ("check", "status", "detail", "fix"):
+        t.add_column(col, overflow="fold")
+    for c in checks:
+        colour = "green" if c.status == OK else ("red" if c.status == MISSING else "yellow")
+        t.add_row(c.name, f"[{colour}]{c.status}[/]", c.detail, c.fix)
+    out.print(t)
+
+
+@command("demo")
+def demo_cmd(
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Default: the shared YOLOv5n.")] = None,
+    device: DeviceOpt = "cpu",
+):
+    """Run the main job end to end on the shared assets: export, parity, predict with every backend."""
+    from .demo import run_demo
+
+    run_demo(model, device, out, err)
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except YoloAccelError as e:  # raised outside a command (should not happen, but never a traceback)
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

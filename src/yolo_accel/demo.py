@@ -1,0 +1,62 @@
+"""`yolo-accel demo`: the main job end to end on the default assets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+
+def run_demo(model: Path | None, device: str, out: Console, err: Console) -> Path:
+    """Export the model to ONNX (with its parity table), then predict the sample images with every backend."""
+    import cv2
+    from rich.markup import escape
+
+    from .annotate import draw_detections
+    from .assets import DEFAULT_MODEL, find_asset, sample_images
+    from .cli import _parity_table
+    from .detector import Detector
+    from .export.onnx import OnnxExportSettings, export_onnx
+    from .runs import next_run_dir, write_json_atomic
+
+    model = Path(model) if model else find_asset(DEFAULT_MODEL)
+    images = sample_images()
+    run = next_run_dir("demo")
+    out.rule(f"[bold]1. export {model.name} -> ONNX")
+    onnx_path = run / f"{model.stem}.onnx"
+    with err.status("exporting") as status:
+        result = export_onnx(
+            model,
+            onnx_path,
+            OnnxExportSettings(dynamic=True),
+            device=device,
+            status=lambda t: status.update(t),
+        )
+    out.print(_parity_table(result.parity, f"parity: {result.parity.reference}  vs  {result.parity.test}"))
+    if not result.ok:
+        from .errors import YoloAccelError
+
+        raise YoloAccelError("the demo's ONNX export failed its parity check")
+    out.print(f"[green]exported[/] {onnx_path} ({result.size_bytes / 1e6:.1f} MB)")
+
+    summary = {"model": str(model), "onnx": str(onnx_path), "parity": result.parity.to_dict(), "predict": {}}
+    for backend, artifact in (("torch", model), ("onnxruntime", onnx_path)):
+        out.rule(f"[bold]2. predict with {backend}")
+        folder = run / f"predict-{backend}"
+        folder.mkdir()
+        with Detector(artifact, backend=backend, device=device) as det:
+            dets = det.predict(images)
+            rows = []
+            for path, d, t in zip(images, dets, det.timings):
+                cv2.imwrite(str(folder / path.name), draw_detections(cv2.imread(str(path)), d))
+                counts = ", ".join(f"{n} {k}" for k, n in d.counts().items())
+                out.print(escape(f"  {path.name}: {counts}  ({t['infer']:.1f} ms inference)  [{det.describe()}]"))
+                rows.append({"image": path.name, "detections": d.to_records(), "timings_ms": t})
+            summary["predict"][backend] = rows
+    write_json_atomic(run / "demo.json", summary)
+    out.rule("[bold]outputs")
+    out.print(
+        f"ONNX model:        {onnx_path}\nannotated images:  {run}/predict-torch/, {run}/predict-onnxruntime/\n"
+        f"machine-readable:  {run / 'demo.json'}"
+    )
+    return run

@@ -1,0 +1,223 @@
+"""Detector = shared pre/post-processing (ops/) + one backend."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backends import Backend, get_backend_spec
+from .detections import Detections
+from .device import parse_device
+from .errors import SettingsError
+from .images import read_image
+from .names import parse_classes
+from .ops import postprocess, preprocess
+from .ops.letterbox import LetterboxInfo, make_divisible
+
+ImageLike = str | Path | np.ndarray
+
+
+class YoloAccelWarning(UserWarning):
+    """A setting was adjusted (e.g. an image size rounded up to the stride)."""
+
+
+def check_imgsz(imgsz: int | Sequence[int], stride: int) -> tuple[int, int]:
+    """(h, w) multiples of the stride; rounds up with a warning as Ultralytics does."""
+    hw = (int(imgsz), int(imgsz)) if isinstance(imgsz, (int, np.integer)) else tuple(int(v) for v in imgsz)
+    if len(hw) != 2 or min(hw) <= 0:
+        raise SettingsError(f"--imgsz must be a positive size, got {imgsz!r}")
+    fixed = tuple(make_divisible(v, stride) for v in hw)
+    if fixed != hw:
+        warnings.warn(
+            f"--imgsz {hw[0] if hw[0] == hw[1] else hw} is not a multiple of the model stride "
+            f"{stride}: using {fixed[0] if fixed[0] == fixed[1] else fixed}",
+            YoloAccelWarning,
+            stacklevel=3,
+        )
+    return fixed
+
+
+def resolve_backend_name(model: str | Path, backend: str | None) -> str:
+    """The backend to use: the one named, else the one that runs the file's suffix."""
+    if backend:
+        return get_backend_spec(backend).name
+    suffix = Path(model).suffix.lower()
+    return "onnxruntime" if suffix == ".onnx" else "torch"
+
+
+def open_backend(
+    model: str | Path,
+    backend: str | None,
+    device: str,
+    half: bool = False,
+    imgsz: int | None = None,
+    ort_options=None,
+    names_file=None,
+    opset: int = 17,
+) -> Backend:
+    """Build the backend for `model`; a `.pt` asked to run on onnxruntime goes through the ONNX cache."""
+    from .model import check_model_path
+
+    name = resolve_backend_name(model, backend)
+    spec = get_backend_spec(name)
+    path = check_model_path(model, (".pt", ".onnx"))
+    dev = parse_device(device)
+    if not spec.is_available():
+        from .errors import MissingDependencyError
+
+        raise MissingDependencyError(spec.description, package=spec.install.removeprefix("pip install "))
+    if path.suffix.lower() not in spec.suffixes:
+        if name == "onnxruntime" and path.suffix.lower() == ".pt":
+            from .export.onnx import cached_onnx
+
+            path = cached_onnx(path, imgsz=imgsz, half=half, device=dev, opset=opset)
+        else:
+            raise SettingsError(
+                f"the {name} backend runs {', '.join(spec.suffixes)} files, not {path.name}; "
+                f"use --backend onnxruntime for ONNX files"
+            )
+    cls = spec.load()
+    return cls(path, dev, half=half, ort_options=ort_options, names_file=names_file)
+
+
+class Detector:
+    """A YOLO detector on one backend, with identical pre/post-processing for every backend.
+
+    >>> det = Detector("yolov5n.pt", backend="onnxruntime", conf=0.25)
+    >>> dets = det.predict(["bus.jpg"])[0]       # Detections in original-image pixels
+    """
+
+    def __init__(
+        self,
+        model: str | Path | Backend,
+        backend: str | None = None,
+        device: str = "cpu",
+        half: bool = False,
+        imgsz: int | Sequence[int] | None = None,
+        conf: float = 0.25,
+        iou: float = 0.45,
+        classes: str | Sequence[str | int] | None = None,
+        max_det: int = 300,
+        *,
+        rect: bool | None = None,
+        agnostic_nms: bool = False,
+        batch: int = 8,
+        names_file: str | Path | None = None,
+        ort_options: Any = None,
+    ):
+        if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
+            raise SettingsError(f"--conf and --iou must be between 0 and 1 (got conf={conf}, iou={iou})")
+        if max_det < 1:
+            raise SettingsError(f"--max-det must be at least 1 (got {max_det})")
+        if isinstance(model, Backend):
+            self.backend = model
+        else:
+            want = int(imgsz) if isinstance(imgsz, (int, np.integer)) else None
+            self.backend = open_backend(model, backend, device, half, want, ort_options, names_file)
+        info = self.backend.info
+        self.info = info
+        self.names = info.names
+        fixed = self.backend.input_hw
+        if imgsz is None:
+            self.imgsz = fixed or info.imgsz
+        else:
+            self.imgsz = check_imgsz(imgsz, info.stride)
+            if fixed and self.imgsz != tuple(fixed):
+                raise SettingsError(
+                    f"{info.path.name} takes {fixed[0]}x{fixed[1]} input only; export again with "
+                    f"--imgsz {self.imgsz[0]} or leave --imgsz out"
+                )
+        # rect (minimal padding, as Ultralytics predict / YOLOv5 AutoShape): on by default wherever
+        # the artifact takes any input size; a fixed-size file always gets the square input
+        self.rect = fixed is None if rect is None else bool(rect and fixed is None)
+        self.conf, self.iou, self.max_det, self.agnostic_nms = conf, iou, max_det, agnostic_nms
+        self.classes = parse_classes(classes, self.names) if classes is not None else None
+        self.batch = max(1, int(batch))
+        self.timings: list[dict[str, float]] = []
+
+    # -- the three stages -------------------------------------------------------------------
+    def preprocess(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[LetterboxInfo]]:
+        """BGR uint8 images -> the backend's input batch and how each image was placed in it."""
+        return preprocess(images, self.imgsz, self.info.stride, self.rect, self.backend.input_dtype)
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """Raw head output for a prepared NCHW batch (padded to a fixed batch size when the file has one)."""
+        n = len(batch)
+        fixed = self.backend.batch_size
+        if fixed is None or fixed == n:
+            return self.backend.forward(batch)
+        outs = []
+        for i in range(0, n, fixed):
+            part = batch[i : i + fixed]
+            if len(part) < fixed:
+                pad = np.zeros((fixed - len(part), *part.shape[1:]), dtype=part.dtype)
+                outs.append(self.backend.forward(np.concatenate([part, pad]))[: len(part)])
+            else:
+                outs.append(self.backend.forward(part))
+        return np.concatenate(outs)
+
+    def postprocess(self, raw: np.ndarray, infos: Sequence[LetterboxInfo]) -> list[Detections]:
+        """Raw head output -> Detections in original-image pixels."""
+        layout = self.info.layout
+        if layout is None:
+            from .ops.nms import infer_layout
+
+            layout = self.info.layout = infer_layout(raw.shape)
+        return postprocess(
+            raw, infos, layout, self.names, self.conf, self.iou, self.classes, self.max_det, self.agnostic_nms
+        )
+
+    # -- convenience ------------------------------------------------------------------------
+    def predict(self, images: ImageLike | Sequence[ImageLike]) -> list[Detections]:
+        """Detect objects in one image or a list (paths or BGR uint8 arrays): one Detections each.
+
+        Per-image timings (ms of pre-processing, inference and post-processing) are left in
+        `self.timings`, in the same order.
+        """
+        if isinstance(images, (str, Path, np.ndarray)):
+            images = [images]
+        results: list[Detections] = []
+        self.timings = []
+        step = self.backend.batch_size or self.batch
+        pending: list[np.ndarray] = []
+        for im in images:
+            img = im if isinstance(im, np.ndarray) else read_image(im)
+            # rect batches hold images of one shape only, so that a result never depends on
+            # which other images shared its batch
+            if pending and (len(pending) == step or (self.rect and img.shape != pending[0].shape)):
+                results.extend(self._run_chunk(pending))
+                pending = []
+            pending.append(img)
+        if pending:
+            results.extend(self._run_chunk(pending))
+        return results
+
+    def _run_chunk(self, chunk: list[np.ndarray]) -> list[Detections]:
+        t0 = time.perf_counter_ns()
+        batch, infos = self.preprocess(chunk)
+        t1 = time.perf_counter_ns()
+        raw = self.forward(batch)
+        t2 = time.perf_counter_ns()
+        dets = self.postprocess(raw, infos)
+        t3 = time.perf_counter_ns()
+        n = len(chunk)
+        per = {"pre": (t1 - t0) / 1e6 / n, "infer": (t2 - t1) / 1e6 / n, "post": (t3 - t2) / 1e6 / n}
+        self.timings.extend(dict(per) for _ in range(n))
+        return dets
+
+    def describe(self) -> str:
+        return self.backend.describe()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Detector:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

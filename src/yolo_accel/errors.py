@@ -1,0 +1,47 @@
+"""Errors that the user can fix. The CLI turns each into one red line and exit code 2.
+
+Anything else that escapes is a bug in yolo-accel and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class YoloAccelError(Exception):
+    """Base class: bad input or a broken environment, with a message that says what and where."""
+
+    exit_code = 2
+
+
+class ModelError(YoloAccelError):
+    """A model file that is missing, unreadable, truncated or of an unexpected shape."""
+
+
+class DataError(YoloAccelError):
+    """An image, folder, dataset or label that cannot be used."""
+
+
+class DeviceError(YoloAccelError):
+    """A device or execution provider that was asked for but is not available."""
+
+
+class MissingDependencyError(YoloAccelError):
+    """An optional dependency (an extra) is not installed."""
+
+    def __init__(self, what: str, extra: str | None = None, package: str | None = None):
+        if extra:
+            hint = f"pip install 'yolo-accel[{extra}]'"
+        else:
+            hint = f"pip install {package or what}"
+        super().__init__(f"{what} is not installed: {hint}")
+
+
+class ExportError(YoloAccelError):
+    """An export that could not be completed (nothing is left behind)."""
+
+
+class OutputExistsError(YoloAccelError):
+    """An output file exists and --force was not given."""
+
+
+class SettingsError(YoloAccelError):
+    """An option value that cannot be used."""

@@ -1,0 +1,1 @@
+"""Evaluation that takes Detections and ground truth only, never a backend."""

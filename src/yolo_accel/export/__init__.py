@@ -1,0 +1,1 @@
+"""Exports of a PyTorch checkpoint to deployable artifacts."""

@@ -1,0 +1,266 @@
+"""`.pt` -> ONNX: classic TorchScript exporter, onnxslim, metadata, then a parity check.
+
+The file is written under a temporary name and moved into place only when everything,
+parity included, succeeded: a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from .._deps import quiet, require
+from ..device import Device, check_torch_cuda, parse_device
+from ..errors import ExportError, OutputExistsError, SettingsError
+from ..evaluate.similarity import ParityReport
+from ..model import ModelInfo, check_model_path, load_pytorch
+
+PARITY_THRESHOLD = 0.98
+
+
+@dataclass
+class OnnxExportSettings:
+    """Everything that changes the exported file (and so keys the cache)."""
+
+    imgsz: int | None = None  # None: the checkpoint's training size, else 640
+    opset: int = 17
+    dynamic: bool = False  # dynamic batch, height and width (as Ultralytics' dynamic=True)
+    half: bool = False  # FP16 weights and input (needs CUDA)
+    batch: int = 1  # batch size of the example input (the fixed batch when not dynamic)
+    simplify: bool = True  # onnxslim
+
+    def validate(self) -> None:
+        if not 7 <= self.opset <= 23:
+            raise SettingsError(f"--opset {self.opset} is outside the supported range 7..23 (17 recommended)")
+        if self.batch < 1:
+            raise SettingsError(f"--batch must be at least 1 (got {self.batch})")
+
+
+@dataclass
+class ExportResult:
+    """What an export produced; `path` is None when the parity check failed (nothing was kept)."""
+
+    path: Path | None
+    target: Path
+    info: ModelInfo
+    settings: OnnxExportSettings
+    seconds: float
+    size_bytes: int = 0
+    parity: ParityReport | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.path is not None
+
+
+def _prepare_for_export(module, family: str, dynamic: bool):
+    """A copy of the model whose detection head returns one decoded tensor, as exporters expect."""
+    m = copy.deepcopy(module)
+    for sub in m.modules():
+        if type(sub).__name__ in ("Detect", "v10Detect"):
+            if getattr(sub, "end2end", False):
+                raise ExportError(
+                    "end-to-end (NMS-free) heads are not supported yet; export a standard Detect head model"
+                )
+            sub.export = True
+            # dynamic: grids/anchors computed in the graph from the input size, so that the
+            # declared dynamic height/width really work (a static file bakes them as constants)
+            sub.dynamic = dynamic
+            if family == "ultralytics":
+                sub.format = "onnx"
+            else:
+                sub.inplace = False
+    return m
+
+
+def _metadata(info: ModelInfo, s: OnnxExportSettings, imgsz: tuple[int, int]) -> dict[str, str]:
+    import torch
+
+    return {
+        "names": json.dumps({str(k): v for k, v in info.names.items()}),
+        "stride": str(info.stride),
+        "imgsz": json.dumps(list(imgsz)),
+        "task": info.task,
+        "layout": info.layout or "",
+        "family": info.family,
+        "source": info.path.name,
+        "source_sha256": info.sha256,
+        "exporter": f"yolo-accel {__version__}",
+        "yolo_accel_version": __version__,
+        "torch_version": torch.__version__,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "export_settings": json.dumps(asdict(s)),
+        "batch": str(s.batch) if not s.dynamic else "dynamic",
+    }
+
+
+def default_output(model_path: Path, s: OnnxExportSettings) -> Path:
+    """model.pt -> model.onnx beside it (model-fp16.onnx for --half)."""
+    return model_path.with_name(model_path.stem + ("-fp16" if s.half else "") + ".onnx")
+
+
+def export_onnx(
+    model_path: str | Path,
+    output: str | Path | None = None,
+    settings: OnnxExportSettings | None = None,
+    device: str | Device = "cpu",
+    force: bool = False,
+    check: bool = True,
+    parity_images: list[Path] | None = None,
+    status=None,
+) -> ExportResult:
+    """Export a `.pt` to ONNX and check it against the PyTorch model on real images.
+
+    `status(text)` is called at each step (the CLI shows it as a spinner).
+    """
+    t_start = time.perf_counter()
+    s = settings or OnnxExportSettings()
+    s.validate()
+    say = status or (lambda _t: None)
+    src = check_model_path(model_path, (".pt",))
+    dev = parse_device(device)
+    if s.half and not dev.is_cuda:
+        raise SettingsError("--half export needs a CUDA device (--device cuda): FP16 is traced on the GPU")
+    target = Path(output).expanduser() if output else default_output(src, s)
+    if target.suffix.lower() != ".onnx":
+        raise SettingsError(f"--output must end in .onnx (got {target})")
+    if target.exists() and not force:
+        raise OutputExistsError(f"{target} exists; pass --force to overwrite it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(target.parent, os.W_OK):
+        raise SettingsError(f"cannot write to {target.parent}; choose another place with --output")
+    if check:
+        from ..assets import sample_images
+
+        images = parity_images or sample_images()
+    torch = require("torch")
+    onnx = require("onnx")
+    check_torch_cuda(dev)
+
+    say(f"loading {src.name}")
+    module, info = load_pytorch(src)
+    from ..detector import check_imgsz
+
+    imgsz = check_imgsz(s.imgsz or info.imgsz[0], info.stride)
+    s.imgsz = imgsz[0] if imgsz[0] == imgsz[1] else None
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.partial.onnx")
+    try:
+        say(f"tracing {src.name} at {imgsz[0]}x{imgsz[1]}, opset {s.opset}")
+        m = _prepare_for_export(module, info.family, s.dynamic).to(str(dev))
+        x = torch.zeros(s.batch, 3, *imgsz, device=str(dev))
+        if s.half:
+            m, x = m.half(), x.half()
+        with torch.inference_mode():
+            for _ in range(2):  # dry runs build the heads' grids, as Ultralytics / YOLOv5 do
+                m(x)
+        anchors_axis = 1 if info.layout == "v5" else 2
+        dyn = (
+            {
+                "images": {0: "batch", 2: "height", 3: "width"},
+                "output0": {0: "batch", anchors_axis: "anchors"},
+            }
+            if s.dynamic
+            else None
+        )
+        with quiet(), torch.no_grad():
+            torch.onnx.export(
+                m,
+                (x,),
+                str(tmp),
+                opset_version=s.opset,
+                input_names=["images"],
+                output_names=["output0"],
+                dynamic_axes=dyn,
+                do_constant_folding=True,
+                dynamo=False,
+            )  # classic exporter: single file, any opset >= 7
+        proto = onnx.load(str(tmp))
+        if len(proto.graph.output) != 1:
+            raise ExportError(f"the exported graph has {len(proto.graph.output)} outputs; expected 1")
+        if s.simplify:
+            say("simplifying with onnxslim")
+            onnxslim = require("onnxslim")
+            with quiet():
+                proto = onnxslim.slim(proto)
+        onnx.checker.check_model(proto)
+        del proto.metadata_props[:]
+        for k, v in _metadata(info, s, imgsz).items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = k, v
+        onnx.save(proto, str(tmp))
+        result = ExportResult(None, target, info, s, 0.0, tmp.stat().st_size)
+        if check:
+            say("checking parity with the PyTorch model")
+            result.parity = _parity(module, info, tmp, dev, s, images)
+            if not result.parity.passed:
+                tmp.unlink(missing_ok=True)
+                result.seconds = time.perf_counter() - t_start
+                return result
+        os.replace(tmp, target)
+        result.path = target
+        result.seconds = time.perf_counter() - t_start
+        return result
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, (ExportError, SettingsError, KeyboardInterrupt)) or not isinstance(e, Exception):
+            raise
+        from ..errors import YoloAccelError
+
+        if isinstance(e, YoloAccelError):
+            raise
+        raise ExportError(f"ONNX export of {src.name} failed: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+
+
+def _parity(
+    module, info: ModelInfo, onnx_path: Path, dev: Device, s: OnnxExportSettings, images: list[Path]
+) -> ParityReport:
+    from ..backends.ort import OnnxRuntimeBackend
+    from ..backends.pytorch import from_module
+    from ..detector import Detector
+    from ..evaluate.similarity import compare_detectors
+
+    reference = Detector(from_module(module, info, dev, half=False), imgsz=info.imgsz if s.imgsz is None else s.imgsz)
+    test = Detector(OnnxRuntimeBackend(onnx_path, dev, half=s.half))
+    try:
+        return compare_detectors(reference, test, images, threshold=PARITY_THRESHOLD)
+    finally:
+        test.close()
+
+
+def cached_onnx(
+    model_path: str | Path,
+    imgsz: int | None = None,
+    half: bool = False,
+    device: str | Device = "cpu",
+    opset: int = 17,
+) -> Path:
+    """The ONNX export of `model_path` for these settings, exported once and reused after.
+
+    Keyed on the checkpoint's SHA-256, the export settings and the yolo-accel version.
+    """
+    from ..assets import cache_dir
+    from ..model import file_sha256
+
+    src = check_model_path(model_path, (".pt",))
+    s = OnnxExportSettings(imgsz=imgsz, opset=opset, dynamic=True, half=half, batch=1, simplify=True)
+    sha = file_sha256(src)
+    key = hashlib.sha256(json.dumps([sha, asdict(s), __version__], sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir() / "onnx" / f"{src.stem}-{sha[:8]}-{key}.onnx"
+    if path.is_file():
+        return path
+    result = export_onnx(src, path, s, device=device, force=True, check=True)
+    if not result.ok:
+        p = result.parity
+        raise ExportError(
+            f"the ONNX export of {src.name} failed its parity check ({p.match_rate:.1%} of "
+            f"detections matched, {PARITY_THRESHOLD:.0%} needed); run `yolo-accel export` to see why"
+        )
+    return path

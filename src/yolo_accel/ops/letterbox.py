@@ -1,0 +1,87 @@
+"""Letterbox resize and batch preparation: BGR uint8 images -> RGB float NCHW in [0, 1].
+
+The letterbox follows Ultralytics / YOLOv5 exactly (INTER_LINEAR resize, grey 114 padding split
+as round(d - 0.1) / round(d + 0.1)), so that our inputs equal theirs pixel for pixel.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+PAD_VALUE = 114
+
+
+@dataclass(frozen=True)
+class LetterboxInfo:
+    """How one original image was placed in the network input, to map boxes back."""
+
+    orig_shape: tuple[int, int]  # (h, w) of the original image
+    input_shape: tuple[int, int]  # (h, w) of the network input
+    ratio: float  # resize gain, original -> input
+    pad: tuple[int, int]  # (left, top) padding in input pixels
+
+
+def make_divisible(x: float, divisor: int) -> int:
+    """Smallest multiple of `divisor` that is >= x."""
+    return int(math.ceil(x / divisor) * divisor)
+
+
+def letterbox(image: np.ndarray, new_shape: tuple[int, int]) -> tuple[np.ndarray, LetterboxInfo]:
+    """Resize `image` keeping its aspect ratio to fit (h, w) `new_shape`, centred, padded with grey."""
+    h0, w0 = image.shape[:2]
+    nh, nw = new_shape
+    r = min(nh / h0, nw / w0)
+    unpad_w, unpad_h = round(w0 * r), round(h0 * r)
+    dw, dh = (nw - unpad_w) / 2, (nh - unpad_h) / 2
+    if (w0, h0) != (unpad_w, unpad_h):
+        image = cv2.resize(image, (unpad_w, unpad_h), interpolation=cv2.INTER_LINEAR)
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    if top or bottom or left or right:
+        image = cv2.copyMakeBorder(
+            image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE, PAD_VALUE, PAD_VALUE)
+        )
+    return image, LetterboxInfo((h0, w0), (nh, nw), r, (left, top))
+
+
+def rect_shape(shapes: Sequence[tuple[int, int]], imgsz: tuple[int, int], stride: int) -> tuple[int, int]:
+    """The smallest stride-multiple input that holds every image of a batch at `imgsz` scale.
+
+    This is the "rectangular" inference of Ultralytics predict / YOLOv5 AutoShape: for one
+    1280x720 image at 640 it gives 640x384 instead of 640x640.
+    """
+    h_max = w_max = 0
+    for h0, w0 in shapes:
+        r = min(imgsz[0] / h0, imgsz[1] / w0)
+        h_max, w_max = max(h_max, round(h0 * r)), max(w_max, round(w0 * r))
+    return make_divisible(h_max, stride), make_divisible(w_max, stride)
+
+
+def preprocess(
+    images: Sequence[np.ndarray],
+    imgsz: tuple[int, int],
+    stride: int = 32,
+    rect: bool = False,
+    dtype: type = np.float32,
+) -> tuple[np.ndarray, list[LetterboxInfo]]:
+    """Letterbox BGR uint8 HWC images into one RGB NCHW batch scaled to [0, 1].
+
+    rect=False gives every image the fixed `imgsz` input (what a static ONNX file needs and what
+    makes backends comparable); rect=True uses the smallest stride-multiple shape for the batch.
+    """
+    if not images:
+        raise ValueError("preprocess needs at least one image")
+    shape = rect_shape([im.shape[:2] for im in images], imgsz, stride) if rect else tuple(imgsz)
+    batch = np.empty((len(images), 3, shape[0], shape[1]), dtype=dtype)
+    infos = []
+    for i, im in enumerate(images):
+        boxed, info = letterbox(im, shape)
+        # BGR -> RGB and HWC -> CHW in one strided view, then scale into the batch
+        np.multiply(boxed[..., ::-1].transpose(2, 0, 1), 1 / 255.0, out=batch[i], casting="unsafe")
+        infos.append(info)
+    return batch, infos

@@ -1,0 +1,35 @@
+"""Run folders (runs/<command>/<name>, never reused) and writes that never leave half a file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def next_run_dir(command: str, name: str = "run", root: str | Path = "runs") -> Path:
+    """runs/<command>/<name>, or <name>2, <name>3, ... : a fresh folder, created."""
+    base = Path(root) / command
+    base.mkdir(parents=True, exist_ok=True)
+    i = 1
+    while True:
+        d = base / (name if i == 1 else f"{name}{i}")
+        try:
+            d.mkdir()
+            return d
+        except FileExistsError:
+            i += 1
+
+
+def write_json_atomic(path: str | Path, data: Any) -> Path:
+    """Write JSON to a temporary file beside `path`, then move it into place."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.partial")
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return p

@@ -1,0 +1,37 @@
+# Two entry points, each installs what it needs into .venv first:
+#   make demo   - the main job end to end on the shared assets
+#   make test   - the test suite (CPU; GPU tests are skipped where CUDA is absent)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS ?= torch,yolov5,test
+
+.PHONY: install demo test test-gpu lint format clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
+	touch $@
+
+demo: install
+	$(VENV)/bin/yolo-accel demo
+
+test: install
+	$(PY) -m pytest
+
+test-gpu: install
+	$(PY) -m pytest -m gpu -v
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+format: install
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,134 @@
+"""Shared fixtures: the real assets from ../shared/assets, a private cache, reference models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def pytest_configure(config):
+    # every test session gets its own ONNX/engine cache, never the user's
+    if "YOLO_ACCEL_CACHE" not in os.environ:
+        import tempfile
+
+        os.environ["YOLO_ACCEL_CACHE"] = tempfile.mkdtemp(prefix="yolo-accel-test-cache-")
+    os.environ.setdefault("YOLO_OFFLINE", "True")
+
+
+def pytest_collection_modifyitems(config, items):
+    cuda = False
+    try:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    except ImportError:
+        pass
+    if not cuda:
+        skip = pytest.mark.skip(reason="needs a CUDA GPU (run on the GPU machine)")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def assets_root() -> Path:
+    from yolo_accel.assets import DEFAULT_MODEL, find_asset
+
+    # fail (not skip) when the shared assets are missing: every test here runs on real data
+    return find_asset(DEFAULT_MODEL).parent.parent
+
+
+@pytest.fixture(scope="session")
+def yolov5n_pt(assets_root) -> Path:
+    return assets_root / "models" / "yolov5n.pt"
+
+
+@pytest.fixture(scope="session")
+def sample_images(assets_root) -> list[Path]:
+    return [assets_root / "images" / "bus.jpg", assets_root / "images" / "zidane.jpg"]
+
+
+@pytest.fixture(scope="session")
+def coco128_images(assets_root) -> list[Path]:
+    return sorted((assets_root / "datasets" / "coco128" / "images" / "train2017").glob("*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def yolov5n_onnx(tmp_path_factory, yolov5n_pt) -> Path:
+    """A static 640 FP32 export of the real YOLOv5n."""
+    from yolo_accel.export.onnx import OnnxExportSettings, export_onnx
+
+    out = tmp_path_factory.mktemp("onnx") / "yolov5n.onnx"
+    result = export_onnx(yolov5n_pt, out, OnnxExportSettings())
+    assert result.ok
+    return out
+
+
+@pytest.fixture(scope="session")
+def ultralytics_pts(tmp_path_factory, coco128_images) -> dict[str, Path]:
+    """YOLOv8n and YOLO11n built from Ultralytics' own YAMLs (offline, random weights), saved as .pt.
+
+    Fresh Ultralytics models give nearly constant outputs (their BatchNorm statistics are the
+    identity), which would make every comparison trivially pass. Re-estimating the BatchNorm
+    statistics on 16 real images gives outputs that vary with the image, as a trained model's do.
+    """
+    import torch
+
+    from yolo_accel._deps import quiet
+    from yolo_accel.ops import preprocess
+
+    images = [read_bgr(p) for p in coco128_images[:16]]
+    x = torch.from_numpy(preprocess(images, (640, 640))[0])
+    folder = tmp_path_factory.mktemp("ultralytics")
+    out = {}
+    with quiet():
+        from ultralytics import YOLO
+
+        for name in ("yolov8n", "yolo11n"):
+            torch.manual_seed(0)
+            model = YOLO(f"{name}.yaml")
+            net = model.model
+            bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+            for m in bns:
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average over the calibration batches
+            net.train()
+            with torch.no_grad():
+                for i in range(0, len(x), 4):
+                    net(x[i : i + 4])
+            for m in bns:
+                m.momentum = 0.03
+            net.eval()
+            path = folder / f"{name}.pt"
+            model.save(path)
+            out[name] = path
+    return out
+
+
+@pytest.fixture(scope="session")
+def autoshape():
+    """The YOLOv5 package's own inference wrapper (AutoShape) around the real YOLOv5n."""
+    import torch
+
+    from yolo_accel._deps import quiet
+
+    def load(path: Path):
+        with quiet():
+            import yolov5.models.yolo  # noqa: F401  (puts the YOLOv5 code where the pickle looks)
+            from yolov5.models.common import AutoShape
+
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            return AutoShape(ckpt["model"].float().fuse().eval())
+
+    return load
+
+
+def read_bgr(path: Path) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path))
+    assert img is not None, path
+    return img

@@ -1,0 +1,69 @@
+"""Package-level promises: cheap import, doctor, demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from yolo_accel.cli import app
+
+runner = CliRunner()
+
+
+def test_import_is_cheap():
+    code = (
+        "import sys, yolo_accel; heavy = [m for m in ('torch', 'onnxruntime', 'ultralytics', 'cv2', 'onnx') "
+        "if m in sys.modules]; print(heavy); assert not heavy; yolo_accel.Detector"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_doctor_json_reports_the_real_environment():
+    import onnxruntime as ort
+    import torch
+
+    res = runner.invoke(app, ["doctor", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    checks = {c["name"]: c for c in data["checks"]}
+    assert checks["torch"]["status"] == "OK" and torch.__version__ in checks["torch"]["detail"]
+    assert checks["torch CUDA"]["status"] == ("OK" if torch.cuda.is_available() else "WARN")
+    assert ", ".join(ort.get_available_providers()) in checks["onnxruntime"]["detail"]
+    cuda_ep = "CUDAExecutionProvider" in ort.get_available_providers()
+    assert checks["onnxruntime CUDA provider"]["status"] == ("OK" if cuda_ep else "WARN")
+    assert checks["trtexec"]["status"] in ("OK", "WARN")
+    for c in data["checks"]:
+        assert c["status"] == "OK" or c["fix"], c  # every problem comes with its fix
+
+
+def test_doctor_flags_both_onnxruntime_builds(monkeypatch):
+    from yolo_accel import doctor
+
+    real = doctor._version
+    monkeypatch.setattr(doctor, "_version", lambda d: "1.0.0" if d == "onnxruntime-gpu" else real(d))
+    checks = {c.name: c for c in doctor.run_checks()}
+    both = checks["onnxruntime + onnxruntime-gpu"]
+    assert both.status == "WARN" and "pip uninstall" in both.fix
+
+
+def test_demo_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["demo"])
+    assert res.exit_code == 0, res.output
+    run = tmp_path / "runs" / "demo" / "run"
+    summary = json.loads((run / "demo.json").read_text())
+    assert summary["parity"]["passed"] and summary["parity"]["match_rate"] >= 0.98
+    assert (run / "yolov5n.onnx").is_file()
+    for backend in ("torch", "onnxruntime"):
+        rows = summary["predict"][backend]
+        assert [r["image"] for r in rows] == ["bus.jpg", "zidane.jpg"]
+        assert (run / f"predict-{backend}" / "bus.jpg").is_file()
+        names = [d["class_name"] for d in rows[0]["detections"]]
+        assert "bus" in names and names.count("person") >= 3  # what YOLOv5n sees in bus.jpg
+    # a second run never overwrites the first
+    assert runner.invoke(app, ["demo"]).exit_code == 0
+    assert (tmp_path / "runs" / "demo" / "run2" / "demo.json").is_file()

@@ -64,6 +64,10 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
         assert (run / f"predict-{backend}" / "bus.jpg").is_file()
         names = [d["class_name"] for d in rows[0]["detections"]]
         assert "bus" in names and names.count("person") >= 3  # what YOLOv5n sees in bus.jpg
+    assert summary["validate"]["verdict"] in ("PASS", "FAIL")  # speed depends on the machine; the rest is checked
+    val = json.loads((run / "validate" / "report.json").read_text())
+    assert val["backends"]["onnxruntime"]["similarity"]["match_rate"] >= 0.99
+    assert (run / "validate" / "report.html").is_file() and "report.html" in res.output
     # a second run never overwrites the first
     assert runner.invoke(app, ["demo"]).exit_code == 0
     assert (tmp_path / "runs" / "demo" / "run2" / "demo.json").is_file()

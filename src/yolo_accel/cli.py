@@ -296,6 +296,116 @@ def predict_cmd(
     det.close()
 
 
+@command("validate")
+def validate_cmd(
+    model: Annotated[Path, typer.Option("--model", "-m", help="PyTorch checkpoint (.pt): the FP32 reference.")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            help="data.yaml (its val split), a folder of images with YOLO labels, or a COCO annotations .json.",
+        ),
+    ],
+    backends: Annotated[
+        str,
+        typer.Option(
+            "--backends", help="Comma-separated: torch, onnxruntime; add -fp16 for an FP16 variant (onnxruntime-fp16)."
+        ),
+    ] = "torch,onnxruntime",
+    device: DeviceOpt = "cpu",
+    half: Annotated[
+        bool, typer.Option("--half", help="Run every listed backend in FP16 (CUDA); the reference stays FP32.")
+    ] = False,
+    gates: Annotated[str, typer.Option("--gates", help="onnx, tensorrt, or a YAML file of thresholds.")] = "onnx",
+    imgsz: ImgszOpt = None,
+    batch: Annotated[int, typer.Option("--batch", help="Images per batch.")] = 8,
+    conf: Annotated[float, typer.Option("--conf", help="Confidence threshold for mAP.")] = 0.001,
+    iou: Annotated[float, typer.Option("--iou", help="NMS IoU for mAP.")] = 0.7,
+    max_det: Annotated[int, typer.Option("--max-det", help="Most detections per image.")] = 300,
+    onnx: Annotated[
+        Path | None, typer.Option("--onnx", help="Validate this ONNX file instead of the cached export of --model.")
+    ] = None,
+    images: Annotated[Path | None, typer.Option("--images", help="Image folder of a COCO .json dataset.")] = None,
+    clip_labels: Annotated[
+        bool, typer.Option("--clip-labels", help="Clip label coordinates outside [0, 1] instead of failing.")
+    ] = False,
+    report_dir: Annotated[
+        Path | None, typer.Option("--report-dir", help="Where the reports go (default: a new runs/validate/run<N>/).")
+    ] = None,
+):
+    """Accuracy (mAP), similarity to PyTorch FP32 and speed of each backend, against acceptance gates.
+
+    Exit code 0 when every gate passes, 1 when any fails, 2 for bad input.
+
+    Example: yolo-accel validate --model yolov5n.pt --data coco128/data.yaml --backends torch,onnxruntime
+    """
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from .evaluate.datasets import load_dataset
+    from .report import write_validation_report
+    from .runs import next_run_dir
+    from .validate import ValidateSettings, run_validation
+
+    settings = ValidateSettings(
+        backends=tuple(backends.split(",")),
+        device=device,
+        half=half,
+        imgsz=imgsz,
+        batch=batch,
+        conf=conf,
+        iou=iou,
+        max_det=max_det,
+        gates=gates,
+        onnx=str(onnx) if onnx else None,
+        clip_labels=clip_labels,
+        images_dir=str(images) if images else None,
+    )
+    n_images = len(load_dataset(data, clip_labels, images).items)  # fails fast on bad labels
+    with Progress(
+        TextColumn("validating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True
+    ) as progress:
+        task = progress.add_task("validate", total=n_images)
+        report = run_validation(model, data, settings, progress=lambda n: progress.advance(task, n))
+    folder = report_dir or next_run_dir("validate")
+    paths = write_validation_report(report, folder)
+    _print_validation(report, out, escape, Table)
+    out.print(f"reports: {paths['html']}  {paths['md']}  {paths['json']}")
+    if report["verdict"] != "PASS":
+        raise typer.Exit(1)
+
+
+def _print_validation(report: dict, console, escape, Table) -> None:
+    from .report.validation import GATE_HEADER, gate_rows, summary_rows
+
+    d = report["data"]
+    console.print(
+        escape(
+            f"{d['images']} images, {d['instances']} instances, {d['backgrounds']} backgrounds, "
+            f"{len(d['skipped'])} skipped"
+        )
+    )
+    t = Table(title="accuracy, similarity to torch FP32, speed", title_justify="left")
+    # short headers: the full ones are in report.md / report.html
+    for h in ("backend", "mAP50-95", "mAP50", "similar", "model ms", "e2e ms", "speedup"):
+        t.add_column(h, justify="left" if h == "backend" else "right", no_wrap=True)
+    for r in summary_rows(report):
+        t.add_row(*map(escape, [r[0], r[1], r[2], r[5], r[6], r[8], r[9]]))
+    console.print(t)
+    rows = gate_rows(report)
+    if rows:
+        g = Table(title=f"gates: {report['gates']['name']}", title_justify="left")
+        for h in GATE_HEADER:
+            g.add_column(h, overflow="fold")
+        for r in rows:
+            colour = "green" if r[4] == "PASS" else "red"
+            g.add_row(*map(escape, r[:4]), f"[{colour}]{r[4]}[/]", escape(r[5]))
+        console.print(g)
+    colour = "green" if report["verdict"] == "PASS" else "red"
+    console.print(f"verdict: [bold {colour}]{report['verdict']}[/]")
+
+
 @command("doctor")
 def doctor_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,

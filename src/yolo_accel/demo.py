@@ -8,7 +8,7 @@ from rich.console import Console
 
 
 def run_demo(model: Path | None, device: str, out: Console, err: Console) -> Path:
-    """Export the model to ONNX (with its parity table), then predict the sample images with every backend."""
+    """Export the model to ONNX (parity table), predict the sample images with every backend, validate on coco128."""
     import cv2
     from rich.markup import escape
 
@@ -53,10 +53,32 @@ def run_demo(model: Path | None, device: str, out: Console, err: Console) -> Pat
                 out.print(escape(f"  {path.name}: {counts}  ({t['infer']:.1f} ms inference)  [{det.describe()}]"))
                 rows.append({"image": path.name, "detections": d.to_records(), "timings_ms": t})
             summary["predict"][backend] = rows
+    out.rule("[bold]3. validate on coco128: accuracy, similarity, speed, gates")
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from .assets import DEFAULT_DATASET
+    from .cli import _print_validation
+    from .evaluate.datasets import load_dataset
+    from .report import write_validation_report
+    from .validate import ValidateSettings, run_validation
+
+    data = find_asset(DEFAULT_DATASET)
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("validating", total=len(load_dataset(data).items))
+        report = run_validation(
+            model,
+            data,
+            ValidateSettings(device=device, onnx=str(onnx_path)),
+            progress=lambda n: progress.advance(task, n),
+        )
+    paths = write_validation_report(report, run / "validate")
+    _print_validation(report, out, escape, Table)
+    summary["validate"] = {"verdict": report["verdict"], "report": str(paths["json"])}
     write_json_atomic(run / "demo.json", summary)
     out.rule("[bold]outputs")
     out.print(
         f"ONNX model:        {onnx_path}\nannotated images:  {run}/predict-torch/, {run}/predict-onnxruntime/\n"
-        f"machine-readable:  {run / 'demo.json'}"
+        f"validation report: {paths['html']}\nmachine-readable:  {run / 'demo.json'}, {paths['json']}"
     )
     return run

@@ -106,6 +106,7 @@ class Detector:
         *,
         rect: bool | None = None,
         agnostic_nms: bool = False,
+        multi_label: bool = False,
         batch: int = 8,
         names_file: str | Path | None = None,
         ort_options: Any = None,
@@ -136,6 +137,7 @@ class Detector:
         # the artifact takes any input size; a fixed-size file always gets the square input
         self.rect = fixed is None if rect is None else bool(rect and fixed is None)
         self.conf, self.iou, self.max_det, self.agnostic_nms = conf, iou, max_det, agnostic_nms
+        self.multi_label = multi_label
         self.classes = parse_classes(classes, self.names) if classes is not None else None
         self.batch = max(1, int(batch))
         self.timings: list[dict[str, float]] = []
@@ -169,7 +171,16 @@ class Detector:
 
             layout = self.info.layout = infer_layout(raw.shape)
         return postprocess(
-            raw, infos, layout, self.names, self.conf, self.iou, self.classes, self.max_det, self.agnostic_nms
+            raw,
+            infos,
+            layout,
+            self.names,
+            self.conf,
+            self.iou,
+            self.classes,
+            self.max_det,
+            self.agnostic_nms,
+            self.multi_label,
         )
 
     # -- convenience ------------------------------------------------------------------------

@@ -28,8 +28,17 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.partial")
     try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(data, indent=2, default=_plain) + "\n", encoding="utf-8")
         os.replace(tmp, p)
     finally:
         tmp.unlink(missing_ok=True)
     return p
+
+
+def _plain(o: Any) -> Any:
+    """NumPy scalars and paths as plain JSON values."""
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)

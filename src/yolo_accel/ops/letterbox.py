@@ -31,11 +31,16 @@ def make_divisible(x: float, divisor: int) -> int:
     return int(math.ceil(x / divisor) * divisor)
 
 
-def letterbox(image: np.ndarray, new_shape: tuple[int, int]) -> tuple[np.ndarray, LetterboxInfo]:
-    """Resize `image` keeping its aspect ratio to fit (h, w) `new_shape`, centred, padded with grey."""
+def letterbox(
+    image: np.ndarray, new_shape: tuple[int, int], ratio: float | None = None
+) -> tuple[np.ndarray, LetterboxInfo]:
+    """Resize `image` keeping its aspect ratio to fit (h, w) `new_shape`, centred, padded with grey.
+
+    `ratio` caps the resize gain (validation batches are larger than the image on purpose).
+    """
     h0, w0 = image.shape[:2]
     nh, nw = new_shape
-    r = min(nh / h0, nw / w0)
+    r = min(nh / h0, nw / w0) if ratio is None else min(nh / h0, nw / w0, ratio)
     unpad_w, unpad_h = round(w0 * r), round(h0 * r)
     dw, dh = (nw - unpad_w) / 2, (nh - unpad_h) / 2
     if (w0, h0) != (unpad_w, unpad_h):
@@ -62,25 +67,41 @@ def rect_shape(shapes: Sequence[tuple[int, int]], imgsz: tuple[int, int], stride
     return make_divisible(h_max, stride), make_divisible(w_max, stride)
 
 
+def batch_shape(shapes: Sequence[tuple[int, int]], imgsz: int, stride: int, pad: float = 0.5) -> tuple[int, int]:
+    """One input shape for a batch of similar aspect ratios, as YOLOv5 / Ultralytics validation build it.
+
+    The long side gets `pad` strides of extra grey border, which is what their mAP figures use.
+    """
+    ar = np.asarray([h / w for h, w in shapes])
+    lo, hi = ar.min(), ar.max()
+    rel = (hi, 1.0) if hi < 1 else ((1.0, 1 / lo) if lo > 1 else (1.0, 1.0))
+    return tuple(int(math.ceil(v * imgsz / stride + pad) * stride) for v in rel)
+
+
 def preprocess(
     images: Sequence[np.ndarray],
     imgsz: tuple[int, int],
     stride: int = 32,
     rect: bool = False,
     dtype: type = np.float32,
+    shape: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, list[LetterboxInfo]]:
     """Letterbox BGR uint8 HWC images into one RGB NCHW batch scaled to [0, 1].
 
     rect=False gives every image the fixed `imgsz` input (what a static ONNX file needs and what
     makes backends comparable); rect=True uses the smallest stride-multiple shape for the batch.
+    An explicit `shape` (see batch_shape) wins over both; images then keep the `imgsz` scale.
     """
     if not images:
         raise ValueError("preprocess needs at least one image")
-    shape = rect_shape([im.shape[:2] for im in images], imgsz, stride) if rect else tuple(imgsz)
+    cap = shape is not None
+    if shape is None:
+        shape = rect_shape([im.shape[:2] for im in images], imgsz, stride) if rect else tuple(imgsz)
     batch = np.empty((len(images), 3, shape[0], shape[1]), dtype=dtype)
     infos = []
     for i, im in enumerate(images):
-        boxed, info = letterbox(im, shape)
+        ratio = min(imgsz[0], imgsz[1]) / max(im.shape[:2]) if cap else None
+        boxed, info = letterbox(im, shape, ratio)
         # BGR -> RGB and HWC -> CHW in one strided view, then scale into the batch
         np.multiply(boxed[..., ::-1].transpose(2, 0, 1), 1 / 255.0, out=batch[i], casting="unsafe")
         infos.append(info)

@@ -35,8 +35,14 @@ def num_classes(raw_shape: Sequence[int], layout: str) -> int:
     return raw_shape[2] - 5 if layout == "v5" else raw_shape[1] - 4
 
 
-def decode(raw: np.ndarray, layout: str, conf: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One image's raw output -> candidate boxes (xyxy, input pixels), scores and class ids above `conf`."""
+def decode(
+    raw: np.ndarray, layout: str, conf: float, multi_label: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's raw output -> candidate boxes (xyxy, input pixels), scores and class ids above `conf`.
+
+    multi_label=True makes one candidate per (box, class) pair above `conf`, as Ultralytics' and
+    YOLOv5's validation do; otherwise each box keeps its best class only (as in prediction).
+    """
     if layout == "v5":
         rows = raw[raw[:, 4] > conf]
         cls_scores = rows[:, 5:] * rows[:, 4:5]
@@ -50,6 +56,10 @@ def decode(raw: np.ndarray, layout: str, conf: float) -> tuple[np.ndarray, np.nd
         raise ValueError(f"unknown head layout {layout!r}; expected one of {LAYOUTS}")
     if len(cls_scores) == 0:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+    if multi_label:
+        box_i, class_id = np.nonzero(cls_scores > conf)
+        score = cls_scores[box_i, class_id]
+        return xywh2xyxy(xywh[box_i]).astype(np.float32), score.astype(np.float32), class_id.astype(np.int64)
     class_id = cls_scores.argmax(axis=1)
     score = cls_scores[np.arange(len(cls_scores)), class_id]
     keep = score > conf
@@ -87,13 +97,14 @@ def postprocess(
     classes: Sequence[int] | None = None,
     max_det: int = 300,
     agnostic: bool = False,
+    multi_label: bool = False,
 ) -> list[Detections]:
     """Raw head output of a batch -> one Detections per image, in original-image pixels."""
     raw = np.asarray(raw, dtype=np.float32)
     out = []
     wanted = None if classes is None else np.asarray(list(classes), dtype=np.int64)
     for i, info in enumerate(infos):
-        xyxy, score, class_id = decode(raw[i], layout, conf)
+        xyxy, score, class_id = decode(raw[i], layout, conf, multi_label)
         if wanted is not None:
             sel = np.isin(class_id, wanted)
             xyxy, score, class_id = xyxy[sel], score[sel], class_id[sel]

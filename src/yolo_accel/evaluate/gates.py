@@ -1,0 +1,129 @@
+"""Acceptance gates: built-in profiles from the project's requirements, or a YAML file."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from ..errors import DataError, SettingsError
+
+
+@dataclass(frozen=True)
+class Gates:
+    """Thresholds a backend must meet against the PyTorch FP32 reference."""
+
+    name: str
+    min_speedup: float  # model-only median latency, reference / backend
+    min_similarity: float  # share of reference detections matched (0..1)
+    max_map_loss_pct: float  # drop in mAP50-95 relative to the reference, in percent (strictly below)
+
+
+PROFILES = {
+    "onnx": Gates("onnx", min_speedup=1.5, min_similarity=0.98, max_map_loss_pct=1.0),
+    "tensorrt": Gates("tensorrt", min_speedup=2.5, min_similarity=0.95, max_map_loss_pct=2.0),
+}
+
+
+def load_gates(spec: str | Path) -> Gates:
+    """A profile name (onnx, tensorrt) or a YAML file; the file may start from a profile with `base:`.
+
+    min_similarity may be written as a fraction (0.98) or a percentage (98).
+    """
+    key = str(spec).strip().lower()
+    if key in PROFILES:
+        return PROFILES[key]
+    path = Path(spec)
+    if not path.is_file():
+        raise SettingsError(f"unknown gates {spec!r}: use {', '.join(PROFILES)} or a YAML file")
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise DataError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(cfg, dict):
+        raise DataError(f"{path}: expected a mapping of gate names to thresholds")
+    allowed = {f.name for f in fields(Gates)} | {"base"}
+    for k in cfg:
+        if k not in allowed:
+            raise DataError(f"{path}: unknown key {k!r}; allowed: {', '.join(sorted(allowed - {'name'}))}")
+    base = PROFILES.get(str(cfg.pop("base", "onnx")).lower())
+    if base is None:
+        raise DataError(f"{path}: unknown base profile; use {', '.join(PROFILES)}")
+    values = asdict(base)
+    values["name"] = str(cfg.pop("name", path.stem))
+    for k, v in cfg.items():
+        try:
+            values[k] = float(v)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{path}: {k} must be a number (got {v!r})") from e
+    if values["min_similarity"] > 1:
+        values["min_similarity"] /= 100.0
+    return Gates(**values)
+
+
+@dataclass
+class GateResult:
+    """One criterion for one backend."""
+
+    criterion: str
+    measured: float
+    threshold: float
+    passed: bool
+    advice: str = ""
+
+
+def apply_gates(
+    g: Gates,
+    speedup: float,
+    similarity: float,
+    map_loss_pct: float,
+    *,
+    device: str,
+    half: bool,
+    mean_iou: float,
+    max_abs: float,
+) -> list[GateResult]:
+    """Check the three criteria and attach advice that fits the measured cause of each failure."""
+    results = [
+        GateResult("speedup", speedup, g.min_speedup, speedup >= g.min_speedup),
+        GateResult("similarity", similarity, g.min_similarity, similarity >= g.min_similarity),
+        GateResult("mAP loss %", map_loss_pct, g.max_map_loss_pct, map_loss_pct < g.max_map_loss_pct),
+    ]
+    sim_ok = results[1].passed
+    for r in results:
+        if r.passed:
+            continue
+        if r.criterion == "speedup":
+            if device == "cpu":
+                r.advice = (
+                    "on the CPU the gain is bounded by the cores: try the CUDA provider (--device cuda) "
+                    "and FP16, or a smaller --imgsz; check ONNX Runtime's intra-op threads"
+                )
+            elif not half:
+                r.advice = "try FP16 (--half), IO binding or the TensorRT execution provider"
+            else:
+                r.advice = (
+                    "host copies may dominate: use IO binding and keep inputs on the GPU; "
+                    "try the TensorRT execution provider or a larger batch"
+                )
+        elif r.criterion == "similarity":
+            if half:
+                r.advice = (
+                    f"FP16 changes the raw output (max |Δ| {max_abs:.3g}): check for overflow, keep the "
+                    "detection head in FP32, or compare against an FP32 export"
+                )
+            else:
+                r.advice = (
+                    f"FP32 outputs differ (max |Δ| {max_abs:.3g}, matched-box IoU {mean_iou:.3f}): "
+                    "re-export with --no-simplify or another --opset, and check the export settings"
+                )
+        elif r.criterion == "mAP loss %":
+            if sim_ok:
+                r.advice = (
+                    "detections match the reference but accuracy drops: check the letterbox / input size "
+                    "and the class map (names) of the artifact"
+                )
+            else:
+                r.advice = "follows from the low similarity: fix that first"
+    return results

@@ -406,6 +406,102 @@ def _print_validation(report: dict, console, escape, Table) -> None:
     console.print(f"verdict: [bold {colour}]{report['verdict']}[/]")
 
 
+def _batches(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise YoloAccelError(f"--batch takes comma-separated whole numbers, e.g. 1,8,32 (got {text!r})") from None
+    if not values or min(values) < 1:
+        raise YoloAccelError(f"--batch sizes must be at least 1 (got {text!r})")
+    return values
+
+
+@command("bench")
+def bench_cmd(
+    model: Annotated[Path, typer.Option("--model", "-m", help=".pt (any backend) or .onnx (onnxruntime).")],
+    backends: Annotated[
+        str,
+        typer.Option(
+            "--backends",
+            help="Comma-separated variants NAME[-fp16][-iobind][-cpu], "
+            "e.g. torch,torch-fp16,onnxruntime-iobind. The first is "
+            "the baseline for speedups.",
+        ),
+    ] = "torch,onnxruntime",
+    device: DeviceOpt = "cpu",
+    half: HalfOpt = False,
+    batch: Annotated[str, typer.Option("--batch", help="Batch sizes, e.g. 1,8,32.")] = "1",
+    imgsz: ImgszOpt = None,
+    iters: Annotated[int, typer.Option("--iters", help="Timed iterations per row (model-only).")] = 100,
+    warmup: Annotated[int, typer.Option("--warmup", help="Untimed iterations first.")] = 10,
+    duration: Annotated[
+        float, typer.Option("--duration", help="Stop a row after this many seconds (at least 3 timed iterations).")
+    ] = 20.0,
+    threads: Annotated[int, typer.Option("--threads", help="ONNX Runtime intra-op threads (0: all cores).")] = 0,
+    report_dir: Annotated[
+        Path | None,
+        typer.Option("--report-dir", help="Where bench.json/.md/.html go (default: a new runs/bench/run<N>/)."),
+    ] = None,
+):
+    """Speed, memory and size of every backend side by side, in one process, on the same inputs.
+
+    Model-only latency (GPU: CUDA events after warm-up; CPU: perf_counter_ns), end-to-end latency from a
+    decoded frame to Detections with a per-stage breakdown, throughput, peak GPU and host memory,
+    artifact size, and speedup over the first backend listed.
+
+    Example: yolo-accel bench --model yolov8n.pt --backends torch,torch-fp16,onnxruntime-iobind
+    --device cuda --batch 1,8,32
+    """
+    from rich.markup import escape
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from .backends.variants import parse_variants
+    from .bench.runner import BenchSettings, run_bench
+    from .report import write_bench_report
+    from .report.bench import rows
+    from .runs import next_run_dir
+
+    settings = BenchSettings(
+        backends=tuple(backends.split(",")),
+        device=device,
+        half=half,
+        batches=_batches(batch),
+        imgsz=imgsz,
+        iters=iters,
+        warmup=warmup,
+        duration_s=duration,
+        threads=threads,
+    )
+    total = len(parse_variants(backends, half)) * len(settings.batches)
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("benchmarking", total=total)
+        report = run_bench(model, settings, progress=lambda: progress.advance(task))
+    folder = report_dir or next_run_dir("bench")
+    paths = write_bench_report(report, folder)
+    t = Table(title=escape(f"{model.name}: model-only latency and throughput"), title_justify="left")
+    for h in ("backend", "batch", "median ms", "p95", "p99", "img/s", "e2e ms", "speedup", "GPU MB"):
+        t.add_column(h, justify="left" if h == "backend" else "right", no_wrap=True)
+    for r in rows(report):
+        t.add_row(*map(escape, [r[0], r[1], r[2], r[3], r[4], r[7], r[8], r[10], r[11].split(" ")[0]]))
+    out.print(t)
+    failed = [r for r in report["rows"] if not r.get("ok")]
+    for r in failed:
+        err.print(escape(f"warning: {r['backend']} batch {r['batch']}: {r['error']}"), style="yellow")
+    out.print(f"reports: {paths['html']}  {paths['md']}  {paths['json']}")
+
+
+@command("report")
+def report_cmd(
+    folder: Annotated[Path, typer.Argument(help="A report folder (bench.json or report.json) or the JSON file.")],
+):
+    """Re-render report.md / report.html (validate) or bench.md / bench.html (bench) from the JSON."""
+    from .report import rerender
+
+    paths = rerender(folder)
+    out.print(f"written: {paths['md']}  {paths['html']}")
+
+
 @command("doctor")
 def doctor_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,

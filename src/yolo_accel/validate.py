@@ -66,21 +66,12 @@ class _Run:
     per_image: list[tuple[str, int, int, int]] = field(default_factory=list)
 
 
-def parse_backends(spec: str | tuple[str, ...], half: bool) -> list[tuple[str, str, bool]]:
-    """'torch,onnxruntime-fp16' -> [(key, backend name, half)]; the torch FP32 reference comes first."""
-    from .backends import get_backend_spec
+def parse_backends(spec: str | tuple[str, ...], half: bool) -> list:
+    """The torch FP32 reference first, then every listed variant (see backends.variants)."""
+    from .backends.variants import Variant, parse_variants
 
-    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
-    out = [("torch", "torch", False)]
-    for item in items:
-        fp16 = item.lower().endswith(("-fp16", "-half"))
-        name = get_backend_spec(item.rsplit("-", 1)[0] if fp16 else item).name
-        # --half: every listed backend runs FP16 (the torch FP32 reference stays)
-        fp16 = fp16 or half
-        key = f"{name}-fp16" if fp16 else name
-        if key not in [k for k, _, _ in out]:
-            out.append((key, name, fp16))
-    return out
+    ref = Variant("torch", "torch")
+    return [ref] + [v for v in parse_variants(spec, half) if v.key != "torch"]
 
 
 def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, progress=None) -> dict:
@@ -95,13 +86,15 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
     dataset = load_dataset(data, s.clip_labels, s.images_dir)
     plan = parse_backends(s.backends, s.half)
     runs: list[_Run] = []
-    for key, name, fp16 in plan:
-        artifact = s.onnx if (name == "onnxruntime" and s.onnx) else src
+    from .backends.ort import OrtOptions
+
+    for v in plan:
+        artifact = s.onnx if (v.backend == "onnxruntime" and s.onnx) else src
         det = Detector(
             artifact,
-            backend=name,
-            device=s.device,
-            half=fp16,
+            backend=v.backend,
+            device=v.device(s.device),
+            half=v.half,
             imgsz=s.imgsz,
             conf=s.conf,
             iou=s.iou,
@@ -109,8 +102,9 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
             rect=False,
             names_file=s.names_file,
             multi_label=s.multi_label,
+            ort_options=OrtOptions(io_binding=v.io_binding),
         )
-        runs.append(_Run(key, det, fp16))
+        runs.append(_Run(v.key, det, v.half))
     ref = runs[0]
     imgsz, stride, names = ref.det.imgsz, ref.det.info.stride, ref.det.names
     for r in runs[1:]:
@@ -277,7 +271,7 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
             "backgrounds": dataset.backgrounds,
             "skipped": skipped,
         },
-        "settings": {**asdict(s), "imgsz": list(imgsz), "backends": [k for k, _, _ in plan], "rect": rect},
+        "settings": {**asdict(s), "imgsz": list(imgsz), "backends": [v.key for v in plan], "rect": rect},
         "reference": "torch",
         "gates": asdict(gates),
         "backends": results,

@@ -44,6 +44,23 @@ class Backend(ABC):
         """One line: what actually runs the model (library, version, provider / device)."""
         return self.name
 
+    def model_runner(self, batch: np.ndarray):
+        """A no-argument callable that runs inference on `batch` already placed where the backend wants it.
+
+        This is what "model-only" latency times: no host copies where the backend can avoid them.
+        """
+        return lambda: self.forward(batch)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (no-op on the CPU)."""
+
+    def peak_device_memory(self) -> dict[str, int] | None:
+        """Peak device memory since the last reset, where the backend can tell (torch)."""
+        return None
+
+    def reset_peak_memory(self) -> None:
+        """Start a new peak-memory window."""
+
     def close(self) -> None:
         """Release sessions and device memory."""
 

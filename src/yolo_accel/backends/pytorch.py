@@ -40,6 +40,31 @@ class TorchBackend(Backend):
             y = y[0]
         return y.float().cpu().numpy()
 
+    def model_runner(self, batch: np.ndarray):
+        torch = self._torch
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self._dev)
+        x = x.half() if self.half else x.float()
+
+        def run():
+            with torch.inference_mode():
+                self.module(x)
+
+        return run
+
+    def synchronize(self) -> None:
+        if self.device.is_cuda:
+            self._torch.cuda.synchronize(self._dev)
+
+    def peak_device_memory(self) -> dict[str, int] | None:
+        if not self.device.is_cuda:
+            return None
+        t = self._torch.cuda
+        return {"allocated": int(t.max_memory_allocated(self._dev)), "reserved": int(t.max_memory_reserved(self._dev))}
+
+    def reset_peak_memory(self) -> None:
+        if self.device.is_cuda:
+            self._torch.cuda.reset_peak_memory_stats(self._dev)
+
     def describe(self) -> str:
         t = self._torch
         where = t.cuda.get_device_name(self._dev) if self.device.is_cuda else "CPU"

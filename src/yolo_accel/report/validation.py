@@ -212,11 +212,11 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th
 </body></html>"""
 
 
-def write_validation_report(report: dict, folder: str | Path) -> dict[str, Path]:
-    """Write report.json, report.md and report.html (plots embedded) into `folder`."""
+def write_validation_report(report: dict, folder: str | Path, write_json: bool = True) -> dict[str, Path]:
+    """Write report.json (unless re-rendering), report.md and report.html (plots embedded) into `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {"json": write_json_atomic(folder / "report.json", report)}
+    paths = {"json": write_json_atomic(folder / "report.json", report)} if write_json else {}
     md = folder / "report.md"
     md.write_text(markdown(report), encoding="utf-8")
     page = folder / "report.html"

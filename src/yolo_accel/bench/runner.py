@@ -1,0 +1,183 @@
+"""`yolo-accel bench`: every backend variant x batch size, in one process, on the same inputs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SettingsError, YoloAccelError
+from .timing import PeakRSS, Stats, measure, nvml_device_used, nvml_process_memory
+
+
+@dataclass
+class BenchSettings:
+    """Options of `yolo-accel bench`."""
+
+    backends: tuple[str, ...] = ("torch", "onnxruntime")
+    device: str = "cpu"
+    half: bool = False
+    batches: tuple[int, ...] = (1,)
+    imgsz: int | None = None
+    iters: int = 100
+    warmup: int = 10
+    duration_s: float | None = 20.0  # cap per row; at least 3 timed iterations always
+    e2e_iters: int = 20
+    threads: int = 0  # ONNX Runtime intra-op threads (0: all cores)
+    frame: str | None = None  # image used as the decoded frame; default: the shared bus.jpg
+
+
+def _is_oom(e: BaseException) -> bool:
+    text = f"{type(e).__name__} {e}".lower()
+    return "out of memory" in text or "outofmemory" in text or "failed to allocate" in text
+
+
+def run_bench(model: str | Path, s: BenchSettings, progress=None) -> dict:
+    """Benchmark; returns the report as a plain dict (rows per variant and batch)."""
+    from ..backends.ort import OrtOptions
+    from ..backends.variants import parse_variants
+    from ..detector import Detector
+    from ..device import parse_device
+    from ..environment import describe_environment
+    from ..images import read_image
+    from ..model import check_model_path
+
+    src = check_model_path(model, (".pt", ".onnx"))
+    variants = parse_variants(s.backends, s.half)
+    if any(b < 1 for b in s.batches):
+        raise SettingsError(f"--batch sizes must be at least 1 (got {list(s.batches)})")
+    dev = parse_device(s.device)
+    if s.frame:
+        frame = read_image(s.frame)
+    else:
+        from ..assets import sample_images
+
+        frame = read_image(sample_images()[0])
+    rows, setup = [], {}
+    for v in variants:
+        device = v.device(str(dev))
+        t0 = time.perf_counter()
+        try:
+            det = Detector(
+                src,
+                backend=v.backend,
+                device=device,
+                half=v.half,
+                imgsz=s.imgsz,
+                rect=False,
+                batch=max(s.batches),
+                ort_options=OrtOptions(intra_op_threads=s.threads, io_binding=v.io_binding),
+            )
+        except YoloAccelError:
+            raise
+        setup[v.key] = time.perf_counter() - t0
+        fixed = det.backend.batch_size
+        bad = [b for b in s.batches if fixed is not None and b != fixed]
+        if bad:
+            raise SettingsError(
+                f"{det.info.path.name} has a fixed batch size of {fixed}; batch {bad[0]} cannot run "
+                f"on it: export with --dynamic (yolo-accel export MODEL.pt --dynamic)"
+            )
+        artifact = det.info.path
+        for b in s.batches:
+            rows.append(_row(det, v, device, b, frame, s, artifact))
+            if progress:
+                progress()
+        det.close()
+    baseline = {r["batch"]: r for r in rows if r["backend"] == variants[0].key and r.get("ok")}
+    for r in rows:
+        base = baseline.get(r["batch"])
+        if r.get("ok") and base:
+            r["speedup"] = base["model_ms"]["median"] / r["model_ms"]["median"]
+            r["e2e_speedup"] = base["e2e_ms"]["median"] / r["e2e_ms"]["median"]
+    return {
+        "kind": "bench",
+        "model": {"path": str(src), "name": src.name},
+        "settings": {**asdict(s), "batches": list(s.batches), "backends": [v.key for v in variants]},
+        "baseline": variants[0].key,
+        "setup_seconds": setup,
+        "rows": rows,
+        "timing": (
+            "GPU rows: CUDA events for torch; ONNX Runtime's run() blocks until its stream is done and is "
+            "timed with perf_counter_ns. CPU rows: perf_counter_ns. Warm-up iterations are excluded."
+        ),
+        "environment": describe_environment(str(dev)),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def _row(det, v, device: str, b: int, frame: np.ndarray, s: BenchSettings, artifact: Path) -> dict:
+    on_cuda = device != "cpu"
+    row = {
+        "backend": v.key,
+        "batch": b,
+        "device": device,
+        "runtime": det.describe(),
+        "artifact_bytes": artifact.stat().st_size,
+        "ok": False,
+    }
+    frames = [frame] * b
+    try:
+        batch, infos = det.preprocess(frames)
+        det.backend.reset_peak_memory()
+        with PeakRSS() as rss:
+            run = det.backend.model_runner(batch)
+            torch_events = on_cuda and v.backend == "torch"
+            model_ms = measure(
+                run, s.warmup, s.iters, s.duration_s, sync=det.backend.synchronize, cuda_events=torch_events
+            )
+            gpu_proc = nvml_process_memory(int(device.split(":")[1]) if ":" in device else 0) if on_cuda else None
+            # end to end: decoded uint8 frames in host memory -> Detections, stage by stage
+            pre, inf, post = [], [], []
+            e2e_deadline = time.perf_counter() + (s.duration_s or 1e9) / 2
+            for i in range(max(2, s.e2e_iters) + 2):
+                t0 = time.perf_counter_ns()
+                x, infos = det.preprocess(frames)
+                t1 = time.perf_counter_ns()
+                raw = det.forward(x)
+                t2 = time.perf_counter_ns()
+                det.postprocess(raw, infos)
+                t3 = time.perf_counter_ns()
+                if i >= 2:  # two warm-up passes
+                    pre.append((t1 - t0) / 1e6)
+                    inf.append((t2 - t1) / 1e6)
+                    post.append((t3 - t2) / 1e6)
+                    if len(pre) >= 3 and time.perf_counter() > e2e_deadline:
+                        break
+    except Exception as e:
+        if _is_oom(e):
+            row["error"] = f"out of memory at batch {b}"
+            _free(det)
+            return row
+        if isinstance(e, YoloAccelError):
+            row["error"] = str(e)
+            return row
+        raise
+    m = Stats.of(model_ms)
+    e2e = Stats.of(np.asarray(pre) + np.asarray(inf) + np.asarray(post))
+    row.update(
+        {
+            "ok": True,
+            "model_ms": m.to_dict(),
+            "e2e_ms": e2e.to_dict(),
+            "stages_ms": {"pre": Stats.of(pre).median, "infer": Stats.of(inf).median, "post": Stats.of(post).median},
+            "throughput_ips": b / (m.median / 1000),
+            "e2e_throughput_ips": b / (e2e.median / 1000),
+            "peak_host_rss_bytes": rss.peak,
+            "gpu_memory": det.backend.peak_device_memory()
+            or ({"process": gpu_proc} if gpu_proc else ({"device_used": nvml_device_used()} if on_cuda else None)),
+        }
+    )
+    return row
+
+
+def _free(det) -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass

@@ -1,0 +1,171 @@
+"""bench.json, bench.md and a self-contained bench.html for `yolo-accel bench`."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from ..runs import write_json_atomic
+from . import plots
+
+HEADER = [
+    "backend",
+    "batch",
+    "model ms median",
+    "p95",
+    "p99",
+    "mean ± std",
+    "min",
+    "img/s",
+    "e2e ms median",
+    "pre / infer / post ms",
+    "speedup",
+    "GPU MB",
+    "host RSS MB",
+    "size MB",
+]
+
+
+def _mb(v) -> str:
+    return f"{v / 2**20:.0f}" if v else "-"
+
+
+def _gpu(row) -> str:
+    g = row.get("gpu_memory") or {}
+    if "allocated" in g:
+        return f"{_mb(g['allocated'])} alloc / {_mb(g['reserved'])} rsv"
+    if "process" in g:
+        return f"{_mb(g['process'])} (NVML, process)"
+    if "device_used" in g:
+        return f"{_mb(g['device_used'])} (NVML, device)"
+    return "-"
+
+
+def rows(report: dict) -> list[list[str]]:
+    out = []
+    for r in report["rows"]:
+        if not r.get("ok"):
+            out.append([r["backend"], str(r["batch"]), f"FAILED: {r.get('error', '?')}"] + [""] * (len(HEADER) - 3))
+            continue
+        m, e, st = r["model_ms"], r["e2e_ms"], r["stages_ms"]
+        out.append(
+            [
+                r["backend"],
+                str(r["batch"]),
+                f"{m['median']:.3f}",
+                f"{m['p95']:.3f}",
+                f"{m['p99']:.3f}",
+                f"{m['mean']:.3f} ± {m['std']:.3f}",
+                f"{m['min']:.3f}",
+                f"{r['throughput_ips']:.1f}",
+                f"{e['median']:.3f}",
+                f"{st['pre']:.2f} / {st['infer']:.2f} / {st['post']:.2f}",
+                f"{r['speedup']:.2f}x" if "speedup" in r else "-",
+                _gpu(r),
+                _mb(r["peak_host_rss_bytes"]),
+                f"{r['artifact_bytes'] / 1e6:.1f}",
+            ]
+        )
+    return out
+
+
+def markdown(report: dict) -> str:
+    env, s = report["environment"], report["settings"]
+    lines = [
+        f"# Benchmark: {report['model']['name']}",
+        "",
+        f"{report['date']}; device {s['device']}; imgsz {s['imgsz'] or 'model default'}; warm-up {s['warmup']}, "
+        f"up to {s['iters']} timed iterations (at most {s['duration_s']} s per row); baseline "
+        f"`{report['baseline']}`. {report['timing']} Model-only: the prepared batch already where the backend "
+        f"wants it (GPU tensor for torch, bound device buffer with -iobind). End-to-end: decoded uint8 frame(s) in "
+        f"host memory -> Detections (letterbox, inference with copies, decode + NMS).",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+    ]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows(report)]
+    lines += [
+        "",
+        f"Machine: {env.get('cpu')} ({env.get('cpu_threads')} threads)"
+        + (
+            f"; {env['gpu']}, driver {env.get('driver', '?')}, CUDA {env.get('cuda')}, cuDNN {env.get('cudnn')}"
+            if env.get("gpu")
+            else ""
+        ),
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def figures(report: dict) -> dict[str, bytes]:
+    ok = [r for r in report["rows"] if r.get("ok")]
+    backends = list(dict.fromkeys(r["backend"] for r in ok))
+    batches = sorted({r["batch"] for r in ok})
+    get = {(r["backend"], r["batch"]): r for r in ok}
+    out = {}
+    if not ok:
+        return out
+    out["latency"] = plots.grouped_bars(
+        [f"b{b}" for b in batches],
+        {k: [get[(k, b)]["model_ms"]["median"] if (k, b) in get else 0 for b in batches] for k in backends},
+        "model-only latency by backend and batch (median)",
+        "ms per batch",
+    )
+    fig, ax = plots.figure()
+    for k in backends:
+        pts = [(b, get[(k, b)]["throughput_ips"]) for b in batches if (k, b) in get]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=k)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("images / s (model-only)")
+    ax.set_title("throughput by batch size")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    out["throughput"] = plots.to_png(fig)
+
+    def gpu_mb(r):
+        g = r.get("gpu_memory") or {}
+        return (g.get("allocated") or g.get("process") or g.get("device_used") or 0) / 2**20
+
+    series = {
+        "host RSS": [
+            max(get[(k, b)]["peak_host_rss_bytes"] for b in batches if (k, b) in get) / 2**20 for k in backends
+        ]
+    }
+    if any(gpu_mb(r) for r in ok):
+        series["GPU"] = [max(gpu_mb(get[(k, b)]) for b in batches if (k, b) in get) for k in backends]
+    out["memory"] = plots.grouped_bars(backends, series, "peak memory (over batch sizes)", "MiB")
+    return out
+
+
+def html_page(report: dict, images: dict[str, bytes]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows(report))
+    imgs = "".join(
+        f"<img alt='{k}' src='data:image/png;base64,{base64.b64encode(v).decode()}'>" for k, v in images.items()
+    )
+    intro = html.escape(markdown(report).split("\n\n")[1])
+    env = html.escape(markdown(report).split("\n\n")[-2])
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>yolo-accel bench: {html.escape(report["model"]["name"])}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
+img{{max-width:32%;margin:4px}}</style></head><body>
+<h1>Benchmark: {html.escape(report["model"]["name"])}</h1><p>{intro}</p>
+<table><tr>{head}</tr>{body}</table>{imgs}<p>{env}</p>
+<p>Machine-readable: bench.json beside this file.</p></body></html>"""
+
+
+def write_bench_report(report: dict, folder: str | Path, write_json: bool = True) -> dict[str, Path]:
+    """Write bench.json (unless re-rendering), bench.md and bench.html into `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    if write_json:
+        paths["json"] = write_json_atomic(folder / "bench.json", report)
+    (folder / "bench.md").write_text(markdown(report), encoding="utf-8")
+    (folder / "bench.html").write_text(html_page(report, figures(report)), encoding="utf-8")
+    paths.update(md=folder / "bench.md", html=folder / "bench.html")
+    return paths

@@ -163,8 +163,24 @@ def test_out_of_memory_becomes_a_row_and_the_run_goes_on(tmp_path, yolov5n_pt, m
         return real(self, batch)
 
     monkeypatch.setattr(TorchBackend, "model_runner", runner_that_runs_out)
-    res = runner.invoke(app, ["bench", "--model", str(yolov5n_pt), "--backends", "torch,onnxruntime", "--batch", "1,2",
-                              "--iters", "3", "--warmup", "1", "--report-dir", str(tmp_path)])
+    res = runner.invoke(
+        app,
+        [
+            "bench",
+            "--model",
+            str(yolov5n_pt),
+            "--backends",
+            "torch,onnxruntime",
+            "--batch",
+            "1,2",
+            "--iters",
+            "3",
+            "--warmup",
+            "1",
+            "--report-dir",
+            str(tmp_path),
+        ],
+    )
     assert res.exit_code == 0, res.output
     rows = {(r["backend"], r["batch"]): r for r in json.loads((tmp_path / "bench.json").read_text())["rows"]}
     assert rows[("torch", 2)]["ok"] is False and rows[("torch", 2)]["error"] == "out of memory at batch 2"

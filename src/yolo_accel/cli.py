@@ -191,11 +191,13 @@ def predict_cmd(
     max_det: Annotated[int, typer.Option("--max-det", help="Most detections per image.")] = 300,
     half: HalfOpt = False,
     rect: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--rect/--square", help="Minimal padding (as Ultralytics predict) where the model takes any size."
+            "--rect/--square",
+            help="Minimal padding (as Ultralytics predict). Default: on where the model takes any size, "
+            "except ONNX Runtime on CUDA (each new shape costs a cuDNN algorithm search).",
         ),
-    ] = True,
+    ] = None,
     names: Annotated[
         Path | None,
         typer.Option("--names", help="Class names (YAML or one per line) for ONNX files without metadata."),
@@ -438,6 +440,9 @@ def bench_cmd(
         float, typer.Option("--duration", help="Stop a row after this many seconds (at least 3 timed iterations).")
     ] = 20.0,
     threads: Annotated[int, typer.Option("--threads", help="ONNX Runtime intra-op threads (0: all cores).")] = 0,
+    ort_gpu_mem_limit: Annotated[
+        float, typer.Option("--ort-gpu-mem-limit", help="ONNX Runtime CUDA arena limit in GB (batch 32+ needs more).")
+    ] = 2.0,
     report_dir: Annotated[
         Path | None,
         typer.Option("--report-dir", help="Where bench.json/.md/.html go (default: a new runs/bench/run<N>/)."),
@@ -472,6 +477,7 @@ def bench_cmd(
         warmup=warmup,
         duration_s=duration,
         threads=threads,
+        ort_gpu_mem_limit_gb=ort_gpu_mem_limit,
     )
     total = len(parse_variants(backends, half)) * len(settings.batches)
     with Progress(console=err, transient=True) as progress:

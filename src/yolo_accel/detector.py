@@ -133,9 +133,11 @@ class Detector:
                     f"{info.path.name} takes {fixed[0]}x{fixed[1]} input only; export again with "
                     f"--imgsz {self.imgsz[0]} or leave --imgsz out"
                 )
-        # rect (minimal padding, as Ultralytics predict / YOLOv5 AutoShape): on by default wherever
-        # the artifact takes any input size; a fixed-size file always gets the square input
-        self.rect = fixed is None if rect is None else bool(rect and fixed is None)
+        # rect (minimal padding, as Ultralytics predict / YOLOv5 AutoShape): on by default wherever the
+        # artifact takes any input size, except ONNX Runtime on CUDA, where every new input shape
+        # triggers cuDNN's exhaustive algorithm search (seconds per shape); fixed-size files are square
+        auto = fixed is None and not self.backend.prefers_fixed_shape
+        self.rect = auto if rect is None else bool(rect and fixed is None)
         self.conf, self.iou, self.max_det, self.agnostic_nms = conf, iou, max_det, agnostic_nms
         self.multi_label = multi_label
         self.classes = parse_classes(classes, self.names) if classes is not None else None

@@ -121,7 +121,9 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
             stacklevel=2,
         )
 
-    rect = s.rect and all(r.det.backend.input_hw is None for r in runs)
+    # rectangular batches need every backend to take any size, and are avoided on ONNX Runtime CUDA,
+    # where each new shape costs a cuDNN algorithm search
+    rect = s.rect and all(r.det.backend.input_hw is None and not r.det.backend.prefers_fixed_shape for r in runs)
     if rect:  # as YOLOv5 / Ultralytics val: similar aspect ratios share a batch and its padded shape
         from PIL import Image
 

@@ -33,6 +33,11 @@ class Backend(ABC):
         return None if self.info.dynamic_hw else self.info.imgsz
 
     @property
+    def prefers_fixed_shape(self) -> bool:
+        """True when a new input shape is expensive (ONNX Runtime on CUDA: a cuDNN algorithm search)."""
+        return False
+
+    @property
     def input_dtype(self) -> type:
         return np.float16 if self.half else np.float32
 

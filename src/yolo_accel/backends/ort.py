@@ -64,6 +64,20 @@ class OrtOptions:
         }
 
 
+def tensorrt_libraries_present() -> bool:
+    """True when libnvinfer loads. onnxruntime-gpu lists the TensorRT provider even without it, and its
+    fall-back retry then drops every provider option we set, so we only ask for TensorRT when it can load."""
+    import ctypes
+
+    for name in ("libnvinfer.so.10", "libnvinfer.so.8", "libnvinfer.so", "nvinfer_10.dll"):
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            continue
+    return False
+
+
 class OnnxRuntimeBackend(Backend):
     """Runs an ONNX file with ONNX Runtime and reports which provider really runs it."""
 
@@ -105,7 +119,7 @@ class OnnxRuntimeBackend(Backend):
                 with contextlib.suppress(Exception):
                     ort.preload_dlls()
             providers: list = []
-            if opts.tensorrt and "TensorrtExecutionProvider" in available:
+            if opts.tensorrt and "TensorrtExecutionProvider" in available and tensorrt_libraries_present():
                 providers.append(("TensorrtExecutionProvider", opts.tensorrt_provider_options(device, half)))
             providers.append(("CUDAExecutionProvider", opts.cuda_provider_options(device)))
             providers.append("CPUExecutionProvider")
@@ -126,6 +140,14 @@ class OnnxRuntimeBackend(Backend):
         except Exception as e:  # onnxruntime raises its own Fail / InvalidGraph / RuntimeException types
             raise ModelError(f"{self.info.path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from e
         self.providers = self.session.get_providers()
+        if device.is_cuda and "CUDAExecutionProvider" in self.providers:
+            got = self.session.get_provider_options().get("CUDAExecutionProvider", {})
+            want = opts.cuda_provider_options(device)
+            if got.get("cudnn_conv_algo_search") != want["cudnn_conv_algo_search"]:
+                raise DeviceError(
+                    "ONNX Runtime dropped the CUDA provider options (a provider failed and it retried "
+                    "with defaults); run `yolo-accel doctor`"
+                )
         if device.is_cuda and self.providers[0] not in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
             # ONNX Runtime only warns when the CUDA provider fails to load; we refuse instead
             raise DeviceError(
@@ -137,6 +159,10 @@ class OnnxRuntimeBackend(Backend):
         if opts.io_binding and not device.is_cuda:
             raise SettingsError("IO binding needs --device cuda (on the CPU inputs already live in host memory)")
         self._binding = None  # (shape, input OrtValue, IOBinding), rebuilt when the batch shape changes
+
+    @property
+    def prefers_fixed_shape(self) -> bool:
+        return self.device.is_cuda
 
     def _bound(self, x: np.ndarray):
         """An IOBinding with the input copied into a device buffer and the output left on the device."""

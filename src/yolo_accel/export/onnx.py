@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -147,14 +148,23 @@ def export_onnx(
 
     say(f"loading {src.name}")
     module, info = load_pytorch(src)
-    from ..detector import check_imgsz
+    from ..detector import YoloAccelWarning, check_imgsz
 
     imgsz = check_imgsz(s.imgsz or info.imgsz[0], info.stride)
     s.imgsz = imgsz[0] if imgsz[0] == imgsz[1] else None
     tmp = target.with_name(f".{target.stem}.{os.getpid()}.partial.onnx")
     try:
         say(f"tracing {src.name} at {imgsz[0]}x{imgsz[1]}, opset {s.opset}")
-        m = _prepare_for_export(module, info.family, s.dynamic).to(str(dev))
+        # FP16 with a dynamic height/width would compute the heads' grids in FP16 inside the graph
+        # (an FP16 Range, which ONNX Runtime rejects): FP16 files keep a fixed size, batch stays dynamic
+        dynamic_hw = s.dynamic and not s.half
+        if s.dynamic and s.half:
+            warnings.warn(
+                f"--half: height and width stay fixed at {imgsz[0]}x{imgsz[1]}; only the batch axis is dynamic",
+                YoloAccelWarning,
+                stacklevel=2,
+            )
+        m = _prepare_for_export(module, info.family, dynamic_hw).to(str(dev))
         x = torch.zeros(s.batch, 3, *imgsz, device=str(dev))
         if s.half:
             m, x = m.half(), x.half()
@@ -162,14 +172,12 @@ def export_onnx(
             for _ in range(2):  # dry runs build the heads' grids, as Ultralytics / YOLOv5 do
                 m(x)
         anchors_axis = 1 if info.layout == "v5" else 2
-        dyn = (
-            {
-                "images": {0: "batch", 2: "height", 3: "width"},
-                "output0": {0: "batch", anchors_axis: "anchors"},
-            }
-            if s.dynamic
-            else None
-        )
+        if not s.dynamic:
+            dyn = None
+        elif dynamic_hw:
+            dyn = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", anchors_axis: "anchors"}}
+        else:
+            dyn = {"images": {0: "batch"}, "output0": {0: "batch"}}
         with quiet(), torch.no_grad():
             torch.onnx.export(
                 m,

@@ -75,25 +75,30 @@ def test_bad_variant_names():
         parse_variant("torch-iobind")
 
 
-def test_cpu_run_two_backends_two_batches(tmp_path, yolov5n_pt):
-    res = runner.invoke(
+def _bench_cpu(model, out, iters):
+    """bench torch and onnxruntime at batch 1 and 2 on the CPU; returns the CLI result."""
+    return runner.invoke(
         app,
         [
             "bench",
             "--model",
-            str(yolov5n_pt),
+            str(model),
             "--backends",
             "torch,onnxruntime",
             "--batch",
             "1,2",
             "--iters",
-            "5",
+            str(iters),
             "--warmup",
             "1",
             "--report-dir",
-            str(tmp_path),
+            str(out),
         ],
     )
+
+
+def test_cpu_run_two_backends_two_batches(tmp_path, yolov5n_pt):
+    res = _bench_cpu(yolov5n_pt, tmp_path, 5)
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["kind"] == "bench" and report["baseline"] == "torch"
@@ -163,24 +168,7 @@ def test_out_of_memory_becomes_a_row_and_the_run_goes_on(tmp_path, yolov5n_pt, m
         return real(self, batch)
 
     monkeypatch.setattr(TorchBackend, "model_runner", runner_that_runs_out)
-    res = runner.invoke(
-        app,
-        [
-            "bench",
-            "--model",
-            str(yolov5n_pt),
-            "--backends",
-            "torch,onnxruntime",
-            "--batch",
-            "1,2",
-            "--iters",
-            "3",
-            "--warmup",
-            "1",
-            "--report-dir",
-            str(tmp_path),
-        ],
-    )
+    res = _bench_cpu(yolov5n_pt, tmp_path, 3)
     assert res.exit_code == 0, res.output
     rows = {(r["backend"], r["batch"]): r for r in json.loads((tmp_path / "bench.json").read_text())["rows"]}
     assert rows[("torch", 2)]["ok"] is False and rows[("torch", 2)]["error"] == "out of memory at batch 2"

@@ -164,50 +164,26 @@ def labelled_folder(tmp_path_factory, coco128_images):
     return folder
 
 
+def _validate_onnx(model, data, onnx_file, out):
+    """validate torch vs the given ONNX file; returns the CLI result and the onnxruntime gates by name."""
+    res = runner.invoke(
+        app,
+        ["validate", "--model", str(model), "--data", str(data), "--onnx", str(onnx_file), "--report-dir", str(out)],
+    )
+    report = json.loads((out / "report.json").read_text())
+    return res, {g["criterion"]: g for g in report["backends"]["onnxruntime"]["gates"]}
+
+
 def test_gates_really_gate(tmp_path, yolov5n_pt, yolov5n_onnx, labelled_folder):
     damaged = tmp_path / "damaged.onnx"
     _damage_first_conv(yolov5n_onnx, damaged)
-    res = runner.invoke(
-        app,
-        [
-            "validate",
-            "--model",
-            str(yolov5n_pt),
-            "--data",
-            str(labelled_folder),
-            "--onnx",
-            str(damaged),
-            "--report-dir",
-            str(tmp_path / "bad"),
-        ],
-    )
+    res, gates = _validate_onnx(yolov5n_pt, labelled_folder, damaged, tmp_path / "bad")
     assert res.exit_code == 1, res.output
-    gates = {
-        g["criterion"]: g
-        for g in json.loads((tmp_path / "bad" / "report.json").read_text())["backends"]["onnxruntime"]["gates"]
-    }
     assert not gates["similarity"]["passed"] and not gates["mAP loss %"]["passed"]
     assert "FP32 outputs differ" in gates["similarity"]["advice"]
     assert "verdict: FAIL" in res.output
 
-    res = runner.invoke(
-        app,
-        [
-            "validate",
-            "--model",
-            str(yolov5n_pt),
-            "--data",
-            str(labelled_folder),
-            "--onnx",
-            str(yolov5n_onnx),
-            "--report-dir",
-            str(tmp_path / "good"),
-        ],
-    )
-    gates = {
-        g["criterion"]: g
-        for g in json.loads((tmp_path / "good" / "report.json").read_text())["backends"]["onnxruntime"]["gates"]
-    }
+    _, gates = _validate_onnx(yolov5n_pt, labelled_folder, yolov5n_onnx, tmp_path / "good")
     assert gates["similarity"]["passed"] and gates["mAP loss %"]["passed"]
 
 

@@ -233,7 +233,7 @@ def _parity(
     from ..backends.ort import OnnxRuntimeBackend
     from ..backends.pytorch import from_module
     from ..detector import Detector
-    from ..evaluate.similarity import compare_detectors
+    from ..parity import compare_detectors
 
     reference = Detector(from_module(module, info, dev, half=False), imgsz=info.imgsz if s.imgsz is None else s.imgsz)
     test = Detector(OnnxRuntimeBackend(onnx_path, dev, half=s.half))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -506,6 +507,168 @@ def report_cmd(
 
     paths = rerender(folder)
     out.print(f"written: {paths['md']}  {paths['html']}")
+
+
+@command("video")
+def video_cmd(
+    source: Annotated[
+        str, typer.Argument(help="A video file, a folder of images, an rtsp:// or http:// URL, or a webcam index (0).")
+    ],
+    model: Annotated[Path, typer.Option("--model", "-m", help=".pt or .onnx model.")],
+    backend: Annotated[str | None, typer.Option("--backend", "-b", help="torch or onnxruntime.")] = None,
+    device: DeviceOpt = "cpu",
+    half: HalfOpt = False,
+    imgsz: ImgszOpt = None,
+    classes: Annotated[str | None, typer.Option("--classes", help="e.g. car,motorcycle,bus,truck")] = None,
+    conf: Annotated[float, typer.Option("--conf", help="Confidence threshold.")] = 0.25,
+    iou: Annotated[float, typer.Option("--iou", help="NMS IoU threshold.")] = 0.5,
+    max_det: Annotated[int, typer.Option("--max-det", help="Most detections per frame.")] = 30,
+    tracker: Annotated[str, typer.Option("--tracker", help="bytetrack, sort or none.")] = "bytetrack",
+    line: Annotated[list[str] | None, typer.Option("--line", help="Counting line x1,y1,x2,y2 (repeatable).")] = None,
+    zone: Annotated[
+        list[str] | None, typer.Option("--zone", help="Counting zone x1,y1,x2,y2,x3,y3,... (repeatable).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Annotated MP4 (H.264).")] = None,
+    save_frames: Annotated[Path | None, typer.Option("--save-frames", help="Annotated JPEG frames here.")] = None,
+    events: Annotated[Path | None, typer.Option("--events", help="One JSON line per crossing.")] = None,
+    summary: Annotated[Path | None, typer.Option("--summary", help="The summary as JSON.")] = None,
+    max_frames: Annotated[int | None, typer.Option("--max-frames", help="Stop after N frames.")] = None,
+    stride: Annotated[int, typer.Option("--stride", help="Process every K-th frame.")] = 1,
+    batch: Annotated[int, typer.Option("--batch", help="Frames per inference batch (throughput mode).")] = 1,
+    serve_mjpeg: Annotated[
+        int | None, typer.Option("--serve-mjpeg", help="Serve annotated frames as MJPEG on http://127.0.0.1:PORT/.")
+    ] = None,
+    retries: Annotated[int, typer.Option("--retries", help="Reconnect attempts for streams.")] = 5,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
+):
+    """Detect, track, count, annotate and write or stream a video, with a per-stage timing table.
+
+    Stages run in their own threads joined by bounded queues. Ctrl-C stops cleanly: the output file is
+    finished and the summary written. Exit code 2 when the source fails (e.g. a truncated file), after
+    the readable frames are processed.
+
+    Example: yolo-accel video traffic.mp4 --model yolov5n.pt --classes car,bus,truck --line 0,450,1280,450 -o out.mp4
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .detector import Detector
+    from .errors import OutputExistsError, SettingsError
+    from .runs import write_json_atomic
+    from .video.pipeline import VideoSettings, run_video
+    from .video.sources import open_source
+
+    for p in (output, events, summary):
+        if p and p.exists() and not force:
+            raise OutputExistsError(f"{p} exists; pass --force to overwrite it")
+    if stride < 1 or batch < 1:
+        raise SettingsError("--stride and --batch must be at least 1")
+    settings = VideoSettings(
+        tracker=tracker,
+        lines=list(line or []),
+        zones=list(zone or []),
+        output=str(output) if output else None,
+        save_frames=str(save_frames) if save_frames else None,
+        events=str(events) if events else None,
+        serve_mjpeg=serve_mjpeg,
+        batch=batch,
+    )
+    with err.status(f"loading {model.name}"):
+        det = Detector(
+            model,
+            backend=backend,
+            device=device,
+            half=half,
+            imgsz=imgsz,
+            conf=conf,
+            iou=iou,
+            classes=classes,
+            max_det=max_det,
+            rect=False,
+        )
+        src = open_source(source, stride=stride, max_frames=max_frames, retries=retries)
+    err.print(f"{src.description} -> {det.describe()}", highlight=False)
+    if serve_mjpeg is not None:
+        err.print(f"MJPEG stream on http://127.0.0.1:{serve_mjpeg}/", highlight=False)
+    total = src.frame_count
+    if total and max_frames:
+        total = min(total, max_frames)
+    if total and stride > 1:
+        total = -(-total // stride)
+    with Progress(
+        TextColumn("video"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("video", total=total, fps="")
+        t0 = time.perf_counter()
+        n = [0]
+
+        def tick():
+            n[0] += 1
+            progress.update(task, advance=1, fps=f"{n[0] / max(time.perf_counter() - t0, 1e-9):.1f} FPS")
+
+        result = run_video(src, det, settings, progress=tick)
+    det.close()
+    result["settings"] = {
+        "model": str(model),
+        "backend": det.backend.name,
+        "device": device,
+        "imgsz": list(det.imgsz),
+        "conf": conf,
+        "iou": iou,
+        "classes": det.classes,
+        "tracker": tracker,
+        "lines": settings.lines,
+        "zones": settings.zones,
+        "stride": stride,
+        "batch": batch,
+    }
+    _print_video_summary(result)
+    if summary:
+        write_json_atomic(summary, result)
+        out.print(f"summary written to {summary}")
+    if result["error"]:
+        err.print(f"[bold red]error:[/] {result['error']}", highlight=False)
+        raise typer.Exit(2)
+    if result["interrupted"]:
+        raise typer.Exit(130)
+
+
+def _print_video_summary(r: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    lat = r["latency_ms"]
+    out.print(
+        escape(
+            f"{r['frames']} frames ({r['dropped_frames']} dropped), {r['detections']} detections, "
+            f"{r['tracks']} tracks, {r['fps']:.1f} FPS, latency per frame mean {lat['mean']:.1f} ms, "
+            f"p95 {lat['p95']:.1f} ms" + (" (interrupted)" if r["interrupted"] else "")
+        )
+    )
+    if r["counts"]:
+        t = Table(title="counts", title_justify="left")
+        for h in ("counter", "class", "in", "out"):
+            t.add_column(h, justify="left" if h in ("counter", "class") else "right")
+        for c, per in r["counts"].items():
+            for name, v in per.items():
+                t.add_row(c, escape(name), str(v["in"]), str(v["out"]))
+        out.print(t)
+    t = Table(title="per-stage timing (ms per frame)", title_justify="left")
+    for h in ("stage", "mean", "p95", "share"):
+        t.add_column(h, justify="left" if h == "stage" else "right")
+    for st in r["stages"]:
+        t.add_row(st["stage"], f"{st['mean_ms']:.2f}", f"{st['p95_ms']:.2f}", f"{100 * st['share']:.0f}%")
+    out.print(t)
+    if r["output"]["video"]:
+        out.print(
+            f"video written to {r['output']['video']} ({r['output']['video_frames']} frames, "
+            f"{r['output']['video_backend']})"
+        )
 
 
 @command("doctor")

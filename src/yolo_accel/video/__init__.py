@@ -1,0 +1,1 @@
+"""Video analytics: sources -> detect -> track -> count -> annotate -> write/stream, in threads."""

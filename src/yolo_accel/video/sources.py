@@ -1,0 +1,176 @@
+"""Frame sources: a video file, a folder of images, an RTSP/HTTP stream (reconnecting), a webcam."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+
+class SourceError(DataError):
+    """The source failed while frames were being read (truncated file, stream gone for good)."""
+
+
+@dataclass
+class Frame:
+    index: int
+    time_s: float  # media time (file: index / fps; live: seconds since start)
+    image: np.ndarray  # BGR uint8
+
+
+class FrameSource:
+    """Iterates Frames; `live` sources may drop frames when the consumer falls behind."""
+
+    kind = "file"
+    live = False
+    fps: float = 0.0
+    size: tuple[int, int] = (0, 0)  # (width, height)
+    frame_count: int | None = None
+    description = ""
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the capture."""
+
+
+class VideoFileSource(FrameSource):
+    """A video file through OpenCV; reading stopping before the container's frame count is an error."""
+
+    kind = "file"
+
+    def __init__(self, path: Path, stride: int = 1, max_frames: int | None = None):
+        import cv2
+
+        self.path, self.stride, self.max_frames = path, max(1, stride), max_frames
+        self.cap = cv2.VideoCapture(str(path))
+        if not self.cap.isOpened():
+            raise DataError(f"cannot open video {path} (truncated, corrupt or not a video)")
+        self.fps = float(self.cap.get(cv2.CAP_PROP_FPS)) or 25.0
+        self.size = (int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        n = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.frame_count = n if n > 0 else None
+        self.description = f"{path.name}: {self.size[0]}x{self.size[1]} at {self.fps:g} fps, {n} frames"
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = 0
+        delivered = 0
+        while self.max_frames is None or delivered < self.max_frames:
+            ok, img = self.cap.read()
+            if not ok:
+                if self.frame_count is not None and index < self.frame_count:
+                    raise SourceError(
+                        f"{self.path}: the video ends early at frame {index} of {self.frame_count} "
+                        "(truncated or corrupt)"
+                    )
+                return
+            if index % self.stride == 0:
+                yield Frame(index, index / self.fps, img)
+                delivered += 1
+            index += 1
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+class ImageFolderSource(FrameSource):
+    """Images of a folder, sorted by name, as frames at a nominal frame rate."""
+
+    kind = "folder"
+
+    def __init__(self, folder: Path, fps: float = 25.0, stride: int = 1, max_frames: int | None = None):
+        from ..images import expand_source, read_image
+
+        self.files = expand_source(folder)[:: max(1, stride)]
+        if max_frames is not None:
+            self.files = self.files[:max_frames]
+        first = read_image(self.files[0])
+        self.fps, self.size, self.frame_count = fps, (first.shape[1], first.shape[0]), len(self.files)
+        self.description = f"{folder}: {len(self.files)} images"
+
+    def __iter__(self) -> Iterator[Frame]:
+        from ..images import read_image
+
+        for i, f in enumerate(self.files):
+            yield Frame(i, i / self.fps, read_image(f))
+
+
+class StreamSource(FrameSource):
+    """An RTSP/HTTP stream or a webcam; reconnects with exponential back-off when the stream drops."""
+
+    kind = "stream"
+    live = True
+
+    def __init__(
+        self, url: str | int, retries: int = 5, backoff_s: float = 1.0, max_frames: int | None = None, stride: int = 1
+    ):
+        self.url, self.retries, self.backoff_s = url, retries, backoff_s
+        self.max_frames, self.stride = max_frames, max(1, stride)
+        self.reconnects = 0
+        self.cap = self._open(first=True)
+        import cv2
+
+        self.fps = float(self.cap.get(cv2.CAP_PROP_FPS)) or 25.0
+        self.size = (int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        self.description = f"{url}: {self.size[0]}x{self.size[1]} (live)"
+
+    def _open(self, first: bool = False):
+        import cv2
+
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            cap = cv2.VideoCapture(self.url)
+            if cap.isOpened():
+                return cap
+            cap.release()
+            if attempt < self.retries:
+                warnings.warn(
+                    f"cannot open {self.url}; retrying in {delay:.1f} s ({attempt + 1}/{self.retries})", stacklevel=2
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        what = "cannot open" if first else "lost and could not reopen"
+        raise SourceError(f"{what} {self.url} after {self.retries} retries")
+
+    def __iter__(self) -> Iterator[Frame]:
+        t0, index, delivered = time.perf_counter(), 0, 0
+        while self.max_frames is None or delivered < self.max_frames:
+            ok, img = self.cap.read()
+            if not ok:
+                warnings.warn(f"{self.url}: stream dropped; reconnecting", stacklevel=2)
+                self.cap.release()
+                self.cap = self._open()
+                self.reconnects += 1
+                continue
+            if index % self.stride == 0:
+                yield Frame(index, time.perf_counter() - t0, img)
+                delivered += 1
+            index += 1
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+def open_source(
+    spec: str, stride: int = 1, max_frames: int | None = None, retries: int = 5, backoff_s: float = 1.0
+) -> FrameSource:
+    """A file, a folder, a URL (rtsp://, http(s)://) or a webcam index ('0')."""
+    if spec.isdigit():
+        return StreamSource(int(spec), retries, backoff_s, max_frames, stride)
+    if "://" in spec:
+        return StreamSource(spec, retries, backoff_s, max_frames, stride)
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        return ImageFolderSource(p, stride=stride, max_frames=max_frames)
+    if not p.is_file():
+        raise DataError(f"video source not found: {p}")
+    if p.stat().st_size == 0:
+        raise DataError(f"video is empty (0 bytes): {p}")
+    return VideoFileSource(p, stride, max_frames)

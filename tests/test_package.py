@@ -68,6 +68,7 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
     val = json.loads((run / "validate" / "report.json").read_text())
     assert val["backends"]["onnxruntime"]["similarity"]["match_rate"] >= 0.99
     assert (run / "validate" / "report.html").is_file() and "report.html" in res.output
+    assert summary["video"]["frames"] == 150 and (run / "traffic.mp4").stat().st_size > 100_000
     # a second run never overwrites the first
     assert runner.invoke(app, ["demo"]).exit_code == 0
     assert (tmp_path / "runs" / "demo" / "run2" / "demo.json").is_file()

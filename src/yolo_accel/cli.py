@@ -632,7 +632,7 @@ def video_cmd(
         write_json_atomic(summary, result)
         out.print(f"summary written to {summary}")
     if result["error"]:
-        err.print(f"[bold red]error:[/] {result['error']}", highlight=False)
+        err.print(f"[bold red]error:[/] {result['error']}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     if result["interrupted"]:
         raise typer.Exit(130)

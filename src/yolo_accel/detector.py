@@ -211,6 +211,15 @@ class Detector:
         return results
 
     def _run_chunk(self, chunk: list[np.ndarray]) -> list[Detections]:
+        dets, per = self.detect_batch(chunk)
+        self.timings.extend(dict(per) for _ in chunk)
+        return dets
+
+    def detect_batch(self, chunk: Sequence[np.ndarray]) -> tuple[list[Detections], dict[str, float]]:
+        """Pre-process, infer and post-process one batch of BGR frames.
+
+        Returns the Detections and the per-image time of each stage in ms (batch time / batch size).
+        """
         t0 = time.perf_counter_ns()
         batch, infos = self.preprocess(chunk)
         t1 = time.perf_counter_ns()
@@ -219,9 +228,7 @@ class Detector:
         dets = self.postprocess(raw, infos)
         t3 = time.perf_counter_ns()
         n = len(chunk)
-        per = {"pre": (t1 - t0) / 1e6 / n, "infer": (t2 - t1) / 1e6 / n, "post": (t3 - t2) / 1e6 / n}
-        self.timings.extend(dict(per) for _ in range(n))
-        return dets
+        return dets, {"pre": (t1 - t0) / 1e6 / n, "infer": (t2 - t1) / 1e6 / n, "post": (t3 - t2) / 1e6 / n}
 
     def describe(self) -> str:
         return self.backend.describe()

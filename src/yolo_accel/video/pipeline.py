@@ -149,18 +149,10 @@ def run_video(
                 batch.append(nxt)
             if errors:
                 continue
-            t0 = time.perf_counter()
-            x, infos = detector.preprocess([b.frame.image for b in batch])
-            t1 = time.perf_counter()
-            raw = detector.forward(x)
-            t2 = time.perf_counter()
-            dets = detector.postprocess(raw, infos)
-            t3 = time.perf_counter()
-            n = len(batch)
+            dets, per = detector.detect_batch([b.frame.image for b in batch])
             for b, d in zip(batch, dets):
-                stages.ms["pre"].append((t1 - t0) * 1000 / n)
-                stages.ms["infer"].append((t2 - t1) * 1000 / n)
-                stages.ms["post"].append((t3 - t2) * 1000 / n)
+                for stage, ms in per.items():
+                    stages.ms[stage].append(ms)
                 b.dets = d
                 put(q_det, b)
         put(q_det, _END)

@@ -105,6 +105,8 @@ def run_video(
                 if errors and item is not _END:
                     return
 
+    source_errors: list[BaseException] = []
+
     def decode():
         it = iter(source)
         try:
@@ -113,6 +115,9 @@ def run_video(
                 try:
                     frame = next(it)
                 except StopIteration:
+                    break
+                except YoloAccelError as e:  # the source ended badly: the frames read so far are still processed
+                    source_errors.append(e)
                     break
                 stages.ms["decode"].append((time.perf_counter() - t0) * 1000)
                 item = _Item(frame, t0)
@@ -190,7 +195,9 @@ def run_video(
 
     def draw():
         while (item := q_trk.get()) is not _END:
-            if errors or not annotate:
+            if errors:  # a stage failed: drain without processing
+                continue
+            if not annotate:
                 put(q_ann, item)
                 continue
             t0 = time.perf_counter()
@@ -229,6 +236,8 @@ def run_video(
         if frames_dir:
             frames_dir.mkdir(parents=True, exist_ok=True)
         while (item := q_ann.get()) is not _END:
+            if errors:
+                continue
             if item.image is not None:
                 t0 = time.perf_counter()
                 if s.output:
@@ -292,6 +301,7 @@ def run_video(
         "stages": stages.table(),
         "wall_s": wall,
         "interrupted": stop.is_set() and not errors,
+        "source_error": str(source_errors[0]) if source_errors else None,
         "output": {
             "video": s.output,
             "video_frames": writer.frames if writer else 0,
@@ -302,8 +312,8 @@ def run_video(
         },
         "error": None,
     }
-    if errors:
-        e = errors[0]
+    if errors or source_errors:
+        e = (errors or source_errors)[0]
         summary["error"] = str(e)
         if not isinstance(e, YoloAccelError):
             raise e

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .bench.timing import Stats
 from .detector import Detector, YoloAccelWarning
 from .errors import DataError, SettingsError
 from .evaluate.datasets import load_dataset
 from .evaluate.gates import apply_gates, load_gates
 from .evaluate.map import CocoAccumulator
-from .evaluate.similarity import RawDiff, match_detections
+from .evaluate.similarity import RawDiff, match_detections, match_rate
+from .images import read_image
 from .ops import postprocess, preprocess
 from .ops.letterbox import batch_shape
 
@@ -142,8 +144,6 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
         images, kept = [], []
         for it in items:
             try:
-                from .images import read_image
-
                 images.append(read_image(it.path))
                 kept.append(it)
             except DataError as e:  # a corrupt image is skipped and counted, not fatal
@@ -212,15 +212,15 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
             "half": r.half,
             "accuracy": mres.to_dict(),
             "speed": {
-                "model_ms": _stats(r.model_ms),
-                "e2e_ms": _stats(r.e2e_ms),
+                "model_ms": Stats.of(r.model_ms).to_dict(),
+                "e2e_ms": Stats.of(r.e2e_ms).to_dict(),
                 "speedup": ref_model_ms / float(np.median(r.model_ms)),
             },
         }
         if r is not ref:
-            sim_rate = r.matched / r.n_ref if r.n_ref else (1.0 if r.n_test == 0 else 0.0)
+            sim_rate = match_rate(r.n_ref, r.n_test, r.matched)
             loss_pct = 100.0 * (ref_map.map50_95 - mres.map50_95) / ref_map.map50_95 if ref_map.map50_95 else 0.0
-            worst = sorted(r.per_image, key=lambda t: (t[3] / t[1] if t[1] else (1.0 if t[2] == 0 else 0.0), -t[1]))
+            worst = sorted(r.per_image, key=lambda t: (match_rate(t[1], t[2], t[3]), -t[1]))
             entry["similarity"] = {
                 "match_rate": sim_rate,
                 "reference_detections": r.n_ref,
@@ -280,14 +280,4 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
         "verdict": verdict if gated else "PASS",
         "environment": describe_environment(s.device),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-
-
-def _stats(values: list[float]) -> dict:
-    a = np.asarray(values, np.float64)
-    return {
-        "median": float(np.median(a)),
-        "p95": float(np.percentile(a, 95)),
-        "mean": float(a.mean()),
-        "n": int(a.size),
     }

@@ -120,7 +120,7 @@ def _row(det, v, device: str, b: int, frame: np.ndarray, s: BenchSettings, artif
     }
     frames = [frame] * b
     try:
-        batch, infos = det.preprocess(frames)
+        batch, _ = det.preprocess(frames)
         det.backend.reset_peak_memory()
         with PeakRSS() as rss:
             run = det.backend.model_runner(batch)
@@ -133,23 +133,17 @@ def _row(det, v, device: str, b: int, frame: np.ndarray, s: BenchSettings, artif
             pre, inf, post = [], [], []
             e2e_deadline = time.perf_counter() + (s.duration_s or 1e9) / 2
             for i in range(max(2, s.e2e_iters) + 2):
-                t0 = time.perf_counter_ns()
-                x, infos = det.preprocess(frames)
-                t1 = time.perf_counter_ns()
-                raw = det.forward(x)
-                t2 = time.perf_counter_ns()
-                det.postprocess(raw, infos)
-                t3 = time.perf_counter_ns()
+                _, per = det.detect_batch(frames)  # per-image stage times; the table reports whole batches
                 if i >= 2:  # two warm-up passes
-                    pre.append((t1 - t0) / 1e6)
-                    inf.append((t2 - t1) / 1e6)
-                    post.append((t3 - t2) / 1e6)
+                    pre.append(per["pre"] * b)
+                    inf.append(per["infer"] * b)
+                    post.append(per["post"] * b)
                     if len(pre) >= 3 and time.perf_counter() > e2e_deadline:
                         break
     except Exception as e:
         if _is_oom(e):
             row["error"] = f"out of memory at batch {b}"
-            _free(det)
+            _free()
             return row
         # a failing row is recorded with its reason and the run goes on (as Ultralytics' benchmark does)
         row["error"] = (
@@ -174,7 +168,7 @@ def _row(det, v, device: str, b: int, frame: np.ndarray, s: BenchSettings, artif
     return row
 
 
-def _free(det) -> None:
+def _free() -> None:
     try:
         import torch
 

@@ -36,6 +36,13 @@ class RawDiff:
         )
 
 
+def match_rate(n_ref: int, n_test: int, matched: int) -> float:
+    """Share of reference boxes matched; with no reference boxes, 1.0 only when the test found none either."""
+    if n_ref == 0:
+        return 1.0 if n_test == 0 else 0.0
+    return matched / n_ref
+
+
 @dataclass
 class MatchResult:
     """One-to-one matching of a test image's boxes to the reference's (same class, IoU >= threshold)."""
@@ -54,9 +61,7 @@ class MatchResult:
     @property
     def ref_match_rate(self) -> float:
         """Share of reference boxes that the test found (1.0 when the reference has none and neither has test)."""
-        if self.n_ref == 0:
-            return 1.0 if self.n_test == 0 else 0.0
-        return self.matched / self.n_ref
+        return match_rate(self.n_ref, self.n_test, self.matched)
 
 
 def match_detections(ref: Detections, test: Detections, iou_threshold: float = 0.5) -> MatchResult:
@@ -120,9 +125,7 @@ class ParityReport:
 
     @property
     def match_rate(self) -> float:
-        if self.n_ref == 0:
-            return 1.0 if self.n_test == 0 else 0.0
-        return self.matched / self.n_ref
+        return match_rate(self.n_ref, self.n_test, self.matched)
 
     @property
     def max_abs(self) -> float:

@@ -147,8 +147,8 @@ def html_page(report: dict, images: dict[str, bytes]) -> str:
     imgs = "".join(
         f"<img alt='{k}' src='data:image/png;base64,{base64.b64encode(v).decode()}'>" for k, v in images.items()
     )
-    intro = html.escape(markdown(report).split("\n\n")[1])
-    env = html.escape(markdown(report).split("\n\n")[-2])
+    paragraphs = markdown(report).split("\n\n")
+    intro, env = html.escape(paragraphs[1]), html.escape(paragraphs[-2])
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>yolo-accel bench: {html.escape(report["model"]["name"])}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}

@@ -39,11 +39,14 @@ def main(paths: list[str]) -> None:
     for p in paths:
         report = json.loads(Path(p).read_text())
         env = report["environment"]
+        w, h = next((r["frame_size"] for r in report["rows"] if r.get("frame_size")), (810, 1080))
+        gpu_ops = any(r.get("gpu_ops") for r in report["rows"])
         print(f"### {report['model']['name']} ({Path(p).name}, {report['date']})\n")
         print(
             f"{env.get('gpu', env.get('cpu'))}; baseline `{report['baseline']}`; model-only median latency per "
             "batch (speedup over the baseline at the same batch), best model-only throughput, and end-to-end "
-            "latency at batch 1 (1080x810 uint8 frame in host memory -> Detections).\n"
+            f"latency at batch 1 ({w}x{h} uint8 frame in host memory -> Detections"
+            f"{'; GPU pre/post where the backend takes device tensors' if gpu_ops else ''}).\n"
         )
         print(table(report) + "\n")
 

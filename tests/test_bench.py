@@ -59,20 +59,27 @@ def test_peak_rss_sees_an_allocation():
         ("torch-fp16", "torch-fp16", True, False, False),
         ("ONNXRuntime-iobind-fp16", "onnxruntime-fp16-iobind", True, True, False),
         ("ort-cpu", "onnxruntime-cpu", False, False, True),
+        ("ort-graph-fp16", "onnxruntime-fp16-iobind-graph", True, True, False),  # the graph needs IO binding
+        ("torch-graph-half-cl", "torch-fp16-cl-graph", True, False, False),
+        ("pt2-fp16-graph", "compiled-fp16-graph", True, False, False),
     ],
 )
 def test_variant_names(text, key, half, iob, cpu):
     v = parse_variant(text)
     assert (v.key, v.half, v.io_binding, v.cpu) == (key, half, iob, cpu)
+    assert v.cuda_graph == ("graph" in key)
+    assert v.torch_options().channels_last == ("-cl" in key)
 
 
 def test_bad_variant_names():
     with pytest.raises(SettingsError, match="known backends: torch, onnxruntime"):
         parse_variant("tensorflow")
-    with pytest.raises(SettingsError, match="-fp16, -iobind, -cpu"):
+    with pytest.raises(SettingsError, match="-fp16, -cl, -compile, -iobind, -graph, -cpu"):
         parse_variant("torch-int8")
     with pytest.raises(SettingsError, match="onnxruntime backend only"):
         parse_variant("torch-iobind")
+    with pytest.raises(SettingsError, match="torch backend only"):
+        parse_variant("onnxruntime-compile")
 
 
 def _bench_cpu(model, out, iters):

@@ -63,6 +63,41 @@ ImgszOpt = Annotated[
     typer.Option("--imgsz", help="Input size in pixels (a stride multiple; default: the model's own)."),
 ]
 OpsetOpt = Annotated[int, typer.Option("--opset", help="ONNX opset (12 and up; 17 recommended).")]
+# speed options of the GPU path (none changes outputs beyond float rounding; FP16 is --half)
+CudaGraphOpt = Annotated[
+    bool,
+    typer.Option(
+        "--cuda-graph",
+        help="Capture one CUDA graph per input shape and replay it (torch and compiled on CUDA; "
+        "onnxruntime with --io-binding uses ONNX Runtime's own).",
+    ),
+]
+ChannelsLastOpt = Annotated[bool, typer.Option("--channels-last", help="NHWC memory format (torch backend).")]
+CompileOpt = Annotated[
+    bool, typer.Option("--compile", help="torch.compile the model (first call compiles; cached on disk).")
+]
+IoBindingOpt = Annotated[
+    bool, typer.Option("--io-binding", help="onnxruntime on CUDA: inputs and outputs stay in device buffers.")
+]
+GpuOpsOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--gpu-ops/--cpu-ops",
+        help="Letterbox, NMS and scale-back on the GPU (frames go up once, only boxes come back). "
+        "Default: on wherever the backend takes device tensors (torch/compiled on CUDA, onnxruntime "
+        "with --io-binding).",
+    ),
+]
+
+
+def _speed_options(cuda_graph: bool, channels_last: bool, compile: bool, io_binding: bool, threads: int = 0):
+    """The torch and ONNX Runtime option objects for the speed flags shared by predict and video."""
+    from .backends.ort import OrtOptions
+    from .backends.pytorch import TorchOptions
+
+    torch_options = TorchOptions(channels_last=channels_last, cuda_graph=cuda_graph, compile=compile)
+    ort_options = OrtOptions(intra_op_threads=threads, io_binding=io_binding, cuda_graph=cuda_graph and io_binding)
+    return torch_options, ort_options
 
 
 def _parity_table(report, title: str):
@@ -70,7 +105,7 @@ def _parity_table(report, title: str):
     from rich.table import Table
 
     t = Table(title=escape(title), title_justify="left")
-    for col in ("image", "ref dets", "onnx dets", "matched", "max |Δ| raw", "cosine"):
+    for col in ("image", "ref dets", "test dets", "matched", "max |Δ| raw", "cosine"):
         t.add_column(col, justify="right" if col != "image" else "left")
     for r in report.rows:
         t.add_row(
@@ -97,7 +132,15 @@ def _parity_table(report, title: str):
 @command("export")
 def export_cmd(
     model: Annotated[Path, typer.Argument(help="PyTorch checkpoint (.pt): Ultralytics or original YOLOv5.")],
-    format: Annotated[str, typer.Option("--format", "-f", help="Target format: onnx.")] = "onnx",
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="onnx, or compiled: an AOTInductor package (.pt2) that runs with torch alone "
+            "(compiled for --device, batch 1..--max-batch, fixed --imgsz).",
+        ),
+    ] = "onnx",
     imgsz: ImgszOpt = None,
     opset: OpsetOpt = 17,
     dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic batch, height and width axes.")] = False,
@@ -117,27 +160,35 @@ def export_cmd(
         ),
     ] = True,
     device: DeviceOpt = "cpu",
+    max_batch: Annotated[int, typer.Option("--max-batch", help="compiled: the largest batch the package takes.")] = 64,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON here.")] = None,
 ):
-    """Export a .pt to ONNX (metadata embedded), then check it against the PyTorch model.
+    """Export a .pt to ONNX or to a compiled .pt2 (metadata embedded), then check it against the PyTorch model.
 
-    Example: yolo-accel export yolov5n.pt --imgsz 640 --dynamic --output yolov5n.onnx
+    Examples:
+      yolo-accel export yolov5n.pt --imgsz 640 --dynamic --output yolov5n.onnx
+      yolo-accel export yolov5n.pt --format compiled --device cuda --half    (writes yolov5n-fp16-cuda.pt2)
     """
-    from .export.onnx import OnnxExportSettings, export_onnx
-
-    if format.lower() != "onnx":
-        raise YoloAccelError(f"unknown --format {format!r}; available now: onnx")
-    settings = OnnxExportSettings(imgsz=imgsz, opset=opset, dynamic=dynamic, half=half, batch=batch, simplify=simplify)
+    fmt = format.lower()
+    if fmt not in ("onnx", "compiled"):
+        raise YoloAccelError(f"unknown --format {format!r}; available: onnx, compiled")
     with err.status("exporting") as status:
-        result = export_onnx(
-            model,
-            output,
-            settings,
-            device=device,
-            force=force,
-            check=check,
-            status=lambda t: status.update(t),
-        )
+        if fmt == "onnx":
+            from .export.onnx import OnnxExportSettings, export_onnx
+
+            settings = OnnxExportSettings(
+                imgsz=imgsz, opset=opset, dynamic=dynamic, half=half, batch=batch, simplify=simplify
+            )
+            result = export_onnx(
+                model, output, settings, device=device, force=force, check=check, status=lambda t: status.update(t)
+            )
+        else:
+            from .export.compiled import CompiledExportSettings, export_compiled
+
+            settings = CompiledExportSettings(imgsz=imgsz, half=half, max_batch=max_batch)
+            result = export_compiled(
+                model, output, settings, device=device, force=force, check=check, status=lambda t: status.update(t)
+            )
     _report_export(result, json_out)
     if not result.ok:
         raise typer.Exit(1)
@@ -151,14 +202,15 @@ def _report_export(result, json_out: Path | None) -> None:
     if result.ok:
         out.print(
             f"[green]exported[/] {result.path} ({result.size_bytes / 1e6:.1f} MB, "
-            f"{result.seconds:.1f} s)" + ("" if result.parity else "  [yellow](parity not checked)[/]")
+            f"{result.seconds:.1f} s{''.join('; ' + n for n in result.notes)})"
+            + ("" if result.parity else "  [yellow](parity not checked)[/]")
         )
     else:
         p = result.parity
         err.print(
-            f"[bold red]parity FAILED:[/] {p.match_rate:.1%} of PyTorch detections matched by the ONNX "
+            f"[bold red]parity FAILED:[/] {p.match_rate:.1%} of PyTorch detections matched by the exported "
             f"model (>= {p.threshold:.0%} needed); nothing was written to {result.target}. Re-run with "
-            f"--no-check to keep the file anyway, or try --no-simplify / another --opset."
+            f"--no-check to keep the file anyway, or (ONNX) try --no-simplify / another --opset."
         )
     if json_out:
         data = {
@@ -167,6 +219,7 @@ def _report_export(result, json_out: Path | None) -> None:
             "size_bytes": result.size_bytes,
             "seconds": result.seconds,
             "settings": vars(result.settings),
+            "notes": result.notes,
             "source_sha256": result.info.sha256,
             "parity": result.parity.to_dict() if result.parity else None,
         }
@@ -179,7 +232,7 @@ def predict_cmd(
     model: Annotated[Path, typer.Option("--model", "-m", help=".pt or .onnx model.")],
     backend: Annotated[
         str | None,
-        typer.Option("--backend", "-b", help="torch or onnxruntime (default: from the file suffix)."),
+        typer.Option("--backend", "-b", help="torch, onnxruntime or compiled (default: from the file suffix)."),
     ] = None,
     device: DeviceOpt = "cpu",
     conf: Annotated[float, typer.Option("--conf", help="Confidence threshold.")] = 0.25,
@@ -204,6 +257,11 @@ def predict_cmd(
         typer.Option("--names", help="Class names (YAML or one per line) for ONNX files without metadata."),
     ] = None,
     threads: Annotated[int, typer.Option("--threads", help="ONNX Runtime intra-op threads (0: auto).")] = 0,
+    cuda_graph: CudaGraphOpt = False,
+    channels_last: ChannelsLastOpt = False,
+    compile: CompileOpt = False,
+    io_binding: IoBindingOpt = False,
+    gpu_ops: GpuOpsOpt = None,
     save_dir: Annotated[Path | None, typer.Option("--save-dir", help="Write annotated images here.")] = None,
     save_json: Annotated[Path | None, typer.Option("--save-json", help="Write detections as JSON here.")] = None,
 ):
@@ -220,13 +278,13 @@ def predict_cmd(
     from rich.table import Table
 
     from .annotate import draw_detections
-    from .backends.ort import OrtOptions
     from .detector import Detector
     from .errors import DataError
     from .images import expand_source, read_image
     from .runs import write_json_atomic
 
     paths = expand_source(source)
+    torch_options, ort_options = _speed_options(cuda_graph, channels_last, compile, io_binding, threads)
     with err.status(f"loading {model.name}"):
         det = Detector(
             model,
@@ -240,7 +298,9 @@ def predict_cmd(
             max_det=max_det,
             rect=rect,
             names_file=names,
-            ort_options=OrtOptions(intra_op_threads=threads),
+            ort_options=ort_options,
+            torch_options=torch_options,
+            gpu_ops=gpu_ops,
         )
     if save_dir:
         save_dir.mkdir(parents=True, exist_ok=True)
@@ -419,6 +479,16 @@ def _batches(text: str) -> tuple[int, ...]:
     return values
 
 
+def _frame_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise YoloAccelError(f"--frame-size takes WxH, e.g. 1920x1080 (got {text!r})") from None
+    if w < 1 or h < 1:
+        raise YoloAccelError(f"--frame-size must be positive (got {text!r})")
+    return w, h
+
+
 @command("bench")
 def bench_cmd(
     model: Annotated[Path, typer.Option("--model", "-m", help=".pt (any backend) or .onnx (onnxruntime).")],
@@ -426,9 +496,10 @@ def bench_cmd(
         str,
         typer.Option(
             "--backends",
-            help="Comma-separated variants NAME[-fp16][-iobind][-cpu], "
-            "e.g. torch,torch-fp16,onnxruntime-iobind. The first is "
-            "the baseline for speedups.",
+            help="Comma-separated variants NAME[-fp16][-cl][-compile][-iobind][-graph][-cpu] with NAME "
+            "torch, onnxruntime or compiled, e.g. torch,torch-fp16-graph,compiled-fp16,onnxruntime-fp16-iobind. "
+            "-cl: channels_last; -compile: torch.compile; -graph: CUDA graphs; -cpu: this row on the CPU. "
+            "The first is the baseline for speedups.",
         ),
     ] = "torch,onnxruntime",
     device: DeviceOpt = "cpu",
@@ -444,6 +515,13 @@ def bench_cmd(
     ort_gpu_mem_limit: Annotated[
         float, typer.Option("--ort-gpu-mem-limit", help="ONNX Runtime CUDA arena limit in GB (batch 32+ needs more).")
     ] = 2.0,
+    frame: Annotated[
+        Path | None, typer.Option("--frame", help="Image used as the decoded frame (default: the shared bus.jpg).")
+    ] = None,
+    frame_size: Annotated[
+        str | None,
+        typer.Option("--frame-size", help="Resize that frame first: WxH, e.g. 1920x1080."),
+    ] = None,
     report_dir: Annotated[
         Path | None,
         typer.Option("--report-dir", help="Where bench.json/.md/.html go (default: a new runs/bench/run<N>/)."),
@@ -479,6 +557,8 @@ def bench_cmd(
         duration_s=duration,
         threads=threads,
         ort_gpu_mem_limit_gb=ort_gpu_mem_limit,
+        frame=str(frame) if frame else None,
+        frame_size=_frame_size(frame_size) if frame_size else None,
     )
     total = len(parse_variants(backends, half)) * len(settings.batches)
     with Progress(console=err, transient=True) as progress:
@@ -515,7 +595,9 @@ def video_cmd(
         str, typer.Argument(help="A video file, a folder of images, an rtsp:// or http:// URL, or a webcam index (0).")
     ],
     model: Annotated[Path, typer.Option("--model", "-m", help=".pt or .onnx model.")],
-    backend: Annotated[str | None, typer.Option("--backend", "-b", help="torch or onnxruntime.")] = None,
+    backend: Annotated[
+        str | None, typer.Option("--backend", "-b", help="torch, onnxruntime or compiled (default: from the suffix).")
+    ] = None,
     device: DeviceOpt = "cpu",
     half: HalfOpt = False,
     imgsz: ImgszOpt = None,
@@ -540,6 +622,11 @@ def video_cmd(
     ] = None,
     retries: Annotated[int, typer.Option("--retries", help="Reconnect attempts for streams.")] = 5,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
+    cuda_graph: CudaGraphOpt = False,
+    channels_last: ChannelsLastOpt = False,
+    compile: CompileOpt = False,
+    io_binding: IoBindingOpt = False,
+    gpu_ops: GpuOpsOpt = None,
 ):
     """Detect, track, count, annotate and write or stream a video, with a per-stage timing table.
 
@@ -572,6 +659,7 @@ def video_cmd(
         serve_mjpeg=serve_mjpeg,
         batch=batch,
     )
+    torch_options, ort_options = _speed_options(cuda_graph, channels_last, compile, io_binding)
     with err.status(f"loading {model.name}"):
         det = Detector(
             model,
@@ -584,6 +672,9 @@ def video_cmd(
             classes=classes,
             max_det=max_det,
             rect=False,
+            ort_options=ort_options,
+            torch_options=torch_options,
+            gpu_ops=gpu_ops,
         )
         src = open_source(source, stride=stride, max_frames=max_frames, retries=retries)
     err.print(f"{src.description} -> {det.describe()}", highlight=False)

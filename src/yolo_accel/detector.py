@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .backends import Backend, get_backend_spec
+from .backends.base import BACKENDS
 from .detections import Detections
 from .device import parse_device
 from .errors import SettingsError
@@ -47,7 +48,10 @@ def resolve_backend_name(model: str | Path, backend: str | None) -> str:
     if backend:
         return get_backend_spec(backend).name
     suffix = Path(model).suffix.lower()
-    return "onnxruntime" if suffix == ".onnx" else "torch"
+    for spec in BACKENDS.values():
+        if suffix in spec.suffixes:
+            return spec.name
+    return "torch"
 
 
 def open_backend(
@@ -59,13 +63,15 @@ def open_backend(
     ort_options=None,
     names_file=None,
     opset: int = 17,
+    torch_options=None,
 ) -> Backend:
-    """Build the backend for `model`; a `.pt` asked to run on onnxruntime goes through the ONNX cache."""
+    """Build the backend for `model`; a `.pt` asked to run on onnxruntime (or compiled) goes through the
+    ONNX (or AOTInductor) cache: exported once, reused after."""
     from .model import check_model_path
 
     name = resolve_backend_name(model, backend)
     spec = get_backend_spec(name)
-    path = check_model_path(model, (".pt", ".onnx"))
+    path = check_model_path(model, tuple(sorted({x for s in BACKENDS.values() for x in s.suffixes})))
     dev = parse_device(device)
     if not spec.is_available():
         from .errors import MissingDependencyError
@@ -76,13 +82,21 @@ def open_backend(
             from .export.onnx import cached_onnx
 
             path = cached_onnx(path, imgsz=imgsz, half=half, device=dev, opset=opset)
+        elif name == "compiled" and path.suffix.lower() == ".pt":
+            from .export.compiled import cached_compiled
+
+            path = cached_compiled(path, imgsz=imgsz, half=half, device=dev)
         else:
             raise SettingsError(
                 f"the {name} backend runs {', '.join(spec.suffixes)} files, not {path.name}; "
-                f"use --backend onnxruntime for ONNX files"
+                f"use --backend {resolve_backend_name(path, None)} for {path.suffix} files"
             )
     cls = spec.load()
-    return cls(path, dev, half=half, ort_options=ort_options, names_file=names_file)
+    return cls(path, dev, half=half, ort_options=ort_options, names_file=names_file, torch_options=torch_options)
+
+
+def _per_image(n: int, t0: int, t1: int, t2: int, t3: int) -> dict[str, float]:
+    return {"pre": (t1 - t0) / 1e6 / n, "infer": (t2 - t1) / 1e6 / n, "post": (t3 - t2) / 1e6 / n}
 
 
 class Detector:
@@ -110,6 +124,8 @@ class Detector:
         batch: int = 8,
         names_file: str | Path | None = None,
         ort_options: Any = None,
+        torch_options: Any = None,
+        gpu_ops: bool | None = None,
     ):
         if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
             raise SettingsError(f"--conf and --iou must be between 0 and 1 (got conf={conf}, iou={iou})")
@@ -119,7 +135,9 @@ class Detector:
             self.backend = model
         else:
             want = int(imgsz) if isinstance(imgsz, (int, np.integer)) else None
-            self.backend = open_backend(model, backend, device, half, want, ort_options, names_file)
+            self.backend = open_backend(
+                model, backend, device, half, want, ort_options, names_file, torch_options=torch_options
+            )
         info = self.backend.info
         self.info = info
         self.names = info.names
@@ -143,6 +161,14 @@ class Detector:
         self.classes = parse_classes(classes, self.names) if classes is not None else None
         self.batch = max(1, int(batch))
         self.timings: list[dict[str, float]] = []
+        # the GPU pipeline (ops.torch_ops): on wherever the backend takes device tensors
+        if gpu_ops and not self.backend.device_io:
+            raise SettingsError(
+                "--gpu-ops needs a CUDA backend that takes device tensors: torch or compiled on --device cuda, "
+                "or onnxruntime with IO binding"
+            )
+        self.gpu_ops = self.backend.device_io if gpu_ops is None else bool(gpu_ops)
+        self._uploader = None
 
     # -- the three stages -------------------------------------------------------------------
     def preprocess(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[LetterboxInfo]]:
@@ -151,19 +177,28 @@ class Detector:
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """Raw head output for a prepared NCHW batch (padded to a fixed batch size when the file has one)."""
+        return self._in_fixed_batches(batch, self.backend.forward, np.concatenate, np.zeros, lambda a: a)
+
+    def forward_device(self, batch):
+        """`forward` for a torch batch on the backend's device; the result stays there."""
+        import torch
+
+        return self._in_fixed_batches(batch, self.backend.forward_device, torch.cat, batch.new_zeros, torch.clone)
+
+    def _in_fixed_batches(self, batch, run, cat, zeros, keep):
         n = len(batch)
         fixed = self.backend.batch_size
         if fixed is None or fixed == n:
-            return self.backend.forward(batch)
+            return run(batch)
         outs = []
         for i in range(0, n, fixed):
             part = batch[i : i + fixed]
-            if len(part) < fixed:
-                pad = np.zeros((fixed - len(part), *part.shape[1:]), dtype=part.dtype)
-                outs.append(self.backend.forward(np.concatenate([part, pad]))[: len(part)])
-            else:
-                outs.append(self.backend.forward(part))
-        return np.concatenate(outs)
+            k = len(part)
+            if k < fixed:
+                part = cat([part, zeros((fixed - k, *part.shape[1:]), dtype=part.dtype)])
+            # `keep` copies out of a backend's reused output buffer before the next run overwrites it
+            outs.append(keep(run(part)[:k]))
+        return cat(outs)
 
     def postprocess(self, raw: np.ndarray, infos: Sequence[LetterboxInfo]) -> list[Detections]:
         """Raw head output -> Detections in original-image pixels."""
@@ -215,11 +250,16 @@ class Detector:
         self.timings.extend(dict(per) for _ in chunk)
         return dets
 
-    def detect_batch(self, chunk: Sequence[np.ndarray]) -> tuple[list[Detections], dict[str, float]]:
+    def detect_batch(self, chunk: Sequence) -> tuple[list[Detections], dict[str, float]]:
         """Pre-process, infer and post-process one batch of BGR frames.
 
         Returns the Detections and the per-image time of each stage in ms (batch time / batch size).
+        With the GPU pipeline, frames (host arrays, or uint8 HWC tensors already on the device) go up
+        once and only the final boxes come back; "pre" includes the upload.
         """
+        if self.gpu_ops:
+            t0 = time.perf_counter_ns()
+            return self.detect_device(self.upload(chunk), t0)
         t0 = time.perf_counter_ns()
         batch, infos = self.preprocess(chunk)
         t1 = time.perf_counter_ns()
@@ -227,11 +267,58 @@ class Detector:
         t2 = time.perf_counter_ns()
         dets = self.postprocess(raw, infos)
         t3 = time.perf_counter_ns()
-        n = len(chunk)
-        return dets, {"pre": (t1 - t0) / 1e6 / n, "infer": (t2 - t1) / 1e6 / n, "post": (t3 - t2) / 1e6 / n}
+        return dets, _per_image(len(chunk), t0, t1, t2, t3)
+
+    # -- the GPU pipeline ---------------------------------------------------------------------
+    def upload(self, frames: Sequence, stream=None) -> list:
+        """Host frames -> uint8 HWC tensors on the backend's device (pinned staging, non-blocking copy)."""
+        if self._uploader is None:
+            from .ops.torch_ops import FrameUploader
+
+            self._uploader = FrameUploader(str(self.backend.device))
+        return self._uploader.upload(frames, stream)
+
+    def detect_device(self, frames: Sequence, t0: int | None = None) -> tuple[list[Detections], dict[str, float]]:
+        """The GPU pipeline on frames already on the device: letterbox, infer, decode, NMS, scale back there."""
+        import torch
+
+        from .ops.torch_ops import postprocess_torch, preprocess_torch
+
+        t0 = time.perf_counter_ns() if t0 is None else t0
+        channels_last = bool(getattr(getattr(self.backend, "options", None), "channels_last", False))
+        dtype = torch.float16 if self.backend.half else torch.float32
+        batch, infos = preprocess_torch(
+            frames, self.imgsz, self.info.stride, self.rect, dtype, channels_last=channels_last
+        )
+        # stage boundaries, so that stage times mean something; the current stream only, so that a
+        # batcher's upload stream keeps running
+        sync = torch.cuda.current_stream(batch.device).synchronize
+        sync()
+        t1 = time.perf_counter_ns()
+        raw = self.forward_device(batch)
+        sync()
+        t2 = time.perf_counter_ns()
+        if self.info.layout is None:
+            from .ops.nms import infer_layout
+
+            self.info.layout = infer_layout(raw.shape)
+        dets = postprocess_torch(
+            raw,
+            infos,
+            self.info.layout,
+            self.names,
+            self.conf,
+            self.iou,
+            self.classes,
+            self.max_det,
+            self.agnostic_nms,
+            self.multi_label,
+        )
+        t3 = time.perf_counter_ns()
+        return dets, _per_image(len(frames), t0, t1, t2, t3)
 
     def describe(self) -> str:
-        return self.backend.describe()
+        return self.backend.describe() + (", GPU pre/post" if self.gpu_ops else "")
 
     def close(self) -> None:
         self.backend.close()

@@ -104,7 +104,8 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
             rect=False,
             names_file=s.names_file,
             multi_label=s.multi_label,
-            ort_options=OrtOptions(io_binding=v.io_binding),
+            ort_options=OrtOptions(io_binding=v.io_binding, cuda_graph=v.cuda_graph and v.backend == "onnxruntime"),
+            torch_options=v.torch_options(),
         )
         runs.append(_Run(v.key, det, v.half))
     ref = runs[0]
@@ -205,7 +206,7 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
         if r is ref:
             ref_map = mres
         entry = {
-            "runtime": r.det.describe(),
+            "runtime": r.det.backend.describe(),  # validate feeds every backend the same host batch
             "artifact": str(r.det.info.path),
             "artifact_sha256": r.det.info.sha256,
             "artifact_bytes": r.det.info.path.stat().st_size,

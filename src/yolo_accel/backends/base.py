@@ -45,6 +45,26 @@ class Backend(ABC):
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """Raw head output (float32 NumPy) for a prepared NCHW batch."""
 
+    @property
+    def device_io(self) -> bool:
+        """True when `forward_device` takes and returns torch tensors on the backend's CUDA device.
+
+        Such a backend runs inside the GPU pipeline (ops.torch_ops): frames go up once, boxes come back.
+        """
+        return False
+
+    def forward_device(self, batch):
+        """Raw head output (a torch tensor on the device) for a prepared NCHW torch tensor on the device.
+
+        The result may live in a buffer the backend reuses: read it before the next call.
+        """
+        raise NotImplementedError(f"the {self.name} backend takes host arrays only")
+
+    @property
+    def setup_seconds(self) -> dict[str, float]:
+        """One-off costs the backend paid (e.g. compilation, CUDA graph capture), in seconds."""
+        return {}
+
     def describe(self) -> str:
         """One line: what actually runs the model (library, version, provider / device)."""
         return self.name
@@ -107,7 +127,7 @@ BACKENDS: dict[str, BackendSpec] = {
             "torch",
             "pip install 'yolo-accel[torch]'",
             ("cpu", "cuda"),
-            "PyTorch eager (the reference)",
+            "PyTorch eager (the reference); FP16, channels_last, CUDA graphs, torch.compile",
         ),
         BackendSpec(
             "onnxruntime",
@@ -119,6 +139,16 @@ BACKENDS: dict[str, BackendSpec] = {
             ("cpu", "cuda"),
             "ONNX Runtime (CPU, CUDA and TensorRT execution providers)",
         ),
+        BackendSpec(
+            "compiled",
+            ".pytorch",
+            "CompiledBackend",
+            (".pt2",),
+            "torch",
+            "pip install 'yolo-accel[torch]'",
+            ("cpu", "cuda"),
+            "AOTInductor package (.pt2 from export --format compiled; runs with torch alone)",
+        ),
     )
 }
 
@@ -126,7 +156,7 @@ BACKENDS: dict[str, BackendSpec] = {
 def get_backend_spec(name: str) -> BackendSpec:
     """The registry row for `name`, or SettingsError listing the known backends."""
     key = name.strip().lower().replace("_", "").replace("-", "")
-    aliases = {"pytorch": "torch", "ort": "onnxruntime", "onnx": "onnxruntime"}
+    aliases = {"pytorch": "torch", "ort": "onnxruntime", "onnx": "onnxruntime", "aoti": "compiled", "pt2": "compiled"}
     key = aliases.get(key, key)
     if key not in BACKENDS:
         raise SettingsError(f"unknown backend {name!r}; known backends: {', '.join(BACKENDS)}")

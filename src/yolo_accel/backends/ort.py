@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._deps import require
+from .._deps import available, require
 from ..device import Device
 from ..errors import DeviceError, ModelError, SettingsError
 from .base import Backend
@@ -37,17 +37,31 @@ class OrtOptions:
     tensorrt: bool = True
     trt_engine_cache: str | None = None
     trt_fp16: bool | None = None  # None: follow --half
-    # IO binding (CUDA): inputs and outputs live in device buffers bound once, no per-run allocation
+    # IO binding (CUDA): inputs and outputs live in device buffers bound once, no per-run allocation;
+    # in the GPU pipeline those buffers are torch tensors, shared by data pointer
     io_binding: bool = False
+    # ONNX Runtime's own CUDA graph (needs IO binding, one input shape, every node on the CUDA provider)
+    cuda_graph: bool = False
+
+    def check(self, device: Device) -> None:
+        if (self.io_binding or self.cuda_graph) and not device.is_cuda:
+            raise SettingsError(
+                "IO binding and CUDA graphs need --device cuda (on the CPU inputs already live in host memory)"
+            )
+        if self.cuda_graph and not self.io_binding:
+            raise SettingsError("ONNX Runtime's CUDA graph needs IO binding (the -iobind variant)")
 
     def cuda_provider_options(self, device: Device) -> dict[str, str]:
-        return {
+        opts = {
             "device_id": str(device.index),
             "arena_extend_strategy": self.arena_extend_strategy,
             "gpu_mem_limit": str(int(self.gpu_mem_limit_gb * (1 << 30))),
             "cudnn_conv_algo_search": self.cudnn_conv_algo_search,
             "do_copy_in_default_stream": "1" if self.do_copy_in_default_stream else "0",
         }
+        if self.cuda_graph:
+            opts["enable_cuda_graph"] = "1"
+        return opts
 
     def tensorrt_provider_options(self, device: Device, half: bool) -> dict[str, str]:
         from ..assets import cache_dir
@@ -98,6 +112,7 @@ class OnnxRuntimeBackend(Backend):
         self._ort = ort
         self.device = device
         self.options = opts = ort_options or OrtOptions()
+        opts.check(device)
         proto, self.info = read_onnx(model_path, names_file)
         del proto
         # an FP16 ONNX file decides the input dtype, not the flag
@@ -156,9 +171,8 @@ class OnnxRuntimeBackend(Backend):
             )
         self._input = self.session.get_inputs()[0].name
         self._output = self.session.get_outputs()[0].name
-        if opts.io_binding and not device.is_cuda:
-            raise SettingsError("IO binding needs --device cuda (on the CPU inputs already live in host memory)")
         self._binding = None  # (shape, input OrtValue, IOBinding), rebuilt when the batch shape changes
+        self._device_bindings: dict[tuple, tuple] = {}  # shape -> (IOBinding, torch input, torch output)
 
     @property
     def prefers_fixed_shape(self) -> bool:
@@ -176,15 +190,33 @@ class OnnxRuntimeBackend(Backend):
             self._binding[1].update_inplace(x)
         return self._binding[2]
 
+    def _torch_buffers(self) -> bool:
+        """IO binding onto torch tensors (always, when torch is installed; needed for CUDA graphs)."""
+        if self.options.cuda_graph and not available("torch"):
+            raise SettingsError("ONNX Runtime's CUDA graph in yolo-accel needs torch for its device buffers")
+        return self.device_io and available("torch")
+
     def model_runner(self, batch: np.ndarray):
         x = np.ascontiguousarray(batch, dtype=self.input_dtype)
         if not self.options.io_binding:
             return lambda: self.session.run([self._output], {self._input: x})
+        if self._torch_buffers():
+            import torch
+
+            xt = torch.from_numpy(x).to(self.device_torch)
+            binding, static_in, _ = self._device_binding(xt)
+            static_in.copy_(xt)
+            torch.cuda.current_stream(xt.device).synchronize()
+            return lambda: self.session.run_with_iobinding(binding)
         binding = self._bound(x)
         return lambda: self.session.run_with_iobinding(binding)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(batch, dtype=self.input_dtype)
+        if self._torch_buffers():
+            import torch
+
+            return self.forward_device(torch.from_numpy(x)).float().cpu().numpy()
         if self.options.io_binding:
             binding = self._bound(x)
             self.session.run_with_iobinding(binding)
@@ -197,9 +229,83 @@ class OnnxRuntimeBackend(Backend):
             ) from e
         return np.asarray(y, dtype=np.float32)
 
+    @property
+    def device_io(self) -> bool:
+        return self.device.is_cuda and self.options.io_binding
+
+    def _device_binding(self, x):
+        """IO binding onto torch tensors of this input shape: input and output buffers bound once."""
+        import torch
+
+        entry = self._device_bindings.get(tuple(x.shape))
+        if entry is not None:
+            return entry
+        if self.options.cuda_graph and self._device_bindings:
+            raise SettingsError(
+                "ONNX Runtime's CUDA graph takes one input shape per session; use one batch size "
+                "(and --square) or leave out the -graph variant"
+            )
+        static_in = torch.empty_like(x)
+        dtype = np.float16 if self.half else np.float32
+        out_meta = self.session.get_outputs()[0]
+        declared = list(out_meta.shape)
+        out_dtype = torch.float16 if "float16" in out_meta.type else torch.float32
+        if all(isinstance(d, int) for d in declared[1:]):
+            out_shape = [int(x.shape[0]), *declared[1:]]
+        elif self.options.cuda_graph:
+            # a probe run would be the run that ONNX Runtime captures, with the probe's buffers
+            raise SettingsError(
+                f"{self.info.path.name}: ONNX Runtime's CUDA graph needs an export with a fixed height and width"
+            )
+        else:  # one run with ONNX Runtime's own output buffer tells the output shape
+            probe = self.session.io_binding()
+            probe.bind_input(self._input, "cuda", self.device.index, dtype, list(x.shape), static_in.data_ptr())
+            probe.bind_output(self._output, "cuda", self.device.index)
+            torch.cuda.current_stream(x.device).synchronize()
+            self.session.run_with_iobinding(probe)
+            out_shape = list(probe.get_outputs()[0].shape())
+        static_out = torch.empty(out_shape, dtype=out_dtype, device=x.device)
+        binding = self.session.io_binding()
+        binding.bind_input(self._input, "cuda", self.device.index, dtype, list(x.shape), static_in.data_ptr())
+        binding.bind_output(
+            self._output,
+            "cuda",
+            self.device.index,
+            np.float16 if out_dtype == torch.float16 else np.float32,
+            list(static_out.shape),
+            static_out.data_ptr(),
+        )
+        entry = self._device_bindings[tuple(x.shape)] = (binding, static_in, static_out)
+        return entry
+
+    def forward_device(self, batch):
+        import torch
+
+        x = batch.to(self.device_torch, dtype=torch.float16 if self.half else torch.float32)
+        binding, static_in, static_out = self._device_binding(x)
+        static_in.copy_(x)
+        # ONNX Runtime runs on its own stream: torch's writes must be done before it reads
+        torch.cuda.current_stream(x.device).synchronize()
+        self.session.run_with_iobinding(binding)  # returns when its stream is done
+        return static_out
+
+    @property
+    def device_torch(self):
+        import torch
+
+        return torch.device(str(self.device))
+
+    def synchronize(self) -> None:
+        if self.device.is_cuda and self.device_io:
+            import torch
+
+            torch.cuda.synchronize(self.device_torch)
+
     def describe(self) -> str:
-        io = ", IO binding" if self.options.io_binding else ""
+        io = (", IO binding" if self.options.io_binding else "") + (", CUDA graph" if self.options.cuda_graph else "")
         return f"onnxruntime {self._ort.__version__} [{self.providers[0]}{io}]"
 
     def close(self) -> None:
+        self._device_bindings.clear()
+        self._binding = None
         self.session = None

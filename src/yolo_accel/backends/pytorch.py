@@ -1,6 +1,11 @@
-"""PyTorch eager backend: the reference every other backend is compared with."""
+"""PyTorch backends: eager `.pt` (the reference, with optional FP16, channels_last, CUDA graphs and
+torch.compile) and AOTInductor `.pt2` packages (see export/compiled.py)."""
 
 from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -10,46 +15,104 @@ from ..errors import SettingsError
 from .base import Backend
 
 
-class TorchBackend(Backend):
-    """Runs a `.pt` checkpoint (Ultralytics or original YOLOv5) with torch."""
+@dataclass
+class TorchOptions:
+    """Speed settings of the torch backends; none of them changes outputs beyond float rounding."""
 
-    name = "torch"
+    channels_last: bool = False  # NHWC memory format (faster convolutions with FP16 on tensor cores)
+    cuda_graph: bool = False  # capture one CUDA graph per input shape and replay it
+    compile: bool = False  # torch.compile the module (inductor); compiled code is cached on disk
+    compile_mode: str = "default"  # torch.compile mode ("default", "max-autotune-no-cudagraphs", ...)
 
-    def __init__(self, model_path, device: Device, half: bool = False, **_: object):
-        torch = require("torch")
-        from ..model import load_pytorch
+    def check(self, device: Device) -> None:
+        if self.cuda_graph and not device.is_cuda:
+            raise SettingsError("--cuda-graph needs --device cuda")
 
+
+def inductor_cache() -> None:
+    """Point inductor's on-disk cache into yolo-accel's cache (unless the user chose one): runs reuse it."""
+    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        from ..assets import cache_dir
+
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir() / "inductor")
+
+
+class _TorchRunner(Backend):
+    """What the eager and the AOTInductor backends share: tensors in, tensors out, optional CUDA graphs."""
+
+    _fn = None  # device tensor -> raw output tensor
+
+    def _setup(self, device: Device, half: bool, options: TorchOptions | None):
+        self._torch = torch = require("torch")
         check_torch_cuda(device)
-        if half and not device.is_cuda:
-            raise SettingsError("--half needs a CUDA device (FP16 on the CPU is slow and not validated)")
+        self.options = options or TorchOptions()
+        self.options.check(device)
         self.device, self.half = device, half
-        self.module, self.info = load_pytorch(model_path)
-        self._torch = torch
         self._dev = torch.device(str(device))
-        self.module = self.module.to(self._dev)
-        if half:
-            self.module = self.module.half()
+        self._graphs = None
+        self._setup_s: dict[str, float] = {}
+        self._first_calls: set[tuple] = set()
+
+    def _raw(self, x):
+        """One eager (or compiled) call; the head's raw output only."""
+        y = self._fn(x)
+        return y[0] if isinstance(y, (list, tuple)) else y
+
+    def _prepare(self, x):
+        torch = self._torch
+        x = x.to(self._dev, dtype=torch.float16 if self.half else torch.float32, non_blocking=True)
+        if self.options.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    @property
+    def device_io(self) -> bool:
+        return self.device.is_cuda
+
+    @property
+    def prefers_fixed_shape(self) -> bool:
+        # every new shape is a new CUDA graph capture or a recompilation
+        return self.options.cuda_graph or self.options.compile
+
+    def forward_device(self, batch):
+        torch = self._torch
+        x = self._prepare(batch)
+        key = (tuple(x.shape), x.dtype)
+        first = key not in self._first_calls
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            if self.options.cuda_graph:
+                if self._graphs is None:
+                    from .cuda_graph import CudaGraphs, module_tensors
+
+                    self._graphs = CudaGraphs(self._raw, keep_alive=lambda: module_tensors(self._module_for_graphs()))
+                y = self._graphs(x)
+            else:
+                y = self._raw(x)
+        if first:  # compilation (torch.compile) and graph capture happen on a shape's first call
+            self._first_calls.add(key)
+            self.synchronize()
+            self._setup_s[f"first_call_{'x'.join(map(str, key[0]))}"] = time.perf_counter() - t0
+        return y
+
+    def _module_for_graphs(self):
+        return self.module if hasattr(self, "module") else None
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        torch = self._torch
-        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self._dev, non_blocking=True)
-        x = x.half() if self.half else x.float()
-        with torch.inference_mode():
-            y = self.module(x)
-        if isinstance(y, (list, tuple)):  # eval mode returns (decoded, raw feature maps)
-            y = y[0]
-        return y.float().cpu().numpy()
+        x = self._torch.from_numpy(np.ascontiguousarray(batch))
+        return self.forward_device(x).float().cpu().numpy()
 
     def model_runner(self, batch: np.ndarray):
-        torch = self._torch
-        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self._dev)
-        x = x.half() if self.half else x.float()
+        x = self._prepare(self._torch.from_numpy(np.ascontiguousarray(batch)))
+        self.forward_device(x)  # compiles / captures outside the timed runs
+        return lambda: self.forward_device(x)
 
-        def run():
-            with torch.inference_mode():
-                self.module(x)
-
-        return run
+    @property
+    def setup_seconds(self) -> dict[str, float]:
+        out = dict(self._setup_s)
+        if self._graphs is not None:
+            out["cuda_graph_capture"] = self._graphs.capture_seconds
+        return out
 
     def synchronize(self) -> None:
         if self.device.is_cuda:
@@ -65,25 +128,110 @@ class TorchBackend(Backend):
         if self.device.is_cuda:
             self._torch.cuda.reset_peak_memory_stats(self._dev)
 
-    def describe(self) -> str:
-        t = self._torch
-        where = t.cuda.get_device_name(self._dev) if self.device.is_cuda else "CPU"
-        return f"torch {t.__version__} on {where}{' FP16' if self.half else ''}"
+    def _options_text(self) -> str:
+        o = self.options
+        flags = [
+            f for f, on in (("FP16", self.half), ("channels_last", o.channels_last), ("CUDA graph", o.cuda_graph)) if on
+        ]
+        if o.compile:
+            flags.append(f"torch.compile({o.compile_mode})")
+        return (" " + ", ".join(flags)) if flags else ""
 
     def close(self) -> None:
-        self.module = None
+        self._graphs = None
+        self._fn = None
         if self.device.is_cuda:
             self._torch.cuda.empty_cache()
 
 
+class TorchBackend(_TorchRunner):
+    """Runs a `.pt` checkpoint (Ultralytics or original YOLOv5) with torch."""
+
+    name = "torch"
+
+    def __init__(
+        self, model_path, device: Device, half: bool = False, torch_options: TorchOptions | None = None, **_: object
+    ):
+        from ..model import load_pytorch
+
+        self._setup(device, half, torch_options)
+        if half and not device.is_cuda:
+            raise SettingsError("--half needs a CUDA device (FP16 on the CPU is slow and not validated)")
+        module, self.info = load_pytorch(model_path)
+        self._use(module)
+
+    def _use(self, module) -> None:
+        torch = self._torch
+        self.module = module.to(self._dev)
+        if self.half:
+            self.module = self.module.half()
+        if self.options.channels_last:  # 4-D weights only (heads keep other tensors, e.g. anchors)
+            for m in self.module.modules():
+                if isinstance(m, torch.nn.Conv2d):
+                    m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+        self._fn = self.module
+        if self.options.compile:
+            inductor_cache()
+            self._fn = torch.compile(self.module, mode=self.options.compile_mode, dynamic=False)
+
+    def describe(self) -> str:
+        t = self._torch
+        where = t.cuda.get_device_name(self._dev) if self.device.is_cuda else "CPU"
+        return f"torch {t.__version__} on {where}{self._options_text()}"
+
+    def close(self) -> None:
+        super().close()
+        self.module = None
+
+
+class CompiledBackend(_TorchRunner):
+    """Runs an AOTInductor package (`.pt2` from `yolo-accel export --format compiled`): torch only."""
+
+    name = "compiled"
+
+    def __init__(
+        self, model_path, device: Device, half: bool = False, torch_options: TorchOptions | None = None, **_: object
+    ):
+        from ..export.compiled import load_compiled
+
+        options = torch_options or TorchOptions()
+        if options.compile or options.channels_last:
+            # the package fixed its kernels and input layout when it was compiled
+            raise SettingsError("a .pt2 package is compiled already; leave out --compile and --channels-last")
+        self._setup(device, half, options)
+        t0 = time.perf_counter()
+        self._fn, self.info = load_compiled(model_path, device)
+        self._setup_s["load"] = time.perf_counter() - t0
+        if half != self.info.half:
+            # the package's input dtype is fixed at export time; the flag must agree with it
+            raise SettingsError(
+                f"{self.info.path.name} was compiled for {'FP16' if self.info.half else 'FP32'} input; "
+                f"{'add' if self.info.half else 'leave out'} --half"
+            )
+
+    def _raw(self, x):
+        limit = int(self.info.metadata.get("max_batch", 0)) or None
+        if limit and x.shape[0] > limit:
+            raise SettingsError(
+                f"{self.info.path.name} takes batches of 1..{limit}; use --batch {limit} or less, or export "
+                f"again with --max-batch {x.shape[0]}"
+            )
+        y = self._fn(x)
+        return y[0] if isinstance(y, (list, tuple)) else y
+
+    def _module_for_graphs(self):
+        return None
+
+    def describe(self) -> str:
+        t = self._torch
+        where = t.cuda.get_device_name(self._dev) if self.device.is_cuda else "CPU"
+        return f"AOTInductor package (torch {t.__version__}) on {where}{self._options_text()}"
+
+
 def from_module(module, info, device: Device, half: bool = False) -> TorchBackend:
     """A TorchBackend around an already loaded module (export's parity check reuses its model)."""
-    torch = require("torch")
-    check_torch_cuda(device)
     self = TorchBackend.__new__(TorchBackend)
-    self.device, self.half, self.info, self._torch = device, half, info, torch
-    self._dev = torch.device(str(device))
-    self.module = module.to(self._dev)
-    if half:
-        self.module = self.module.half()
+    self._setup(device, half, None)
+    self.info = info
+    self._use(module)
     return self

@@ -28,6 +28,7 @@ class BenchSettings:
     threads: int = 0  # ONNX Runtime intra-op threads (0: all cores)
     ort_gpu_mem_limit_gb: float = 2.0  # the CUDA provider's arena cap; large batches need more
     frame: str | None = None  # image used as the decoded frame; default: the shared bus.jpg
+    frame_size: tuple[int, int] | None = None  # (w, h) to resize that frame to, e.g. (1920, 1080)
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -56,33 +57,51 @@ def run_bench(model: str | Path, s: BenchSettings, progress=None) -> dict:
         from ..assets import sample_images
 
         frame = read_image(sample_images()[0])
+    if s.frame_size:
+        import cv2
+
+        frame = cv2.resize(frame, tuple(s.frame_size), interpolation=cv2.INTER_LINEAR)
     rows, setup = [], {}
     for v in variants:
         device = v.device(str(dev))
-        t0 = time.perf_counter()
-        det = Detector(
-            src,
-            backend=v.backend,
-            device=device,
-            half=v.half,
-            imgsz=s.imgsz,
-            rect=False,
-            batch=max(s.batches),
-            ort_options=OrtOptions(
-                intra_op_threads=s.threads, io_binding=v.io_binding, gpu_mem_limit_gb=s.ort_gpu_mem_limit_gb
-            ),
-        )
-        setup[v.key] = time.perf_counter() - t0
-        fixed = det.backend.batch_size
-        bad = [b for b in s.batches if fixed is not None and b != fixed]
-        if bad:
-            raise SettingsError(
-                f"{det.info.path.name} has a fixed batch size of {fixed}; batch {bad[0]} cannot run "
-                f"on it: export with --dynamic (yolo-accel export MODEL.pt --dynamic)"
+
+        def open_detector(v=v, device=device):
+            t0 = time.perf_counter()
+            det = Detector(
+                src,
+                backend=v.backend,
+                device=device,
+                half=v.half,
+                imgsz=s.imgsz,
+                rect=False,
+                batch=max(s.batches),
+                ort_options=OrtOptions(
+                    intra_op_threads=s.threads,
+                    io_binding=v.io_binding,
+                    cuda_graph=v.cuda_graph and v.backend == "onnxruntime",
+                    gpu_mem_limit_gb=s.ort_gpu_mem_limit_gb,
+                ),
+                torch_options=v.torch_options(),
             )
-        artifact = det.info.path
+            setup.setdefault(v.key, time.perf_counter() - t0)
+            return det
+
+        # ONNX Runtime's CUDA graph holds one input shape per session: a fresh session per batch size
+        per_batch = v.cuda_graph and v.backend == "onnxruntime"
+        det = None
         for b in s.batches:
-            rows.append(_row(det, v, device, b, frame, s, artifact))
+            if det is None or per_batch:
+                if det is not None:
+                    det.close()
+                det = open_detector()
+                fixed = det.backend.batch_size
+                bad = [b for b in s.batches if fixed is not None and b != fixed]
+                if bad:
+                    raise SettingsError(
+                        f"{det.info.path.name} has a fixed batch size of {fixed}; batch {bad[0]} cannot run "
+                        f"on it: export with --dynamic (yolo-accel export MODEL.pt --dynamic)"
+                    )
+            rows.append(_row(det, v, device, b, frame, s, det.info.path))
             if progress:
                 progress()
         det.close()
@@ -100,8 +119,11 @@ def run_bench(model: str | Path, s: BenchSettings, progress=None) -> dict:
         "setup_seconds": setup,
         "rows": rows,
         "timing": (
-            "GPU rows: CUDA events for torch; ONNX Runtime's run() blocks until its stream is done and is "
-            "timed with perf_counter_ns. CPU rows: perf_counter_ns. Warm-up iterations are excluded."
+            "Model-only: GPU rows use CUDA events for torch and compiled; ONNX Runtime's run() blocks until "
+            "its stream is done and is timed with perf_counter_ns; CPU rows perf_counter_ns; the input is "
+            "already on the device where the backend takes device buffers. End-to-end: from a decoded uint8 "
+            "frame in host memory to Detections in host memory (upload included; GPU pipeline where "
+            "gpu_ops is true). Warm-up iterations, compilation and CUDA graph capture are excluded."
         ),
         "environment": describe_environment(str(dev)),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -124,7 +146,7 @@ def _row(det, v, device: str, b: int, frame: np.ndarray, s: BenchSettings, artif
         det.backend.reset_peak_memory()
         with PeakRSS() as rss:
             run = det.backend.model_runner(batch)
-            torch_events = on_cuda and v.backend == "torch"
+            torch_events = on_cuda and v.backend in ("torch", "compiled")
             model_ms = measure(
                 run, s.warmup, s.iters, s.duration_s, sync=det.backend.synchronize, cuda_events=torch_events
             )
@@ -161,6 +183,9 @@ def _row(det, v, device: str, b: int, frame: np.ndarray, s: BenchSettings, artif
             "throughput_ips": b / (m.median / 1000),
             "e2e_throughput_ips": b / (e2e.median / 1000),
             "peak_host_rss_bytes": rss.peak,
+            "gpu_ops": bool(det.gpu_ops),
+            "frame_size": [int(frame.shape[1]), int(frame.shape[0])],
+            "one_off_s": {k: round(v, 3) for k, v in det.backend.setup_seconds.items()},
             "gpu_memory": det.backend.peak_device_memory()
             or ({"process": gpu_proc} if gpu_proc else ({"device_used": nvml_device_used()} if on_cuda else None)),
         }

@@ -6,24 +6,21 @@ parity included, succeeded: a failed export leaves nothing behind.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import hashlib
 import json
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import __version__
 from .._deps import quiet, require
 from ..device import Device, check_torch_cuda, parse_device
-from ..errors import ExportError, OutputExistsError, SettingsError
-from ..evaluate.similarity import ParityReport
+from ..errors import ExportError, SettingsError
 from ..model import ModelInfo, check_model_path, load_pytorch
-
-PARITY_THRESHOLD = 0.98
+from .common import PARITY_THRESHOLD, ExportResult, check_parity, check_target, prepare_for_export
 
 
 @dataclass
@@ -42,44 +39,6 @@ class OnnxExportSettings:
             raise SettingsError(f"--opset {self.opset} is outside the supported range 7..23 (17 recommended)")
         if self.batch < 1:
             raise SettingsError(f"--batch must be at least 1 (got {self.batch})")
-
-
-@dataclass
-class ExportResult:
-    """What an export produced; `path` is None when the parity check failed (nothing was kept)."""
-
-    path: Path | None
-    target: Path
-    info: ModelInfo
-    settings: OnnxExportSettings
-    seconds: float
-    size_bytes: int = 0
-    parity: ParityReport | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.path is not None
-
-
-def _prepare_for_export(module, family: str, dynamic: bool):
-    """A copy of the model whose detection head returns one decoded tensor, as exporters expect."""
-    m = copy.deepcopy(module)
-    for sub in m.modules():
-        if type(sub).__name__ in ("Detect", "v10Detect"):
-            if getattr(sub, "end2end", False):
-                raise ExportError(
-                    "end-to-end (NMS-free) heads are not supported yet; export a standard Detect head model"
-                )
-            sub.export = True
-            # dynamic: grids/anchors computed in the graph from the input size, so that the
-            # declared dynamic height/width really work (a static file bakes them as constants)
-            sub.dynamic = dynamic
-            if family == "ultralytics":
-                sub.format = "onnx"
-            else:
-                sub.inplace = False
-    return m
 
 
 def _metadata(info: ModelInfo, s: OnnxExportSettings, imgsz: tuple[int, int]) -> dict[str, str]:
@@ -131,13 +90,7 @@ def export_onnx(
     if s.half and not dev.is_cuda:
         raise SettingsError("--half export needs a CUDA device (--device cuda): FP16 is traced on the GPU")
     target = Path(output).expanduser() if output else default_output(src, s)
-    if target.suffix.lower() != ".onnx":
-        raise SettingsError(f"--output must end in .onnx (got {target})")
-    if target.exists() and not force:
-        raise OutputExistsError(f"{target} exists; pass --force to overwrite it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(target.parent, os.W_OK):
-        raise SettingsError(f"cannot write to {target.parent}; choose another place with --output")
+    check_target(target, ".onnx", force)
     if check:
         from ..assets import sample_images
 
@@ -164,7 +117,7 @@ def export_onnx(
                 YoloAccelWarning,
                 stacklevel=2,
             )
-        m = _prepare_for_export(module, info.family, dynamic_hw).to(str(dev))
+        m = prepare_for_export(module, info.family, dynamic_hw).to(str(dev))
         x = torch.zeros(s.batch, 3, *imgsz, device=str(dev))
         if s.half:
             m, x = m.half(), x.half()
@@ -207,7 +160,9 @@ def export_onnx(
         result = ExportResult(None, target, info, s, 0.0, tmp.stat().st_size)
         if check:
             say("checking parity with the PyTorch model")
-            result.parity = _parity(module, info, tmp, dev, s, images)
+            from ..backends.ort import OnnxRuntimeBackend
+
+            result.parity = check_parity(module, info, dev, imgsz, OnnxRuntimeBackend(tmp, dev, half=s.half), images)
             if not result.parity.passed:
                 tmp.unlink(missing_ok=True)
                 result.seconds = time.perf_counter() - t_start
@@ -225,22 +180,6 @@ def export_onnx(
         if isinstance(e, YoloAccelError):
             raise
         raise ExportError(f"ONNX export of {src.name} failed: {type(e).__name__}: {str(e).splitlines()[0]}") from e
-
-
-def _parity(
-    module, info: ModelInfo, onnx_path: Path, dev: Device, s: OnnxExportSettings, images: list[Path]
-) -> ParityReport:
-    from ..backends.ort import OnnxRuntimeBackend
-    from ..backends.pytorch import from_module
-    from ..detector import Detector
-    from ..parity import compare_detectors
-
-    reference = Detector(from_module(module, info, dev, half=False), imgsz=info.imgsz if s.imgsz is None else s.imgsz)
-    test = Detector(OnnxRuntimeBackend(onnx_path, dev, half=s.half))
-    try:
-        return compare_detectors(reference, test, images, threshold=PARITY_THRESHOLD)
-    finally:
-        test.close()
 
 
 def cached_onnx(

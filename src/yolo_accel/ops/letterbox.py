@@ -31,27 +31,45 @@ def make_divisible(x: float, divisor: int) -> int:
     return int(math.ceil(x / divisor) * divisor)
 
 
-def letterbox(
-    image: np.ndarray, new_shape: tuple[int, int], ratio: float | None = None
-) -> tuple[np.ndarray, LetterboxInfo]:
-    """Resize `image` keeping its aspect ratio to fit (h, w) `new_shape`, centred, padded with grey.
+@dataclass(frozen=True)
+class LetterboxPlan:
+    """Where a letterboxed image goes: its resized size and the padding on each side."""
+
+    resized: tuple[int, int]  # (w, h) after the resize
+    border: tuple[int, int, int, int]  # (top, bottom, left, right) padding in input pixels
+    info: LetterboxInfo
+
+
+def plan_letterbox(orig_hw: tuple[int, int], new_shape: tuple[int, int], ratio: float | None = None) -> LetterboxPlan:
+    """The letterbox geometry for one image: shared by the OpenCV and the torch (GPU) letterbox.
 
     `ratio` caps the resize gain (validation batches are larger than the image on purpose).
     """
-    h0, w0 = image.shape[:2]
+    h0, w0 = orig_hw
     nh, nw = new_shape
     r = min(nh / h0, nw / w0) if ratio is None else min(nh / h0, nw / w0, ratio)
     unpad_w, unpad_h = round(w0 * r), round(h0 * r)
     dw, dh = (nw - unpad_w) / 2, (nh - unpad_h) / 2
-    if (w0, h0) != (unpad_w, unpad_h):
-        image = cv2.resize(image, (unpad_w, unpad_h), interpolation=cv2.INTER_LINEAR)
     top, bottom = round(dh - 0.1), round(dh + 0.1)
     left, right = round(dw - 0.1), round(dw + 0.1)
+    return LetterboxPlan(
+        (unpad_w, unpad_h), (top, bottom, left, right), LetterboxInfo((h0, w0), (nh, nw), r, (left, top))
+    )
+
+
+def letterbox(
+    image: np.ndarray, new_shape: tuple[int, int], ratio: float | None = None
+) -> tuple[np.ndarray, LetterboxInfo]:
+    """Resize `image` keeping its aspect ratio to fit (h, w) `new_shape`, centred, padded with grey."""
+    plan = plan_letterbox(image.shape[:2], new_shape, ratio)
+    if image.shape[1::-1] != plan.resized:
+        image = cv2.resize(image, plan.resized, interpolation=cv2.INTER_LINEAR)
+    top, bottom, left, right = plan.border
     if top or bottom or left or right:
         image = cv2.copyMakeBorder(
             image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE, PAD_VALUE, PAD_VALUE)
         )
-    return image, LetterboxInfo((h0, w0), (nh, nw), r, (left, top))
+    return image, plan.info
 
 
 def rect_shape(shapes: Sequence[tuple[int, int]], imgsz: tuple[int, int], stride: int) -> tuple[int, int]:
@@ -78,6 +96,19 @@ def batch_shape(shapes: Sequence[tuple[int, int]], imgsz: int, stride: int, pad:
     return tuple(int(math.ceil(v * imgsz / stride + pad) * stride) for v in rel)
 
 
+def batch_input_shape(
+    shapes: Sequence[tuple[int, int]],
+    imgsz: tuple[int, int],
+    stride: int = 32,
+    rect: bool = False,
+    shape: tuple[int, int] | None = None,
+) -> tuple[tuple[int, int], float | None]:
+    """The (h, w) input of a batch and the resize-gain cap per image (see `preprocess`)."""
+    if shape is not None:
+        return tuple(shape), min(imgsz[0], imgsz[1])
+    return (rect_shape(shapes, imgsz, stride) if rect else tuple(imgsz)), None
+
+
 def preprocess(
     images: Sequence[np.ndarray],
     imgsz: tuple[int, int],
@@ -94,14 +125,11 @@ def preprocess(
     """
     if not images:
         raise ValueError("preprocess needs at least one image")
-    cap = shape is not None
-    if shape is None:
-        shape = rect_shape([im.shape[:2] for im in images], imgsz, stride) if rect else tuple(imgsz)
+    shape, cap = batch_input_shape([im.shape[:2] for im in images], imgsz, stride, rect, shape)
     batch = np.empty((len(images), 3, shape[0], shape[1]), dtype=dtype)
     infos = []
     for i, im in enumerate(images):
-        ratio = min(imgsz[0], imgsz[1]) / max(im.shape[:2]) if cap else None
-        boxed, info = letterbox(im, shape, ratio)
+        boxed, info = letterbox(im, shape, None if cap is None else cap / max(im.shape[:2]))
         # BGR -> RGB and HWC -> CHW in one strided view, then scale into the batch
         np.multiply(boxed[..., ::-1].transpose(2, 0, 1), 1 / 255.0, out=batch[i], casting="unsafe")
         infos.append(info)

@@ -1,0 +1,251 @@
+"""`.pt` -> AOTInductor package (`.pt2`): torch.export, then inductor compiles it ahead of time.
+
+The package runs with torch alone (no ultralytics, no yolov5 code): the graph, the weights and the
+compiled kernels are inside, with our metadata under `extra/`. It is compiled for one device
+type (and, on CUDA, one GPU architecture) and one torch version; the loader checks both and says
+so in one line instead of failing deep inside torch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import time
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .. import __version__
+from .._deps import quiet, require
+from ..device import Device, check_torch_cuda, parse_device
+from ..errors import ExportError, ModelError, SettingsError, YoloAccelError
+from ..model import ModelInfo, check_model_path, file_sha256, load_pytorch
+from .common import PARITY_THRESHOLD, ExportResult, check_parity, check_target, prepare_for_export
+
+METADATA_NAME = "yolo_accel.json"  # stored as <archive>/extra/yolo_accel.json
+
+
+@dataclass
+class CompiledExportSettings:
+    """Everything that changes the compiled package (and so keys the cache)."""
+
+    imgsz: int | None = None  # None: the checkpoint's training size
+    half: bool = False  # FP16 weights and input (CUDA only)
+    max_batch: int = 128  # the package takes any batch size from 1 to this
+
+    def validate(self, dev: Device) -> None:
+        if self.half and not dev.is_cuda:
+            raise SettingsError("--half needs --device cuda (FP16 kernels are compiled for the GPU)")
+        if not 1 <= self.max_batch <= 1024:
+            raise SettingsError(f"--max-batch must be between 1 and 1024 (got {self.max_batch})")
+
+
+def default_output(model_path: Path, s: CompiledExportSettings, dev: Device) -> Path:
+    """model.pt -> model-cuda.pt2 beside it (model-fp16-cuda.pt2 for --half): the device is in the name."""
+    return model_path.with_name(f"{model_path.stem}{'-fp16' if s.half else ''}-{dev.kind}.pt2")
+
+
+def _gpu_name(dev: Device) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(dev.index) if dev.is_cuda else "cpu"
+
+
+def _metadata(info: ModelInfo, s: CompiledExportSettings, imgsz, dev: Device, compile_s: float) -> dict:
+    import torch
+
+    return {
+        "names": {str(k): v for k, v in info.names.items()},
+        "stride": info.stride,
+        "imgsz": list(imgsz),
+        "layout": info.layout,
+        "family": info.family,
+        "half": s.half,
+        "max_batch": s.max_batch,
+        "device_type": dev.kind,
+        "gpu": _gpu_name(dev),
+        "torch_version": torch.__version__,
+        "source": info.path.name,
+        "source_sha256": info.sha256,
+        "exporter": f"yolo-accel {__version__}",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "compile_seconds": round(compile_s, 2),
+        "export_settings": asdict(s),
+    }
+
+
+def _write_metadata(path: Path, meta: dict) -> None:
+    """Add our metadata to the package's extra/ folder (where torch's PT2 reader expects extra files)."""
+    with zipfile.ZipFile(path) as z:
+        prefix = next(n for n in z.namelist() if n.endswith("archive_format")).rsplit("archive_format", 1)[0]
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr(f"{prefix}extra/{METADATA_NAME}", json.dumps(meta, indent=1))
+
+
+def read_compiled_metadata(path: str | Path) -> dict:
+    """Our metadata from a `.pt2` package, or ModelError when it is not one of ours."""
+    p = check_model_path(path, (".pt2",))
+    try:
+        with zipfile.ZipFile(p) as z:
+            name = next((n for n in z.namelist() if n.endswith(f"extra/{METADATA_NAME}")), None)
+            if name is None:
+                raise ModelError(f"{p}: a .pt2 package without yolo-accel metadata; export it with yolo-accel")
+            return json.loads(z.read(name))
+    except zipfile.BadZipFile as e:
+        raise ModelError(f"{p}: not a .pt2 package (not a zip archive)") from e
+
+
+def compiled_info(path: Path, meta: dict) -> ModelInfo:
+    imgsz = tuple(meta["imgsz"])
+    return ModelInfo(
+        path=path,
+        format="pt2",
+        family=meta.get("family", "unknown"),
+        layout=meta.get("layout"),
+        names={int(k): v for k, v in meta["names"].items()},
+        stride=int(meta.get("stride", 32)),
+        imgsz=(int(imgsz[0]), int(imgsz[1])),
+        batch=None,
+        half=bool(meta.get("half")),
+        dynamic_hw=False,
+        sha256=file_sha256(path),
+        metadata=meta,
+    )
+
+
+def load_compiled(path: str | Path, device: Device):
+    """(callable, ModelInfo) for a `.pt2` package; the device and torch version must be the package's."""
+    torch = require("torch")
+    p = check_model_path(path, (".pt2",))
+    meta = read_compiled_metadata(p)
+    if meta["device_type"] != device.kind:
+        raise SettingsError(
+            f"{p.name} was compiled for {meta['device_type']}; run it with --device {meta['device_type']} "
+            f"or export again with --device {device}"
+        )
+    built, running = meta["torch_version"].split("+")[0], torch.__version__.split("+")[0]
+    if built.split(".")[:2] != running.split(".")[:2]:
+        raise ModelError(
+            f"{p.name} was compiled with torch {built}; this is torch {running}: export it again here "
+            "(compiled packages are tied to the torch version)"
+        )
+    if device.is_cuda and meta.get("gpu") != _gpu_name(device):
+        import warnings
+
+        warnings.warn(
+            f"{p.name} was compiled on {meta.get('gpu')}, this is {_gpu_name(device)}: export again if it fails",
+            stacklevel=2,
+        )
+    with quiet():
+        fn = torch._inductor.aoti_load_package(str(p), device_index=device.index if device.is_cuda else -1)
+    return fn, compiled_info(p, meta)
+
+
+def export_compiled(
+    model_path: str | Path,
+    output: str | Path | None = None,
+    settings: CompiledExportSettings | None = None,
+    device: str | Device = "cpu",
+    force: bool = False,
+    check: bool = True,
+    parity_images: list[Path] | None = None,
+    status=None,
+) -> ExportResult:
+    """Compile a `.pt` ahead of time into a `.pt2` package, then check it against the PyTorch model.
+
+    The batch axis is dynamic (1..max_batch); height and width are fixed at imgsz. Written under a
+    temporary name and moved into place only after the parity check: a failure leaves nothing.
+    """
+    t_start = time.perf_counter()
+    s = settings or CompiledExportSettings()
+    dev = parse_device(device)
+    s.validate(dev)
+    say = status or (lambda _t: None)
+    src = check_model_path(model_path, (".pt",))
+    target = check_target(Path(output).expanduser() if output else default_output(src, s, dev), ".pt2", force)
+    if check:
+        from ..assets import sample_images
+
+        images = parity_images or sample_images()
+    torch = require("torch")
+    check_torch_cuda(dev)
+    from ..backends.pytorch import inductor_cache
+
+    inductor_cache()
+    say(f"loading {src.name}")
+    module, info = load_pytorch(src)
+    from ..detector import check_imgsz
+
+    imgsz = check_imgsz(s.imgsz or info.imgsz[0], info.stride)
+    s.imgsz = imgsz[0] if imgsz[0] == imgsz[1] else None
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.partial.pt2")
+    try:
+        # dynamic=True computes the heads' grids in the graph from the (static) feature sizes: no
+        # cached-grid check that would pin the batch size; inductor folds them into constants
+        m = prepare_for_export(module, info.family, dynamic=True).to(str(dev))
+        x = torch.zeros(min(2, s.max_batch), 3, *imgsz, device=str(dev))
+        if s.half:
+            m, x = m.half(), x.half()
+        say(f"tracing {src.name} with torch.export at {imgsz[0]}x{imgsz[1]}, batch 1..{s.max_batch}")
+        dims = None
+        if s.max_batch > 1:
+            dims = ({0: torch.export.Dim("batch", min=1, max=s.max_batch)},)
+        with quiet(), torch.no_grad():
+            ep = torch.export.export(m, (x,), dynamic_shapes=dims, strict=False)
+        say(f"compiling with AOTInductor for {_gpu_name(dev)} (a minute or more)")
+        t0 = time.perf_counter()
+        with quiet():
+            torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp))
+        compile_s = time.perf_counter() - t0
+        _write_metadata(tmp, _metadata(info, s, imgsz, dev, compile_s))
+        result = ExportResult(None, target, info, s, 0.0, tmp.stat().st_size)
+        result.notes.append(f"AOTInductor compile: {compile_s:.1f} s")
+        if check:
+            say("checking parity with the PyTorch model")
+            from ..backends.pytorch import CompiledBackend
+
+            result.parity = check_parity(module, info, dev, imgsz, CompiledBackend(tmp, dev, half=s.half), images)
+            if not result.parity.passed:
+                tmp.unlink(missing_ok=True)
+                result.seconds = time.perf_counter() - t_start
+                return result
+        os.replace(tmp, target)
+        result.path = target
+        result.seconds = time.perf_counter() - t_start
+        return result
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, YoloAccelError) or not isinstance(e, Exception):
+            raise
+        raise ExportError(
+            f"AOTInductor export of {src.name} failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"
+        ) from e
+
+
+def cached_compiled(model_path: str | Path, imgsz: int | None, half: bool, device: str | Device) -> Path:
+    """The `.pt2` package of `model_path` for these settings, compiled once and reused after.
+
+    Keyed on the checkpoint's SHA-256, the settings, the torch and yolo-accel versions and the GPU.
+    """
+    from ..assets import cache_dir
+
+    torch = require("torch")
+    dev = parse_device(device)
+    src = check_model_path(model_path, (".pt",))
+    s = CompiledExportSettings(imgsz=imgsz, half=half)
+    sha = file_sha256(src)
+    check_torch_cuda(dev)
+    key_parts = [sha, asdict(s), __version__, torch.__version__, dev.kind, _gpu_name(dev)]
+    key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir() / "compiled" / f"{src.stem}-{sha[:8]}-{dev.kind}-{key}.pt2"
+    if path.is_file():
+        return path
+    result = export_compiled(src, path, s, device=dev, force=True, check=True)
+    if not result.ok:
+        raise ExportError(
+            f"the compiled package of {src.name} failed its parity check ({result.parity.match_rate:.1%} of "
+            f"detections matched, {PARITY_THRESHOLD:.0%} needed); run `yolo-accel export --format compiled`"
+        )
+    return path

@@ -1,0 +1,142 @@
+"""AOTInductor packages (`export --format compiled`, the `compiled` backend), compiled on the CPU here.
+
+The CUDA FP16 package is tested the same way in test_gpu.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+from tests.conftest import read_bgr
+from typer.testing import CliRunner
+
+from yolo_accel import Detector
+from yolo_accel.cli import app
+from yolo_accel.errors import ModelError, SettingsError
+from yolo_accel.evaluate.similarity import match_detections
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory, yolov5n_pt):
+    """The real YOLOv5n compiled for the CPU, batch 1..4, through the command line."""
+    folder = tmp_path_factory.mktemp("pt2")
+    out = folder / "yolov5n.pt2"
+    res = runner.invoke(
+        app,
+        [
+            "export",
+            str(yolov5n_pt),
+            "--format",
+            "compiled",
+            "--max-batch",
+            "4",
+            "-o",
+            str(out),
+            "--json",
+            str(folder / "r.json"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    return out, json.loads((folder / "r.json").read_text())
+
+
+def test_export_checks_parity_and_leaves_only_the_package(package):
+    path, report = package
+    assert report["ok"] and report["parity"]["match_rate"] >= 0.98
+    assert any("AOTInductor compile" in n for n in report["notes"])
+    assert sorted(p.name for p in path.parent.iterdir()) == ["r.json", "yolov5n.pt2"]  # no partial file
+
+
+def test_package_matches_torch_and_takes_dynamic_batches(package, yolov5n_pt, sample_images, coco128_images):
+    path, _ = package
+    frames = [read_bgr(p) for p in sample_images + coco128_images[:4]]
+    with Detector(yolov5n_pt, rect=False) as ref_det:
+        ref = ref_det.predict(frames)
+    with Detector(path, batch=3) as det:  # backend chosen from the suffix; batches of 3, 3, then 0 left
+        assert det.backend.name == "compiled" and det.info.half is False
+        got = det.predict(frames)
+        total = sum(len(r) for r in ref)
+        matched = sum(match_detections(r, g, 0.9).matched for r, g in zip(ref, got))
+        assert total > 10 and matched / total >= 0.98
+        with pytest.raises(SettingsError, match=r"batches of 1\.\.4"):
+            det.forward(np.zeros((5, 3, 640, 640), np.float32))
+
+
+def test_package_runs_without_ultralytics_or_yolov5(package, sample_images, yolov5n_pt):
+    path, _ = package
+    code = (
+        "import sys, json\n"
+        "for m in ('ultralytics', 'yolov5', 'models', 'utils'): sys.modules[m] = None  # importing them fails\n"
+        "from yolo_accel import Detector\n"
+        f"d = Detector({str(path)!r}).predict({str(sample_images[0])!r})[0]\n"
+        "print(json.dumps([d.xyxy.tolist(), d.class_id.tolist()]))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=os.environ)
+    assert res.returncode == 0, res.stderr[-2000:]
+    xyxy, cls = json.loads(res.stdout.strip().splitlines()[-1])
+    with Detector(yolov5n_pt, rect=False) as ref_det:
+        ref = ref_det.predict(sample_images[0])[0]
+    assert sorted(cls) == sorted(ref.class_id.tolist())
+    assert np.allclose(np.sort(np.asarray(xyxy), 0), np.sort(ref.xyxy, 0), atol=1.0)
+
+
+def test_package_errors(package, tmp_path):
+    path, _ = package
+    # a package from another torch version: one line that says to export again
+    other = tmp_path / "other.pt2"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(other, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith("extra/yolo_accel.json"):
+                meta = json.loads(data)
+                meta["torch_version"] = "1.13.0"
+                data = json.dumps(meta).encode()
+            dst.writestr(item, data)
+    with pytest.raises(ModelError, match=r"compiled with torch 1\.13\.0"):
+        Detector(other)
+    bare = tmp_path / "bare.pt2"
+    with zipfile.ZipFile(bare, "w") as z:
+        z.writestr("x/archive_format", "pt2")
+    with pytest.raises(ModelError, match="without yolo-accel metadata"):
+        Detector(bare)
+    junk = tmp_path / "junk.pt2"
+    junk.write_bytes(b"not a zip" * 100)
+    res = runner.invoke(app, ["predict", str(sample_image_dummy(tmp_path)), "-m", str(junk)])
+    assert res.exit_code == 2 and "not a .pt2 package" in res.output and "Traceback" not in res.output
+    with pytest.raises(SettingsError, match="compiled already"):
+        Detector(
+            path, torch_options=__import__("yolo_accel.backends.pytorch", fromlist=["x"]).TorchOptions(compile=True)
+        )
+
+
+def sample_image_dummy(tmp_path):
+    import cv2
+
+    p = tmp_path / "grey.jpg"
+    cv2.imwrite(str(p), np.full((64, 64, 3), 114, np.uint8))
+    return p
+
+
+def test_cache_compiles_once(yolov5n_pt, tmp_path, monkeypatch):
+    """A .pt on the compiled backend is compiled once per settings, then reused from the cache."""
+    from yolo_accel.export import compiled
+
+    pt = tmp_path / "yolov5n.pt"
+    shutil.copy(yolov5n_pt, pt)
+    first = compiled.cached_compiled(pt, None, False, "cpu")
+    stamp = first.stat().st_mtime_ns
+    calls = []
+    monkeypatch.setattr(compiled, "export_compiled", lambda *a, **k: calls.append(a))
+    with Detector(pt, backend="compiled") as det:
+        assert det.info.path == first and not calls
+    assert first.stat().st_mtime_ns == stamp

@@ -10,8 +10,8 @@ if [ -f .ortgpu/WHEEL ] && [ ! -d /tmp/ortgpu/onnxruntime ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/ortgpu "/tmp/$w"
 fi
 if [ -d .whl ] && [ ! -f /tmp/site/.done ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl &&
-    touch /tmp/site/.done
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    .whl/*.whl $(ls .pnv/*.whl .whl-video/*.whl 2>/dev/null) && touch /tmp/site/.done
 fi
 export PYTHONPATH=/tmp/ortgpu:/tmp/site:$PWD/src YOLO_OFFLINE=True YOLO_ACCEL_ASSETS=$PWD/.device/assets \
   YOLO_ACCEL_CACHE=/root/yacache PYTHONUNBUFFERED=1 PATH=/tmp/site/bin:$PATH

@@ -235,3 +235,22 @@ def test_batcher_overlaps_streams_and_keeps_results(yolov5n_pt, frames):
     # batches of up to 8 against batch-1 calls: cuDNN picks other (TF32) kernels per batch size, and a
     # borderline box can flip (measured on the H100: 73 of 74 boxes, in FP16 and in FP32)
     assert rate >= 0.98
+
+
+def test_nvdec_source_matches_cpu_decoding(assets_root):
+    """NVDEC frames (GPU memory, BGR) against OpenCV's CPU decoding of the same clip."""
+    pytest.importorskip("PyNvVideoCodec")
+    from yolo_accel.video.sources import NvdecSource, VideoFileSource
+
+    clip = assets_root / "videos" / "highway_traffic_720p.mp4"
+    gpu = NvdecSource(clip, "cuda", max_frames=30)
+    cpu = VideoFileSource(clip, max_frames=30)
+    assert gpu.size == cpu.size and abs(gpu.fps - cpu.fps) < 0.01
+    pairs = list(zip(gpu, cpu))
+    assert len(pairs) == 30
+    for g, c in pairs:
+        assert g.image.is_cuda and tuple(g.image.shape) == c.image.shape
+        diff = np.abs(g.image.cpu().numpy().astype(int) - c.image.astype(int))
+        assert diff.mean() < 3.0  # the same frames; YUV->BGR conversions round differently
+    gpu.close()
+    cpu.close()

@@ -264,3 +264,52 @@ def test_mjpeg_stream_and_ctrl_c(tmp_path, video, yolov5n_pt):
     s = json.loads(summary.read_text())
     assert s["interrupted"] is True and 0 < s["frames"] < 751
     assert _count_frames(out)[0] == s["output"]["video_frames"] == s["frames"]
+
+
+def test_two_streams_share_one_batched_detector(tmp_path, video, yolov5n_pt):
+    """Two concurrent streams through one batcher: each gets exactly its single-stream results."""
+    frames = "120"
+    single = tmp_path / "single"
+    res = runner.invoke(
+        app,
+        _video_args(
+            video,
+            yolov5n_pt,
+            "--max-frames",
+            frames,
+            "--events",
+            str(single / "e.jsonl"),
+            "--summary",
+            str(single / "s.json"),
+        ),
+    )
+    assert res.exit_code == 0, res.output
+    one = json.loads((single / "s.json").read_text())
+    multi = tmp_path / "multi"
+    args = _video_args(
+        video,
+        yolov5n_pt,
+        "--max-frames",
+        frames,
+        "--events",
+        str(multi / "e.jsonl"),
+        "--summary",
+        str(multi / "s.json"),
+    )
+    args.insert(2, str(video))  # the same clip twice: two streams
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    both = json.loads((multi / "s.json").read_text())
+    assert len(both["streams"]) == 2 and both["frames"] == 2 * int(frames)
+    assert both["batcher"]["frames"] == 2 * int(frames) and both["batcher"]["mean_batch"] > 1  # batched across streams
+    for i, r in enumerate(both["streams"]):
+        assert r["frames"] == int(frames)
+        assert r["counts"] == one["counts"]  # each stream has its own tracker and counters
+        assert (multi / f"e-{i}.jsonl").read_text() == (single / "e.jsonl").read_text()
+    assert "2 streams" in res.output
+
+
+def test_nvdec_needs_cuda_or_the_package(video, yolov5n_pt):
+    res = runner.invoke(app, _video_args(video, yolov5n_pt, "--max-frames", "2", "--nvdec"))
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "PyNvVideoCodec" in res.output or "--device cuda" in res.output

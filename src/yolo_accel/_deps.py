@@ -24,6 +24,7 @@ _EXTRAS = {
     "supervision": ("supervision", "video"),
     "trackers": ("trackers", "video"),
     "av": ("PyAV", "video"),
+    "PyNvVideoCodec": ("PyNvVideoCodec (NVDEC decoding)", "nvdec"),
 }
 
 

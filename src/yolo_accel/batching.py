@@ -68,6 +68,13 @@ class BatchingDetector:
         self._gather.start()
         self._compute.start()
 
+    @property
+    def names(self):
+        return self.detector.names
+
+    def describe(self) -> str:
+        return f"{self.detector.describe()}, batched (max {self.max_batch}, wait {self.max_wait_s * 1000:g} ms)"
+
     # -- producers ------------------------------------------------------------------------------
     def submit(self, frame) -> Future:
         """Queue one BGR uint8 frame; the Future resolves to its Detections."""
@@ -81,9 +88,12 @@ class BatchingDetector:
         """Submit frames and wait for all; per-image stage times are the recent batches' averages."""
         futures = [self.submit(f) for f in frames]
         dets = [f.result() for f in futures]
+        return dets, self.stage_ms()
+
+    def stage_ms(self) -> dict[str, float]:
+        """Per-image pre / infer / post ms, averaged over the last few batches."""
         with self._lock:
-            per = {k: (sum(v[-8:]) / len(v[-8:]) if v else 0.0) for k, v in self._stage_ms.items()}
-        return dets, per
+            return {k: (sum(v[-8:]) / len(v[-8:]) if v else 0.0) for k, v in self._stage_ms.items()}
 
     # -- the two threads --------------------------------------------------------------------------
     def _next_batch(self):
@@ -112,18 +122,19 @@ class BatchingDetector:
                 return
             frames = [f for f, _ in items]
             futures = [fut for _, fut in items]
-            t0 = time.perf_counter_ns()
             try:
                 if self._gpu:
                     import torch
 
+                    t0 = time.perf_counter_ns()
                     upload = self._streams[0]
                     tensors = self.detector.upload(frames, stream=upload)
                     done = torch.cuda.Event()
                     done.record(upload)
-                    self._ready.put((tensors, done, futures, t0))
+                    # the upload's host time counts as pre-processing; the wait in the queue does not
+                    self._ready.put((tensors, done, futures, time.perf_counter_ns() - t0))
                 else:
-                    self._ready.put((frames, None, futures, t0))
+                    self._ready.put((frames, None, futures, 0))
             except BaseException as e:  # the frames' owners get the error, the batcher lives on
                 for fut in futures:
                     fut.set_exception(e)
@@ -133,7 +144,7 @@ class BatchingDetector:
             job = self._ready.get()
             if job is _STOP:
                 return
-            frames, done, futures, t0 = job
+            frames, done, futures, upload_ns = job
             t1 = time.perf_counter()
             try:
                 if self._gpu:
@@ -144,7 +155,7 @@ class BatchingDetector:
                         compute.wait_event(done)
                         for t in frames:  # the upload stream's memory is now also used by this stream
                             t.record_stream(compute)
-                        dets, per = self.detector.detect_device(frames, t0)
+                        dets, per = self.detector.detect_device(frames, time.perf_counter_ns() - upload_ns)
                 else:
                     dets, per = self.detector.detect_batch(frames)
             except BaseException as e:

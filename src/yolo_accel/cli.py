@@ -592,7 +592,11 @@ def report_cmd(
 @command("video")
 def video_cmd(
     source: Annotated[
-        str, typer.Argument(help="A video file, a folder of images, an rtsp:// or http:// URL, or a webcam index (0).")
+        list[str],
+        typer.Argument(
+            help="A video file, a folder of images, an rtsp:// or http:// URL, or a webcam index (0). "
+            "Several sources run as concurrent streams sharing one batched detector."
+        ),
     ],
     model: Annotated[Path, typer.Option("--model", "-m", help=".pt or .onnx model.")],
     backend: Annotated[
@@ -627,6 +631,17 @@ def video_cmd(
     compile: CompileOpt = False,
     io_binding: IoBindingOpt = False,
     gpu_ops: GpuOpsOpt = None,
+    nvdec: Annotated[
+        bool, typer.Option("--nvdec", help="Decode video files on the GPU (NVDEC via PyNvVideoCodec); --device cuda.")
+    ] = False,
+    max_wait_ms: Annotated[
+        float | None,
+        typer.Option(
+            "--max-wait-ms",
+            help="Throughput mode: a batch of up to --batch frames per stream closes after this wait "
+            "(default 2 ms with several sources). Uploads overlap compute on a second CUDA stream.",
+        ),
+    ] = None,
 ):
     """Detect, track, count, annotate and write or stream a video, with a per-stage timing table.
 
@@ -634,21 +649,33 @@ def video_cmd(
     finished and the summary written. Exit code 2 when the source fails (e.g. a truncated file), after
     the readable frames are processed.
 
-    Example: yolo-accel video traffic.mp4 --model yolov5n.pt --classes car,bus,truck --line 0,450,1280,450 -o out.mp4
+    Examples:
+      yolo-accel video traffic.mp4 --model yolov5n.pt --classes car,bus,truck --line 0,450,1280,450 -o out.mp4
+      yolo-accel video cam1.mp4 cam2.mp4 --model yolov5n.pt --device cuda --half --cuda-graph --nvdec --batch 8
+        (two streams, one batched GPU detector; outputs get -0, -1 suffixes)
     """
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .detector import Detector
+    from .device import parse_device
     from .errors import OutputExistsError, SettingsError
     from .runs import write_json_atomic
-    from .video.pipeline import VideoSettings, run_video
+    from .video.pipeline import VideoSettings, run_streams, run_video, stream_path
     from .video.sources import open_source
 
-    for p in (output, events, summary):
-        if p and p.exists() and not force:
-            raise OutputExistsError(f"{p} exists; pass --force to overwrite it")
+    n = len(source)
+    for p in (output, events):
+        for i in range(n):
+            q = stream_path(str(p), i, n) if p else None
+            if q and Path(q).exists() and not force:
+                raise OutputExistsError(f"{q} exists; pass --force to overwrite it")
+    if summary and summary.exists() and not force:
+        raise OutputExistsError(f"{summary} exists; pass --force to overwrite it")
     if stride < 1 or batch < 1:
         raise SettingsError("--stride and --batch must be at least 1")
+    if n > 1 and serve_mjpeg is not None:
+        raise SettingsError("--serve-mjpeg serves one stream; run one source per port")
     settings = VideoSettings(
         tracker=tracker,
         lines=list(line or []),
@@ -676,15 +703,17 @@ def video_cmd(
             torch_options=torch_options,
             gpu_ops=gpu_ops,
         )
-        src = open_source(source, stride=stride, max_frames=max_frames, retries=retries)
-    err.print(f"{src.description} -> {det.describe()}", highlight=False)
+        nvdec_device = str(parse_device(device)) if nvdec else None
+        srcs = [open_source(x, stride, max_frames, retries, nvdec_device=nvdec_device) for x in source]
+    for src in srcs:
+        err.print(f"{src.description} -> {det.describe()}", highlight=False)
     if serve_mjpeg is not None:
         err.print(f"MJPEG stream on http://127.0.0.1:{serve_mjpeg}/", highlight=False)
-    total = src.frame_count
-    if total and max_frames:
-        total = min(total, max_frames)
-    if total and stride > 1:
-        total = -(-total // stride)
+    counts = [src.frame_count for src in srcs]
+    total = None if None in counts else 0
+    for c in counts if total is not None else []:
+        c = min(c, max_frames) if max_frames else c
+        total += -(-c // stride)
     with Progress(
         TextColumn("video"),
         BarColumn(),
@@ -696,13 +725,16 @@ def video_cmd(
     ) as progress:
         task = progress.add_task("video", total=total, fps="")
         t0 = time.perf_counter()
-        n = [0]
+        seen = [0]
 
         def tick():
-            n[0] += 1
-            progress.update(task, advance=1, fps=f"{n[0] / max(time.perf_counter() - t0, 1e-9):.1f} FPS")
+            seen[0] += 1
+            progress.update(task, advance=1, fps=f"{seen[0] / max(time.perf_counter() - t0, 1e-9):.1f} FPS")
 
-        result = run_video(src, det, settings, progress=tick)
+        if n > 1 or max_wait_ms is not None:
+            result = run_streams(srcs, det, settings, batch * n, 2.0 if max_wait_ms is None else max_wait_ms, tick)
+        else:
+            result = run_video(srcs[0], det, settings, progress=tick)
     det.close()
     result["settings"] = {
         "model": str(model),
@@ -717,8 +749,21 @@ def video_cmd(
         "zones": settings.zones,
         "stride": stride,
         "batch": batch,
+        "nvdec": nvdec,
+        "max_wait_ms": max_wait_ms,
+        "runtime": det.describe(),
     }
-    _print_video_summary(result)
+    if "streams" in result:
+        for i, r in enumerate(result["streams"]):
+            out.print(f"[bold]stream {i}[/] ({escape(r['source'])})")
+            _print_video_summary(r)
+        b = result["batcher"]
+        out.print(
+            f"[bold]{n} streams[/]: {result['frames']} frames in {result['wall_s']:.1f} s, "
+            f"{result['fps']:.1f} FPS in total; {b['batches']} batches, mean batch {b['mean_batch']}"
+        )
+    else:
+        _print_video_summary(result)
     if summary:
         write_json_atomic(summary, result)
         out.print(f"summary written to {summary}")

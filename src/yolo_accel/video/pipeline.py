@@ -16,7 +16,7 @@ import numpy as np
 from .._deps import require
 from ..errors import YoloAccelError
 from .counting import Counter, parse_line, parse_zone
-from .sources import FrameSource
+from .sources import FrameSource, host_image
 from .tracking import make_tracker, to_supervision
 
 STAGES = ("decode", "pre", "infer", "post", "track", "count", "annotate", "encode")
@@ -44,6 +44,7 @@ class _Item:
     t0: float  # perf_counter when decoding of this frame started
     dets: object = None  # ours, then supervision's
     image: np.ndarray | None = None  # annotated
+    future: object = None  # throughput mode: the batcher's Future of `dets`
 
 
 class _Stages:
@@ -80,6 +81,9 @@ def run_video(
     annotate = bool(s.output or s.save_frames or s.serve_mjpeg is not None)
     q_dec, q_det, q_trk, q_ann = (queue.Queue(maxsize=s.queue_size) for _ in range(4))
     dropped = [0]
+    for path in (s.events, s.output):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
     events_file = open(s.events, "w", encoding="utf-8") if s.events else None  # noqa: SIM115 (closed below)
     track_ids: set[int] = set()
     n_dets = [0]
@@ -137,6 +141,13 @@ def run_video(
             put(q_dec, _END)
 
     def detect():
+        if hasattr(detector, "submit"):  # throughput mode: hand frames to the batcher, do not wait
+            while (item := q_dec.get()) is not _END:
+                if not errors:
+                    item.future = detector.submit(item.frame.image)
+                    put(q_det, item)
+            put(q_det, _END)
+            return
         done = False
         while not done:
             first = q_dec.get()
@@ -166,6 +177,10 @@ def run_video(
         while (item := q_det.get()) is not _END:
             if errors:
                 continue
+            if item.future is not None:  # frames come back in order: each stream waits on its own
+                item.dets = item.future.result()
+                for stage, ms in detector.stage_ms().items():
+                    stages.ms[stage].append(ms)
             t0 = time.perf_counter()
             d = to_supervision(item.dets)
             if tracker is not None:
@@ -201,7 +216,7 @@ def run_video(
                 put(q_ann, item)
                 continue
             t0 = time.perf_counter()
-            d, img = item.dets, item.frame.image.copy()
+            d, img = item.dets, host_image(item.frame.image).copy()
             labels = [
                 (f"#{int(t)} " if t is not None and t >= 0 else "") + f"{names.get(int(c), c)} {p:.2f}"
                 for c, p, t in zip(
@@ -318,6 +333,80 @@ def run_video(
         if not isinstance(e, YoloAccelError):
             raise e
     return summary
+
+
+def stream_path(path: str | None, i: int, n: int) -> str | None:
+    """Per-stream output names when several streams run: out.mp4 -> out-0.mp4, out-1.mp4, ..."""
+    if path is None or n == 1:
+        return path
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}-{i}{p.suffix}"))
+
+
+def run_streams(
+    sources: list[FrameSource],
+    detector,
+    s: VideoSettings,
+    max_batch: int,
+    max_wait_ms: float,
+    progress=None,
+    stop: threading.Event | None = None,
+) -> dict:
+    """Several streams at once: one pipeline each (own tracker, counts and outputs), one shared batcher.
+
+    The batcher gathers frames from every stream into GPU batches (`max_batch`, `max_wait_ms`).
+    Returns the aggregate (frames, FPS over the wall time) and each stream's summary.
+    """
+    import dataclasses
+
+    from ..batching import BatchingDetector
+
+    n = len(sources)
+    stop = stop or threading.Event()
+    results: list[dict | None] = [None] * n
+    failures: list[BaseException] = []
+
+    with BatchingDetector(detector, max_batch=max_batch, max_wait_ms=max_wait_ms) as batcher:
+
+        def one(i: int) -> None:
+            si = dataclasses.replace(
+                s,
+                output=stream_path(s.output, i, n),
+                events=stream_path(s.events, i, n),
+                save_frames=str(Path(s.save_frames) / f"stream{i}") if (s.save_frames and n > 1) else s.save_frames,
+            )
+            try:
+                results[i] = run_video(sources[i], batcher, si, progress=progress, stop=stop)
+            except BaseException as e:
+                failures.append(e)
+                stop.set()
+
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=one, args=(i,), name=f"stream{i}", daemon=True) for i in range(n)]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(timeout=0.2)
+        except KeyboardInterrupt:
+            stop.set()
+            for t in threads:
+                t.join()
+        wall = time.perf_counter() - t0
+        stats = batcher.stats.to_dict()
+    if failures:
+        raise failures[0]
+    frames = sum(r["frames"] for r in results if r)
+    return {
+        "streams": results,
+        "frames": frames,
+        "fps": frames / wall if wall > 0 else 0.0,
+        "wall_s": wall,
+        "batcher": {**stats, "max_batch": max_batch, "max_wait_ms": max_wait_ms},
+        "error": next((r["error"] for r in results if r and r["error"]), None),
+        "interrupted": any(r["interrupted"] for r in results if r),
+    }
 
 
 def cv2_put(img: np.ndarray, text: str, y: int) -> None:

@@ -21,7 +21,12 @@ class SourceError(DataError):
 class Frame:
     index: int
     time_s: float  # media time (file: index / fps; live: seconds since start)
-    image: np.ndarray  # BGR uint8
+    image: np.ndarray  # BGR uint8 HWC (NVDEC: a torch tensor on the GPU; see host_image)
+
+
+def host_image(image) -> np.ndarray:
+    """The frame as a host BGR array (a copy from the GPU for NVDEC frames)."""
+    return image if isinstance(image, np.ndarray) else image.cpu().numpy()
 
 
 class FrameSource:
@@ -78,6 +83,73 @@ class VideoFileSource(FrameSource):
 
     def close(self) -> None:
         self.cap.release()
+
+
+class NvdecSource(FrameSource):
+    """A video file decoded by the GPU's NVDEC through PyNvVideoCodec; frames stay in GPU memory.
+
+    Each frame is a BGR uint8 HWC torch tensor on the GPU, which the GPU pipeline takes without an
+    upload; only stages that need pixels on the host (annotation, writing) copy it back.
+    """
+
+    kind = "file"
+
+    def __init__(
+        self, path: Path, device: str = "cuda", stride: int = 1, max_frames: int | None = None, batch: int = 8
+    ):
+        from .._deps import require
+
+        nvc = require("PyNvVideoCodec")
+        self._torch = require("torch")
+        from ..device import parse_device
+
+        dev = parse_device(device)
+        if not dev.is_cuda:
+            raise DataError("--nvdec decodes on the GPU: use it with --device cuda")
+        self.path, self.stride, self.max_frames, self.batch = path, max(1, stride), max_frames, max(1, batch)
+        try:
+            self._dec = nvc.ThreadedDecoder(
+                str(path),
+                buffer_size=max(16, 2 * self.batch),
+                gpu_id=dev.index,
+                use_device_memory=True,
+                output_color_type=nvc.OutputColorType.RGB,
+            )
+            meta = self._dec.get_stream_metadata()
+        except Exception as e:  # PyNvVideoCodec raises plain exceptions for bad files and missing NVDEC
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise DataError(f"NVDEC cannot open {path}: {why}") from e
+        self.fps = float(meta.average_fps) or 25.0
+        self.size = (int(meta.width), int(meta.height))
+        self.frame_count = int(meta.num_frames) or None
+        self.description = (
+            f"{path.name}: {self.size[0]}x{self.size[1]} at {self.fps:g} fps, {self.frame_count} frames (NVDEC)"
+        )
+
+    def __iter__(self) -> Iterator[Frame]:
+        torch = self._torch
+        index = delivered = 0
+        while self.max_frames is None or delivered < self.max_frames:
+            frames = self._dec.get_batch_frames(self.batch)
+            if not frames:
+                if self.frame_count is not None and index < self.frame_count:
+                    raise SourceError(
+                        f"{self.path}: the video ends early at frame {index} of {self.frame_count} "
+                        "(truncated or corrupt)"
+                    )
+                return
+            for f in frames:
+                if index % self.stride == 0 and (self.max_frames is None or delivered < self.max_frames):
+                    # RGB -> BGR as the rest of the tool expects; the copy also frees the decoder's buffer
+                    yield Frame(index, index / self.fps, torch.from_dlpack(f).flip(-1))
+                    delivered += 1
+                index += 1
+
+    def close(self) -> None:
+        import contextlib
+
+        with contextlib.suppress(Exception):
+            self._dec.end()
 
 
 class ImageFolderSource(FrameSource):
@@ -159,9 +231,19 @@ class StreamSource(FrameSource):
 
 
 def open_source(
-    spec: str, stride: int = 1, max_frames: int | None = None, retries: int = 5, backoff_s: float = 1.0
+    spec: str,
+    stride: int = 1,
+    max_frames: int | None = None,
+    retries: int = 5,
+    backoff_s: float = 1.0,
+    nvdec_device: str | None = None,
 ) -> FrameSource:
-    """A file, a folder, a URL (rtsp://, http(s)://) or a webcam index ('0')."""
+    """A file, a folder, a URL (rtsp://, http(s)://) or a webcam index ('0').
+
+    With `nvdec_device` ('cuda:N') a video file is decoded by NVDEC into GPU memory.
+    """
+    if nvdec_device and (spec.isdigit() or "://" in spec):
+        raise DataError("--nvdec decodes video files; streams and webcams use the CPU decoder")
     if spec.isdigit():
         return StreamSource(int(spec), retries, backoff_s, max_frames, stride)
     if "://" in spec:
@@ -173,4 +255,6 @@ def open_source(
         raise DataError(f"video source not found: {p}")
     if p.stat().st_size == 0:
         raise DataError(f"video is empty (0 bytes): {p}")
+    if nvdec_device:
+        return NvdecSource(p, nvdec_device, stride, max_frames)
     return VideoFileSource(p, stride, max_frames)

@@ -25,6 +25,7 @@ _EXTRAS = {
     "trackers": ("trackers", "video"),
     "av": ("PyAV", "video"),
     "PyNvVideoCodec": ("PyNvVideoCodec (NVDEC decoding)", "nvdec"),
+    "tensorrt": ("TensorRT 10 (Python module)", None),
 }
 
 

@@ -137,8 +137,9 @@ def export_cmd(
         typer.Option(
             "--format",
             "-f",
-            help="onnx, or compiled: an AOTInductor package (.pt2) that runs with torch alone "
-            "(compiled for --device, batch 1..--max-batch, fixed --imgsz).",
+            help="onnx; compiled: an AOTInductor package (.pt2) that runs with torch alone "
+            "(compiled for --device, batch 1..--max-batch, fixed --imgsz); engine: a TensorRT engine "
+            "(TensorRT 10 Python API or trtexec; needs TensorRT and --device cuda).",
         ),
     ] = "onnx",
     imgsz: ImgszOpt = None,
@@ -160,18 +161,33 @@ def export_cmd(
         ),
     ] = True,
     device: DeviceOpt = "cpu",
-    max_batch: Annotated[int, typer.Option("--max-batch", help="compiled: the largest batch the package takes.")] = 64,
+    max_batch: Annotated[
+        int | None,
+        typer.Option("--max-batch", help="compiled (default 128) / engine with --dynamic (default 32): largest batch."),
+    ] = None,
+    min_batch: Annotated[int, typer.Option("--min-batch", help="engine --dynamic: smallest batch.")] = 1,
+    opt_batch: Annotated[int, typer.Option("--opt-batch", help="engine --dynamic: the batch TensorRT tunes for.")] = 8,
+    int8: Annotated[bool, typer.Option("--int8", help="engine: INT8, calibrated on --calib-data.")] = False,
+    calib_data: Annotated[
+        Path | None, typer.Option("--calib-data", help="engine --int8: data.yaml or an image folder.")
+    ] = None,
+    calib_images: Annotated[int, typer.Option("--calib-images", help="engine --int8: images used.")] = 512,
+    workspace: Annotated[float, typer.Option("--workspace", help="engine: builder workspace in GB.")] = 4.0,
+    builder: Annotated[
+        str, typer.Option("--builder", help="engine: python (TensorRT API), trtexec, or auto (python if installed).")
+    ] = "auto",
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON here.")] = None,
 ):
-    """Export a .pt to ONNX or to a compiled .pt2 (metadata embedded), then check it against the PyTorch model.
+    """Export a .pt to ONNX, a compiled .pt2 or a TensorRT engine (metadata kept), then check it against PyTorch.
 
     Examples:
       yolo-accel export yolov5n.pt --imgsz 640 --dynamic --output yolov5n.onnx
       yolo-accel export yolov5n.pt --format compiled --device cuda --half    (writes yolov5n-fp16-cuda.pt2)
+      yolo-accel export yolov5n.pt --format engine --device cuda --half --dynamic --max-batch 32
     """
     fmt = format.lower()
-    if fmt not in ("onnx", "compiled"):
-        raise YoloAccelError(f"unknown --format {format!r}; available: onnx, compiled")
+    if fmt not in ("onnx", "compiled", "engine"):
+        raise YoloAccelError(f"unknown --format {format!r}; available: onnx, compiled, engine")
     with err.status("exporting") as status:
         if fmt == "onnx":
             from .export.onnx import OnnxExportSettings, export_onnx
@@ -182,10 +198,30 @@ def export_cmd(
             result = export_onnx(
                 model, output, settings, device=device, force=force, check=check, status=lambda t: status.update(t)
             )
+        elif fmt == "engine":
+            from .export.tensorrt import EngineExportSettings, export_engine
+
+            settings = EngineExportSettings(
+                imgsz=imgsz,
+                half=half,
+                int8=int8,
+                calib_data=str(calib_data) if calib_data else None,
+                calib_images=calib_images,
+                dynamic=dynamic,
+                min_batch=min_batch,
+                opt_batch=opt_batch,
+                max_batch=max_batch or 32,
+                batch=batch,
+                workspace_gb=workspace,
+                builder=builder,
+            )
+            result = export_engine(
+                model, output, settings, device=device, force=force, check=check, status=lambda t: status.update(t)
+            )
         else:
             from .export.compiled import CompiledExportSettings, export_compiled
 
-            settings = CompiledExportSettings(imgsz=imgsz, half=half, max_batch=max_batch)
+            settings = CompiledExportSettings(imgsz=imgsz, half=half, max_batch=max_batch or 128)
             result = export_compiled(
                 model, output, settings, device=device, force=force, check=check, status=lambda t: status.update(t)
             )

@@ -86,6 +86,10 @@ def open_backend(
             from .export.compiled import cached_compiled
 
             path = cached_compiled(path, imgsz=imgsz, half=half, device=dev)
+        elif name == "tensorrt" and path.suffix.lower() == ".pt":
+            from .export.tensorrt import cached_engine
+
+            path = cached_engine(path, imgsz=imgsz, half=True, device=dev)
         else:
             raise SettingsError(
                 f"the {name} backend runs {', '.join(spec.suffixes)} files, not {path.name}; "

@@ -149,6 +149,16 @@ BACKENDS: dict[str, BackendSpec] = {
             ("cpu", "cuda"),
             "AOTInductor package (.pt2 from export --format compiled; runs with torch alone)",
         ),
+        BackendSpec(
+            "tensorrt",
+            ".tensorrt",
+            "TensorRTBackend",
+            (".engine",),
+            "tensorrt",
+            "pip install tensorrt (TensorRT 10; needs NVIDIA's package index and a CUDA GPU)",
+            ("cuda",),
+            "TensorRT engine (TensorRT 10 Python API; not verified on this project's machines)",
+        ),
     )
 }
 
@@ -156,7 +166,15 @@ BACKENDS: dict[str, BackendSpec] = {
 def get_backend_spec(name: str) -> BackendSpec:
     """The registry row for `name`, or SettingsError listing the known backends."""
     key = name.strip().lower().replace("_", "").replace("-", "")
-    aliases = {"pytorch": "torch", "ort": "onnxruntime", "onnx": "onnxruntime", "aoti": "compiled", "pt2": "compiled"}
+    aliases = {
+        "pytorch": "torch",
+        "ort": "onnxruntime",
+        "onnx": "onnxruntime",
+        "aoti": "compiled",
+        "pt2": "compiled",
+        "trt": "tensorrt",
+        "engine": "tensorrt",
+    }
     key = aliases.get(key, key)
     if key not in BACKENDS:
         raise SettingsError(f"unknown backend {name!r}; known backends: {', '.join(BACKENDS)}")

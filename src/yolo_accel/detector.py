@@ -206,15 +206,16 @@ class Detector:
 
     def postprocess(self, raw: np.ndarray, infos: Sequence[LetterboxInfo]) -> list[Detections]:
         """Raw head output -> Detections in original-image pixels."""
-        layout = self.info.layout
-        if layout is None:
+        return postprocess(raw, infos, *self._post_settings(raw.shape))
+
+    def _post_settings(self, raw_shape) -> tuple:
+        """The post-processing arguments after (raw, infos), the same for the NumPy and torch flavours."""
+        if self.info.layout is None:
             from .ops.nms import infer_layout
 
-            layout = self.info.layout = infer_layout(raw.shape)
-        return postprocess(
-            raw,
-            infos,
-            layout,
+            self.info.layout = infer_layout(raw_shape)
+        return (
+            self.info.layout,
             self.names,
             self.conf,
             self.iou,
@@ -302,22 +303,7 @@ class Detector:
         raw = self.forward_device(batch)
         sync()
         t2 = time.perf_counter_ns()
-        if self.info.layout is None:
-            from .ops.nms import infer_layout
-
-            self.info.layout = infer_layout(raw.shape)
-        dets = postprocess_torch(
-            raw,
-            infos,
-            self.info.layout,
-            self.names,
-            self.conf,
-            self.iou,
-            self.classes,
-            self.max_det,
-            self.agnostic_nms,
-            self.multi_label,
-        )
+        dets = postprocess_torch(raw, infos, *self._post_settings(raw.shape))
         t3 = time.perf_counter_ns()
         return dets, _per_image(len(frames), t0, t1, t2, t3)
 

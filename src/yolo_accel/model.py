@@ -287,3 +287,22 @@ def _meta_imgsz(meta: dict[str, str]) -> tuple[int, int] | None:
     if isinstance(parsed, (list, tuple)) and len(parsed) == 2:
         return int(parsed[0]), int(parsed[1])
     return None
+
+
+def info_from_metadata(path: Path, format: str, meta: dict, half: bool) -> ModelInfo:
+    """ModelInfo of a compiled artifact (.pt2, .engine) from the metadata yolo-accel stored with it."""
+    imgsz = tuple(int(v) for v in meta["imgsz"])
+    return ModelInfo(
+        path=path,
+        format=format,
+        family=meta.get("family", "unknown"),
+        layout=meta.get("layout"),
+        names={int(k): v for k, v in meta["names"].items()},
+        stride=int(meta.get("stride", 32)),
+        imgsz=(imgsz[0], imgsz[1]),
+        batch=meta.get("batch"),
+        half=half,
+        dynamic_hw=False,
+        sha256=file_sha256(path),
+        metadata=meta,
+    )

@@ -14,7 +14,7 @@ import numpy as np
 from .._deps import require
 from ..device import Device, check_torch_cuda
 from ..errors import ModelError, SettingsError
-from ..model import ModelInfo, file_sha256
+from ..model import ModelInfo, info_from_metadata
 from .base import Backend
 
 
@@ -25,21 +25,8 @@ def engine_info(path: Path, meta: dict) -> ModelInfo:
             f"{path}: no {path.name}.json beside it; build engines with `yolo-accel export --format engine`, "
             "which records class names, input size and layout there"
         )
-    imgsz = tuple(int(v) for v in meta["imgsz"])
-    return ModelInfo(
-        path=path,
-        format="engine",
-        family=meta.get("family", "unknown"),
-        layout=meta.get("layout"),
-        names={int(k): v for k, v in meta["names"].items()},
-        stride=int(meta.get("stride", 32)),
-        imgsz=(imgsz[0], imgsz[1]),
-        batch=meta.get("batch"),
-        half=False,  # the engine's input stays FP32 (FP16/INT8 are inside it)
-        dynamic_hw=False,
-        sha256=file_sha256(path),
-        metadata=meta,
-    )
+    # the engine's input stays FP32 (FP16 / INT8 are inside it)
+    return info_from_metadata(path, "engine", meta, half=False)
 
 
 class TensorRTBackend(Backend):

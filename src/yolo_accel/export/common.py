@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExportError, OutputExistsError, SettingsError
+from ..errors import ExportError, OutputExistsError, SettingsError, YoloAccelError
 from ..evaluate.similarity import ParityReport
 from ..model import ModelInfo
 
@@ -77,3 +80,38 @@ def check_parity(module, info: ModelInfo, dev, imgsz, test_backend, images: list
         return compare_detectors(reference, test, images, threshold=PARITY_THRESHOLD)
     finally:
         test.close()
+
+
+@contextlib.contextmanager
+def partial_file(tmp: Path, what: str) -> Iterator[None]:
+    """Around an export: on any failure the partial file goes, and a non-tool error becomes one line."""
+    try:
+        yield
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, YoloAccelError) or not isinstance(e, Exception):
+            raise
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        raise ExportError(f"{what} failed: {type(e).__name__}: {first}") from e
+
+
+def keep_if_parity(
+    result: ExportResult,
+    tmp: Path,
+    t_start: float,
+    parity: Callable[[], ParityReport] | None = None,
+    before_keep: Callable[[], None] | None = None,
+) -> ExportResult:
+    """Check parity (when asked), then move the partial file into place; a failed check keeps nothing."""
+    if parity is not None:
+        result.parity = parity()
+        if not result.parity.passed:
+            tmp.unlink(missing_ok=True)
+            result.seconds = time.perf_counter() - t_start
+            return result
+    if before_keep is not None:
+        before_keep()
+    os.replace(tmp, result.target)
+    result.path = result.target
+    result.seconds = time.perf_counter() - t_start
+    return result

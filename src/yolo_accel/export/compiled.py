@@ -20,9 +20,17 @@ from pathlib import Path
 from .. import __version__
 from .._deps import quiet, require
 from ..device import Device, check_torch_cuda, parse_device
-from ..errors import ExportError, ModelError, SettingsError, YoloAccelError
-from ..model import ModelInfo, check_model_path, file_sha256, load_pytorch
-from .common import PARITY_THRESHOLD, ExportResult, check_parity, check_target, prepare_for_export
+from ..errors import ExportError, ModelError, SettingsError
+from ..model import ModelInfo, check_model_path, file_sha256, info_from_metadata, load_pytorch
+from .common import (
+    PARITY_THRESHOLD,
+    ExportResult,
+    check_parity,
+    check_target,
+    keep_if_parity,
+    partial_file,
+    prepare_for_export,
+)
 
 METADATA_NAME = "yolo_accel.json"  # stored as <archive>/extra/yolo_accel.json
 
@@ -97,24 +105,6 @@ def read_compiled_metadata(path: str | Path) -> dict:
         raise ModelError(f"{p}: not a .pt2 package (not a zip archive)") from e
 
 
-def compiled_info(path: Path, meta: dict) -> ModelInfo:
-    imgsz = tuple(meta["imgsz"])
-    return ModelInfo(
-        path=path,
-        format="pt2",
-        family=meta.get("family", "unknown"),
-        layout=meta.get("layout"),
-        names={int(k): v for k, v in meta["names"].items()},
-        stride=int(meta.get("stride", 32)),
-        imgsz=(int(imgsz[0]), int(imgsz[1])),
-        batch=None,
-        half=bool(meta.get("half")),
-        dynamic_hw=False,
-        sha256=file_sha256(path),
-        metadata=meta,
-    )
-
-
 def load_compiled(path: str | Path, device: Device):
     """(callable, ModelInfo) for a `.pt2` package; the device and torch version must be the package's."""
     torch = require("torch")
@@ -140,7 +130,7 @@ def load_compiled(path: str | Path, device: Device):
         )
     with quiet():
         fn = torch._inductor.aoti_load_package(str(p), device_index=device.index if device.is_cuda else -1)
-    return fn, compiled_info(p, meta)
+    return fn, info_from_metadata(p, "pt2", {**meta, "batch": None}, half=bool(meta.get("half")))
 
 
 def export_compiled(
@@ -181,7 +171,7 @@ def export_compiled(
     imgsz = check_imgsz(s.imgsz or info.imgsz[0], info.stride)
     s.imgsz = imgsz[0] if imgsz[0] == imgsz[1] else None
     tmp = target.with_name(f".{target.stem}.{os.getpid()}.partial.pt2")
-    try:
+    with partial_file(tmp, f"AOTInductor export of {src.name}"):
         # dynamic=True computes the heads' grids in the graph from the (static) feature sizes: no
         # cached-grid check that would pin the batch size; inductor folds them into constants
         m = prepare_for_export(module, info.family, dynamic=True).to(str(dev))
@@ -202,26 +192,14 @@ def export_compiled(
         _write_metadata(tmp, _metadata(info, s, imgsz, dev, compile_s))
         result = ExportResult(None, target, info, s, 0.0, tmp.stat().st_size)
         result.notes.append(f"AOTInductor compile: {compile_s:.1f} s")
-        if check:
-            say("checking parity with the PyTorch model")
+
+        def parity():
             from ..backends.pytorch import CompiledBackend
 
-            result.parity = check_parity(module, info, dev, imgsz, CompiledBackend(tmp, dev, half=s.half), images)
-            if not result.parity.passed:
-                tmp.unlink(missing_ok=True)
-                result.seconds = time.perf_counter() - t_start
-                return result
-        os.replace(tmp, target)
-        result.path = target
-        result.seconds = time.perf_counter() - t_start
-        return result
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, YoloAccelError) or not isinstance(e, Exception):
-            raise
-        raise ExportError(
-            f"AOTInductor export of {src.name} failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"
-        ) from e
+            say("checking parity with the PyTorch model")
+            return check_parity(module, info, dev, imgsz, CompiledBackend(tmp, dev, half=s.half), images)
+
+        return keep_if_parity(result, tmp, t_start, parity if check else None)
 
 
 def cached_compiled(model_path: str | Path, imgsz: int | None, half: bool, device: str | Device) -> Path:

@@ -20,7 +20,15 @@ from .._deps import quiet, require
 from ..device import Device, check_torch_cuda, parse_device
 from ..errors import ExportError, SettingsError
 from ..model import ModelInfo, check_model_path, load_pytorch
-from .common import PARITY_THRESHOLD, ExportResult, check_parity, check_target, prepare_for_export
+from .common import (
+    PARITY_THRESHOLD,
+    ExportResult,
+    check_parity,
+    check_target,
+    keep_if_parity,
+    partial_file,
+    prepare_for_export,
+)
 
 
 @dataclass
@@ -106,7 +114,7 @@ def export_onnx(
     imgsz = check_imgsz(s.imgsz or info.imgsz[0], info.stride)
     s.imgsz = imgsz[0] if imgsz[0] == imgsz[1] else None
     tmp = target.with_name(f".{target.stem}.{os.getpid()}.partial.onnx")
-    try:
+    with partial_file(tmp, f"ONNX export of {src.name}"):
         say(f"tracing {src.name} at {imgsz[0]}x{imgsz[1]}, opset {s.opset}")
         # FP16 with a dynamic height/width would compute the heads' grids in FP16 inside the graph
         # (an FP16 Range, which ONNX Runtime rejects): FP16 files keep a fixed size, batch stays dynamic
@@ -158,28 +166,14 @@ def export_onnx(
             entry.key, entry.value = k, v
         onnx.save(proto, str(tmp))
         result = ExportResult(None, target, info, s, 0.0, tmp.stat().st_size)
-        if check:
-            say("checking parity with the PyTorch model")
+
+        def parity():
             from ..backends.ort import OnnxRuntimeBackend
 
-            result.parity = check_parity(module, info, dev, imgsz, OnnxRuntimeBackend(tmp, dev, half=s.half), images)
-            if not result.parity.passed:
-                tmp.unlink(missing_ok=True)
-                result.seconds = time.perf_counter() - t_start
-                return result
-        os.replace(tmp, target)
-        result.path = target
-        result.seconds = time.perf_counter() - t_start
-        return result
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, (ExportError, SettingsError, KeyboardInterrupt)) or not isinstance(e, Exception):
-            raise
-        from ..errors import YoloAccelError
+            say("checking parity with the PyTorch model")
+            return check_parity(module, info, dev, imgsz, OnnxRuntimeBackend(tmp, dev, half=s.half), images)
 
-        if isinstance(e, YoloAccelError):
-            raise
-        raise ExportError(f"ONNX export of {src.name} failed: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+        return keep_if_parity(result, tmp, t_start, parity if check else None)
 
 
 def cached_onnx(

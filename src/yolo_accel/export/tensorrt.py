@@ -26,9 +26,9 @@ import numpy as np
 from .. import __version__
 from .._deps import available, require
 from ..device import Device, check_torch_cuda, parse_device
-from ..errors import ExportError, MissingDependencyError, SettingsError, YoloAccelError
+from ..errors import ExportError, MissingDependencyError, SettingsError
 from ..model import ModelInfo, check_model_path, load_pytorch
-from .common import ExportResult, check_target
+from .common import ExportResult, check_parity, check_target, keep_if_parity, partial_file
 
 INPUT = "images"  # the input name of our ONNX exports
 BUILDERS = ("auto", "python", "trtexec")
@@ -297,7 +297,7 @@ def export_engine(
     timing_cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.stem}.{os.getpid()}.partial.engine")
     meta_path = target.with_name(target.name + ".json")
-    try:
+    with partial_file(tmp, f"TensorRT export of {src.name}"):
         say(f"building the {s.precision.upper()} engine with {builder} (minutes)")
         t0 = time.perf_counter()
         if builder == "python":
@@ -312,31 +312,21 @@ def export_engine(
         secs = time.perf_counter() - t0
         meta = _metadata(info, s, imgsz, trt_version, gpu, sm, secs)
         result = ExportResult(None, target, info, s, 0.0, tmp.stat().st_size, notes=[f"{builder} build: {secs:.0f} s"])
-        if check and available("tensorrt"):
+
+        def parity():
             from ..assets import sample_images
             from ..backends.tensorrt import TensorRTBackend
-            from .common import check_parity
 
             say("checking parity with the PyTorch model")
-            result.parity = check_parity(
-                module, info, dev, imgsz, TensorRTBackend(tmp, dev, metadata=meta), sample_images()
-            )
-            if not result.parity.passed:
-                tmp.unlink(missing_ok=True)
-                result.seconds = time.perf_counter() - t_start
-                return result
-        elif check:
+            engine = TensorRTBackend(tmp, dev, metadata=meta)
+            return check_parity(module, info, dev, imgsz, engine, sample_images())
+
+        if check and not available("tensorrt"):
             result.notes.append("parity not checked: running an engine needs TensorRT's Python module")
-        meta_path.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, target)
-        result.path = target
-        result.seconds = time.perf_counter() - t_start
-        return result
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, YoloAccelError) or not isinstance(e, Exception):
-            raise
-        raise ExportError(f"TensorRT export of {src.name} failed: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+        run_parity = parity if check and available("tensorrt") else None
+        return keep_if_parity(
+            result, tmp, t_start, run_parity, before_keep=lambda: meta_path.write_text(json.dumps(meta, indent=1))
+        )
 
 
 def read_engine_metadata(path: Path) -> dict:

@@ -283,14 +283,7 @@ def run_video(
     ]
     for t in threads:
         t.start()
-    try:
-        for t in threads:
-            while t.is_alive():
-                t.join(timeout=0.2)
-    except KeyboardInterrupt:  # Ctrl-C: stop reading, let the stages drain, finish the files
-        stop.set()
-        for t in threads:
-            t.join()
+    join_all(threads, stop)
     wall = time.perf_counter() - t_start
     if writer is not None:
         writer.close()
@@ -333,6 +326,18 @@ def run_video(
         if not isinstance(e, YoloAccelError):
             raise e
     return summary
+
+
+def join_all(threads: list[threading.Thread], stop: threading.Event) -> None:
+    """Wait for the threads; Ctrl-C sets `stop` (stop reading, let the stages drain, finish the files)."""
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(timeout=0.2)  # short joins keep the main thread responsive to SIGINT
+    except KeyboardInterrupt:
+        stop.set()
+        for t in threads:
+            t.join()
 
 
 def stream_path(path: str | None, i: int, n: int) -> str | None:
@@ -385,14 +390,7 @@ def run_streams(
         threads = [threading.Thread(target=one, args=(i,), name=f"stream{i}", daemon=True) for i in range(n)]
         for t in threads:
             t.start()
-        try:
-            for t in threads:
-                while t.is_alive():
-                    t.join(timeout=0.2)
-        except KeyboardInterrupt:
-            stop.set()
-            for t in threads:
-                t.join()
+        join_all(threads, stop)
         wall = time.perf_counter() - t0
         stats = batcher.stats.to_dict()
     if failures:

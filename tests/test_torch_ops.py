@@ -131,3 +131,31 @@ def test_rank_within_groups():
     s = torch.tensor([0.5, 0.9, 0.7, 0.1, 0.3, 0.2])
     assert _rank_within(g, s, 3).tolist() == [1, 0, 0, 2, 1, 0]
     assert _rank_within(torch.zeros(0, dtype=torch.long), torch.zeros(0), 2).tolist() == []
+
+
+@pytest.mark.slow
+def test_torch_pipeline_map_on_coco128_equals_numpy_pipeline(yolov5n, assets_root):
+    """The GPU pipeline's code (run here on the CPU) loses no accuracy: coco128 mAP through the torch
+    letterbox + torch NMS against the NumPy/OpenCV path, validation settings, the same model."""
+    from yolo_accel.evaluate.datasets import load_dataset
+    from yolo_accel.evaluate.map import CocoAccumulator
+
+    ds = load_dataset(assets_root / "datasets" / "coco128" / "data.yaml")
+    acc = CocoAccumulator(ds.names)
+    settings = ("v5", yolov5n.names, 0.001, 0.7, None, 300, False, True)  # val.py-style: multi-label
+    for items in ds.batches(16):
+        frames = [read_bgr(it.path) for it in items]
+        for it, f in zip(items, frames):
+            acc.add_image(it.image_id, *f.shape[:2], *it.boxes(*f.shape[:2]))
+        batch, infos = preprocess(frames, (640, 640))
+        for d, it in zip(postprocess(yolov5n.forward(batch), infos, *settings), items):
+            acc.add_detections("numpy", it.image_id, d)
+        tbatch, tinfos = preprocess_torch([torch.from_numpy(f) for f in frames], (640, 640))
+        for d, it in zip(postprocess_torch(yolov5n.backend.forward_device(tbatch), tinfos, *settings), items):
+            acc.add_detections("torch", it.image_id, d)
+    ref, got = acc.evaluate("numpy"), acc.evaluate("torch")
+    print(
+        f"\ncoco128 mAP50-95 numpy {ref.map50_95:.4f} torch {got.map50_95:.4f}; mAP50 {ref.map50:.4f} {got.map50:.4f}"
+    )
+    assert ref.map50_95 > 0.3  # a real model on real data
+    assert abs(got.map50_95 - ref.map50_95) < 0.002 and abs(got.map50 - ref.map50) < 0.002

@@ -739,6 +739,11 @@ def video_cmd(
             torch_options=torch_options,
             gpu_ops=gpu_ops,
         )
+        if nvdec and not det.gpu_ops:
+            raise SettingsError(
+                "--nvdec frames stay on the GPU: use a backend that takes device tensors (torch or compiled "
+                "with --device cuda, or onnxruntime with --io-binding) and leave out --cpu-ops"
+            )
         nvdec_device = str(parse_device(device)) if nvdec else None
         srcs = [open_source(x, stride, max_frames, retries, nvdec_device=nvdec_device) for x in source]
     for src in srcs:

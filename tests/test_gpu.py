@@ -43,10 +43,14 @@ def test_torch_cuda_half(yolov5n_pt, images, cpu_reference):
     assert rate >= 0.98
 
 
-def test_onnxruntime_cuda_provider(yolov5n_pt, images):
+def _ort_cuda():
     ort = pytest.importorskip("onnxruntime")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("onnxruntime-gpu is not installed")
+
+
+def test_onnxruntime_cuda_provider(yolov5n_pt, images):
+    _ort_cuda()
     with Detector(yolov5n_pt, device="cpu", rect=False) as ref:
         cpu_square = ref.predict(images)
     with Detector(yolov5n_pt, backend="onnxruntime", device="cuda") as det:
@@ -62,9 +66,7 @@ def test_onnxruntime_cuda_provider(yolov5n_pt, images):
 
 
 def test_half_onnx_export_on_cuda(tmp_path, yolov5n_pt):
-    ort = pytest.importorskip("onnxruntime")
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        pytest.skip("onnxruntime-gpu is not installed")
+    _ort_cuda()
     from yolo_accel.export.onnx import OnnxExportSettings, export_onnx
 
     r = export_onnx(yolov5n_pt, tmp_path / "h.onnx", OnnxExportSettings(half=True), device="cuda")
@@ -75,12 +77,6 @@ def test_half_onnx_export_on_cuda(tmp_path, yolov5n_pt):
 
 
 # -- the GPU pipeline (issue 6) ------------------------------------------------------------------
-def _ort_cuda():
-    ort = pytest.importorskip("onnxruntime")
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        pytest.skip("onnxruntime-gpu is not installed")
-
-
 @pytest.fixture(scope="module")
 def frames(images):
     from tests.conftest import read_bgr

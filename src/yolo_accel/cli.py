@@ -90,14 +90,20 @@ GpuOpsOpt = Annotated[
 ]
 
 
-def _speed_options(cuda_graph: bool, channels_last: bool, compile: bool, io_binding: bool, threads: int = 0):
-    """The torch and ONNX Runtime option objects for the speed flags shared by predict and video."""
+def _speed_options(
+    cuda_graph: bool, channels_last: bool, compile: bool, io_binding: bool, gpu_ops: bool | None, threads: int = 0
+) -> dict:
+    """Detector keyword arguments for the speed flags shared by predict and video."""
     from .backends.ort import OrtOptions
     from .backends.pytorch import TorchOptions
 
-    torch_options = TorchOptions(channels_last=channels_last, cuda_graph=cuda_graph, compile=compile)
-    ort_options = OrtOptions(intra_op_threads=threads, io_binding=io_binding, cuda_graph=cuda_graph and io_binding)
-    return torch_options, ort_options
+    return {
+        "torch_options": TorchOptions(channels_last=channels_last, cuda_graph=cuda_graph, compile=compile),
+        "ort_options": OrtOptions(
+            intra_op_threads=threads, io_binding=io_binding, cuda_graph=cuda_graph and io_binding
+        ),
+        "gpu_ops": gpu_ops,
+    }
 
 
 def _parity_table(report, title: str):
@@ -320,7 +326,7 @@ def predict_cmd(
     from .runs import write_json_atomic
 
     paths = expand_source(source)
-    torch_options, ort_options = _speed_options(cuda_graph, channels_last, compile, io_binding, threads)
+    speed = _speed_options(cuda_graph, channels_last, compile, io_binding, gpu_ops, threads)
     with err.status(f"loading {model.name}"):
         det = Detector(
             model,
@@ -334,9 +340,7 @@ def predict_cmd(
             max_det=max_det,
             rect=rect,
             names_file=names,
-            ort_options=ort_options,
-            torch_options=torch_options,
-            gpu_ops=gpu_ops,
+            **speed,
         )
     if save_dir:
         save_dir.mkdir(parents=True, exist_ok=True)
@@ -722,7 +726,7 @@ def video_cmd(
         serve_mjpeg=serve_mjpeg,
         batch=batch,
     )
-    torch_options, ort_options = _speed_options(cuda_graph, channels_last, compile, io_binding)
+    speed = _speed_options(cuda_graph, channels_last, compile, io_binding, gpu_ops)
     with err.status(f"loading {model.name}"):
         det = Detector(
             model,
@@ -735,9 +739,7 @@ def video_cmd(
             classes=classes,
             max_det=max_det,
             rect=False,
-            ort_options=ort_options,
-            torch_options=torch_options,
-            gpu_ops=gpu_ops,
+            **speed,
         )
         if nvdec and not det.gpu_ops:
             raise SettingsError(
@@ -751,10 +753,7 @@ def video_cmd(
     if serve_mjpeg is not None:
         err.print(f"MJPEG stream on http://127.0.0.1:{serve_mjpeg}/", highlight=False)
     counts = [src.frame_count for src in srcs]
-    total = None if None in counts else 0
-    for c in counts if total is not None else []:
-        c = min(c, max_frames) if max_frames else c
-        total += -(-c // stride)
+    total = None if None in counts else sum(-(-min(c, max_frames or c) // stride) for c in counts)
     with Progress(
         TextColumn("video"),
         BarColumn(),

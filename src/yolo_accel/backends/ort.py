@@ -296,7 +296,7 @@ class OnnxRuntimeBackend(Backend):
         return torch.device(str(self.device))
 
     def synchronize(self) -> None:
-        if self.device.is_cuda and self.device_io:
+        if self.device_io:
             import torch
 
             torch.cuda.synchronize(self.device_torch)

@@ -85,7 +85,9 @@ class _TorchRunner(Backend):
                 if self._graphs is None:
                     from .cuda_graph import CudaGraphs, module_tensors
 
-                    self._graphs = CudaGraphs(self._raw, keep_alive=lambda: module_tensors(self._module_for_graphs()))
+                    self._graphs = CudaGraphs(
+                        self._raw, keep_alive=lambda: module_tensors(getattr(self, "module", None))
+                    )
                 y = self._graphs(x)
             else:
                 y = self._raw(x)
@@ -94,9 +96,6 @@ class _TorchRunner(Backend):
             self.synchronize()
             self._setup_s[f"first_call_{'x'.join(map(str, key[0]))}"] = time.perf_counter() - t0
         return y
-
-    def _module_for_graphs(self):
-        return self.module if hasattr(self, "module") else None
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         x = self._torch.from_numpy(np.ascontiguousarray(batch))
@@ -216,11 +215,7 @@ class CompiledBackend(_TorchRunner):
                 f"{self.info.path.name} takes batches of 1..{limit}; use --batch {limit} or less, or export "
                 f"again with --max-batch {x.shape[0]}"
             )
-        y = self._fn(x)
-        return y[0] if isinstance(y, (list, tuple)) else y
-
-    def _module_for_graphs(self):
-        return None
+        return super()._raw(x)
 
     def describe(self) -> str:
         t = self._torch

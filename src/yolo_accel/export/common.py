@@ -56,6 +56,16 @@ def prepare_for_export(module, family: str, dynamic: bool):
     return m
 
 
+def load_for_export(src: Path, imgsz: int | None, say) -> tuple:
+    """(module, ModelInfo, (h, w)) of the checkpoint to export; imgsz defaults to its training size."""
+    from ..detector import check_imgsz
+    from ..model import load_pytorch
+
+    say(f"loading {src.name}")
+    module, info = load_pytorch(src)
+    return module, info, check_imgsz(imgsz or info.imgsz[0], info.stride)
+
+
 def check_target(target: Path, suffix: str, force: bool) -> Path:
     """The output path, checked before any work: right suffix, not in the way, writable folder."""
     if target.suffix.lower() != suffix:
@@ -83,10 +93,12 @@ def check_parity(module, info: ModelInfo, dev, imgsz, test_backend, images: list
 
 
 @contextlib.contextmanager
-def partial_file(tmp: Path, what: str) -> Iterator[None]:
-    """Around an export: on any failure the partial file goes, and a non-tool error becomes one line."""
+def partial_file(target: Path, what: str) -> Iterator[Path]:
+    """Around an export: yields the temporary path to write (moved onto `target` only at the end); on
+    any failure that file goes, and a non-tool error becomes one line."""
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.partial{target.suffix}")
     try:
-        yield
+        yield tmp
     except BaseException as e:
         tmp.unlink(missing_ok=True)
         if isinstance(e, YoloAccelError) or not isinstance(e, Exception):

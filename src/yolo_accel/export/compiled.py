@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import time
 import zipfile
 from dataclasses import asdict, dataclass
@@ -21,13 +20,14 @@ from .. import __version__
 from .._deps import quiet, require
 from ..device import Device, check_torch_cuda, parse_device
 from ..errors import ExportError, ModelError, SettingsError
-from ..model import ModelInfo, check_model_path, file_sha256, info_from_metadata, load_pytorch
+from ..model import ModelInfo, check_model_path, file_sha256, info_from_metadata
 from .common import (
     PARITY_THRESHOLD,
     ExportResult,
     check_parity,
     check_target,
     keep_if_parity,
+    load_for_export,
     partial_file,
     prepare_for_export,
 )
@@ -164,14 +164,9 @@ def export_compiled(
     from ..backends.pytorch import inductor_cache
 
     inductor_cache()
-    say(f"loading {src.name}")
-    module, info = load_pytorch(src)
-    from ..detector import check_imgsz
-
-    imgsz = check_imgsz(s.imgsz or info.imgsz[0], info.stride)
+    module, info, imgsz = load_for_export(src, s.imgsz, say)
     s.imgsz = imgsz[0] if imgsz[0] == imgsz[1] else None
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.partial.pt2")
-    with partial_file(tmp, f"AOTInductor export of {src.name}"):
+    with partial_file(target, f"AOTInductor export of {src.name}") as tmp:
         # dynamic=True computes the heads' grids in the graph from the (static) feature sizes: no
         # cached-grid check that would pin the batch size; inductor folds them into constants
         m = prepare_for_export(module, info.family, dynamic=True).to(str(dev))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -19,13 +18,14 @@ from .. import __version__
 from .._deps import quiet, require
 from ..device import Device, check_torch_cuda, parse_device
 from ..errors import ExportError, SettingsError
-from ..model import ModelInfo, check_model_path, load_pytorch
+from ..model import ModelInfo, check_model_path
 from .common import (
     PARITY_THRESHOLD,
     ExportResult,
     check_parity,
     check_target,
     keep_if_parity,
+    load_for_export,
     partial_file,
     prepare_for_export,
 )
@@ -107,14 +107,11 @@ def export_onnx(
     onnx = require("onnx")
     check_torch_cuda(dev)
 
-    say(f"loading {src.name}")
-    module, info = load_pytorch(src)
-    from ..detector import YoloAccelWarning, check_imgsz
+    module, info, imgsz = load_for_export(src, s.imgsz, say)
+    from ..detector import YoloAccelWarning
 
-    imgsz = check_imgsz(s.imgsz or info.imgsz[0], info.stride)
     s.imgsz = imgsz[0] if imgsz[0] == imgsz[1] else None
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.partial.onnx")
-    with partial_file(tmp, f"ONNX export of {src.name}"):
+    with partial_file(target, f"ONNX export of {src.name}") as tmp:
         say(f"tracing {src.name} at {imgsz[0]}x{imgsz[1]}, opset {s.opset}")
         # FP16 with a dynamic height/width would compute the heads' grids in FP16 inside the graph
         # (an FP16 Range, which ONNX Runtime rejects): FP16 files keep a fixed size, batch stays dynamic

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -27,8 +26,8 @@ from .. import __version__
 from .._deps import available, require
 from ..device import Device, check_torch_cuda, parse_device
 from ..errors import ExportError, MissingDependencyError, SettingsError
-from ..model import ModelInfo, check_model_path, load_pytorch
-from .common import ExportResult, check_parity, check_target, keep_if_parity, partial_file
+from ..model import ModelInfo, check_model_path
+from .common import ExportResult, check_parity, check_target, keep_if_parity, load_for_export, partial_file
 
 INPUT = "images"  # the input name of our ONNX exports
 BUILDERS = ("auto", "python", "trtexec")
@@ -282,22 +281,20 @@ def export_engine(
     check_torch_cuda(dev)
     say = status or (lambda _t: None)
     from ..assets import cache_dir
-    from ..detector import check_imgsz
     from .onnx import cached_onnx
 
-    module, info = load_pytorch(src)
-    imgsz = check_imgsz(s.imgsz or info.imgsz[0], info.stride)
     trt_version = _trt_version(builder)
     gpu, sm = gpu_identity(dev)
     name = engine_name(src.stem, s, trt_version, gpu, sm)
+    # the output is checked before the model is loaded (the name needs only TensorRT and the GPU)
     target = check_target(Path(output).expanduser() if output else src.with_name(name), ".engine", force)
+    module, info, imgsz = load_for_export(src, s.imgsz, say)
     say(f"exporting {src.name} to ONNX (cached)")
     onnx_path = cached_onnx(src, imgsz=imgsz[0], half=False, device=dev)
     timing_cache = cache_dir() / "tensorrt" / f"timing-trt{_safe(trt_version)}-{sm}.cache"
     timing_cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.partial.engine")
     meta_path = target.with_name(target.name + ".json")
-    with partial_file(tmp, f"TensorRT export of {src.name}"):
+    with partial_file(target, f"TensorRT export of {src.name}") as tmp:
         say(f"building the {s.precision.upper()} engine with {builder} (minutes)")
         t0 = time.perf_counter()
         if builder == "python":

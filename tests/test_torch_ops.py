@@ -63,6 +63,11 @@ def test_letterbox_fp16_and_channels_last(frames):
     got, _ = preprocess_torch([torch.from_numpy(frames[0])], (640, 640), dtype=torch.float16, channels_last=True)
     assert got.dtype == torch.float16 and got.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(got.float(), ref, atol=1e-3)
+    # a batch of mixed sizes writes each size group by index (not by slice): FP16 there too
+    mixed = [torch.from_numpy(f) for f in frames[:3]] + [torch.from_numpy(frames[0])]
+    ref, _ = preprocess_torch(mixed, (640, 640))
+    got, _ = preprocess_torch(mixed, (640, 640), dtype=torch.float16)
+    assert got.dtype == torch.float16 and torch.allclose(got.float(), ref, atol=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -108,6 +113,35 @@ def test_postprocess_matches_numpy_v8(ultralytics_pts, frames):
             for r, g in zip(ref, got):
                 assert len(g) == len(r)
                 assert np.allclose(np.sort(g.xyxy, axis=0), np.sort(r.xyxy, axis=0), atol=0.5)
+
+
+@pytest.mark.parametrize(
+    "classes,max_det,multi_label",
+    [(None, 300, False), ([2, 5, 7], 300, False), ([0, 2], 300, True), (None, 2, False)],
+    ids=["defaults", "classes", "classes-multi-label", "max-det"],
+)
+def test_postprocess_of_a_same_size_batch_matches_numpy(
+    frames, yolov5n, ultralytics_pts, classes, max_det, multi_label
+):
+    """Frames of one size (a video) take the scale-back path without a per-image table."""
+    import cv2
+
+    same = [cv2.resize(f, (1280, 720)) for f in frames[:6]]
+    batch, infos = preprocess(same, (640, 640))
+    assert len({(i.pad, i.ratio) for i in infos}) == 1
+    with Detector(ultralytics_pts["yolov8n"]) as v8:
+        for det, layout, conf in ((yolov5n, "v5", 0.1), (v8, "v8", 0.01)):
+            raw = det.forward(batch)
+            args = (det.names, conf, 0.5, classes, max_det, False, multi_label)
+            ref = postprocess(raw, infos, layout, *args)
+            got = postprocess_torch(torch.from_numpy(raw), infos, layout, *args)
+            assert sum(len(d) for d in ref) > 0
+            for r, g in zip(ref, got):
+                assert len(g) == len(r) <= max_det
+                assert np.array_equal(np.sort(g.class_id), np.sort(r.class_id))
+                assert np.allclose(np.sort(g.xyxy, axis=0), np.sort(r.xyxy, axis=0), atol=0.5)
+                assert np.allclose(np.sort(g.confidence), np.sort(r.confidence), atol=1e-5)
+                assert g.xyxy[:, [0, 2]].max(initial=0) <= 1280 and g.xyxy[:, [1, 3]].max(initial=0) <= 720
 
 
 def test_torch_pipeline_matches_numpy_pipeline(frames, yolov5n):

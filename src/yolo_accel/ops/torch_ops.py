@@ -9,6 +9,7 @@ is), and NMS is torchvision's `batched_nms`, which equals OpenCV's for the same 
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from ..detections import Detections
 from .letterbox import PAD_VALUE, LetterboxInfo, batch_input_shape, plan_letterbox
-from .nms import MAX_NMS
+from .nms import MAX_NMS, num_classes
 
 
 def preprocess_torch(
@@ -41,9 +42,8 @@ def preprocess_torch(
     shape, cap = batch_input_shape(shapes, imgsz, stride, rect, shape)
     dtype = dtype or torch.float32
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    batch = torch.full((len(frames), 3, *shape), PAD_VALUE / 255.0, dtype=dtype, device=frames[0].device).contiguous(
-        memory_format=memory_format
-    )
+    batch = torch.empty((len(frames), 3, *shape), dtype=dtype, device=frames[0].device, memory_format=memory_format)
+    batch.fill_(PAD_VALUE / 255.0)
     plans = [plan_letterbox(s, shape, None if cap is None else cap / max(s)) for s in shapes]
     # frames of one size share one plan: a video batch is resized in one interpolate call
     groups: dict[tuple, list[int]] = {}
@@ -54,12 +54,15 @@ def preprocess_torch(
         x = x.permute(0, 3, 1, 2).float()  # NHWC uint8 -> NCHW float (a channels-last view, no copy)
         if tuple(x.shape[2:]) != (h, w):
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
-            x = x.round_().clamp_(0, 255)  # OpenCV's resize of uint8 rounds to whole levels; so do we
-        x = x.flip(1).mul_(1 / 255.0).to(dtype)  # BGR -> RGB, [0, 1]
+            # OpenCV's resize of uint8 rounds to whole levels; so do we (no clamp needed: bilinear
+            # weights are a convex combination, the result stays within 0..255)
+            x = x.round_()
+        x = x.flip(1).mul_(1 / 255.0)  # BGR -> RGB, [0, 1]; the copy into the batch casts to dtype
         if len(idx) == len(frames):
             batch[:, :, top : top + h, left : left + w] = x
         else:
-            batch[torch.tensor(idx, device=batch.device), :, top : top + h, left : left + w] = x
+            # index_put does not cast as the slice copy above does
+            batch[torch.tensor(idx, device=batch.device), :, top : top + h, left : left + w] = x.to(dtype)
     return batch, [p.info for p in plans]
 
 
@@ -83,6 +86,71 @@ def _xywh2xyxy(xywh):
     return torch.cat([xywh[:, :2] - half, xywh[:, :2] + half], 1)
 
 
+@functools.lru_cache(maxsize=16)
+def _class_mask(classes: tuple[int, ...], nc: int, device):
+    """A (nc,) bool tensor on `device`, True for the wanted classes; cached, so that a video's
+    frames do not each upload it (an upload from pageable memory can wait for the device)."""
+    import torch
+
+    mask = torch.zeros(nc, dtype=torch.bool)
+    mask[[c for c in classes if 0 <= c < nc]] = True
+    return mask.to(device)
+
+
+def _candidates(raw, layout: str, conf: float, classes, multi_label: bool):
+    """(image, box row, score, class id) of every candidate above `conf` in a batch, with one host sync.
+
+    Scores are taken over the whole (N, A, nc) block at once rather than after a first filter: on a
+    GPU that costs microseconds, and each boolean filter would be one more wait for the device.
+    YOLOv5 candidates need objectness > conf and objectness * class score > conf; the second implies
+    the first (class scores are at most 1), so one test on the product is the same rule.
+    """
+
+    if layout == "v8":
+        raw = raw.transpose(1, 2)  # (N, 4 + nc, A) -> (N, A, 4 + nc)
+        scores = raw[..., 4:]
+    elif layout == "v5":
+        scores = raw[..., 5:] * raw[..., 4:5]
+    else:
+        raise ValueError(f"unknown head layout {layout!r}")
+    wanted = None if classes is None else _class_mask(tuple(classes), scores.shape[-1], raw.device)
+    if multi_label:
+        mask = scores > conf
+        if wanted is not None:
+            mask &= wanted
+        img, anchor, class_id = mask.nonzero(as_tuple=True)
+        score = scores[img, anchor, class_id]
+    else:
+        best, best_class = scores.max(-1)
+        mask = best > conf
+        if wanted is not None:
+            mask &= wanted[best_class]
+        img, anchor = mask.nonzero(as_tuple=True)
+        score, class_id = best[img, anchor], best_class[img, anchor]
+    return img, raw[img, anchor, :4], score, class_id
+
+
+def _scale_back(xyxy, img, infos: Sequence[LetterboxInfo]):
+    """Boxes in network-input pixels -> original pixels, clipped to the image (as `ops.boxes.scale_boxes`)."""
+    import torch
+
+    if len({(i.pad, i.ratio, i.orig_shape) for i in infos}) == 1:
+        # one letterbox for the whole batch (a video): scalars in the kernels, no table to upload
+        info = infos[0]
+        (px, py), r, (h, w) = info.pad, info.ratio, info.orig_shape
+        out = xyxy.clone()
+        out[:, 0::2] -= px
+        out[:, 1::2] -= py
+        out /= r
+        out[:, 0::2] = out[:, 0::2].clamp(0, w)
+        out[:, 1::2] = out[:, 1::2].clamp(0, h)
+        return out
+    meta = torch.tensor([[*i.pad, i.ratio, i.orig_shape[1], i.orig_shape[0]] for i in infos], dtype=torch.float32)
+    m = meta.to(xyxy.device)[img]
+    out = (xyxy - m[:, [0, 1, 0, 1]]) / m[:, 2:3]
+    return torch.minimum(out.clamp_(min=0), m[:, [3, 4, 3, 4]])
+
+
 def postprocess_torch(
     raw,
     infos: Sequence[LetterboxInfo],
@@ -99,50 +167,30 @@ def postprocess_torch(
 
     The whole batch is decoded and suppressed at once (one `batched_nms` keyed on image and class),
     boxes are mapped back to original pixels on the device, and one (K, 7) array comes back.
+    The device is waited for three times: for the number of candidates, inside NMS, and for the
+    final boxes (more only when a limit, MAX_NMS candidates or max_det boxes, is reached).
     Same arguments and results as `ops.nms.postprocess`.
     """
     import torch
     import torchvision
 
     n = raw.shape[0]
-    raw = raw.float()
-    if layout == "v8":
-        raw = raw.transpose(1, 2)  # (N, 4 + nc, A) -> (N, A, 4 + nc)
-        img, anchor = (raw[..., 4:].amax(-1) > conf).nonzero(as_tuple=True)
-        rows = raw[img, anchor]
-        cls_scores = rows[:, 4:]
-    elif layout == "v5":
-        img, anchor = (raw[..., 4] > conf).nonzero(as_tuple=True)
-        rows = raw[img, anchor]
-        cls_scores = rows[:, 5:] * rows[:, 4:5]
+    img, xywh, score, class_id = _candidates(raw.float(), layout, conf, classes, multi_label)
+    if len(score) == 0:
+        packed = np.zeros((0, 7), np.float32)
     else:
-        raise ValueError(f"unknown head layout {layout!r}")
-    nc = cls_scores.shape[1]
-    xyxy = _xywh2xyxy(rows[:, :4])
-    if multi_label:
-        box_i, class_id = (cls_scores > conf).nonzero(as_tuple=True)
-        score, xyxy, img = cls_scores[box_i, class_id], xyxy[box_i], img[box_i]
-    else:
-        score, class_id = cls_scores.max(1)
-        keep = score > conf
-        score, class_id, xyxy, img = score[keep], class_id[keep], xyxy[keep], img[keep]
-    if classes is not None:
-        keep = torch.isin(class_id, torch.as_tensor(list(classes), device=class_id.device))
-        score, class_id, xyxy, img = score[keep], class_id[keep], xyxy[keep], img[keep]
-    if len(score) > MAX_NMS:  # the CPU flavour keeps each image's MAX_NMS best candidates
-        keep = _rank_within(img, score, n) < MAX_NMS
-        score, class_id, xyxy, img = score[keep], class_id[keep], xyxy[keep], img[keep]
-    group = img * (1 if agnostic else nc) + (0 if agnostic else class_id)
-    kept = torchvision.ops.batched_nms(xyxy, score, group, iou)  # best first
-    kept = kept[_rank_within(img[kept], score[kept], n) < max_det]
-    meta = torch.tensor(
-        [[i.pad[0], i.pad[1], i.ratio, i.orig_shape[1], i.orig_shape[0]] for i in infos], dtype=torch.float32
-    ).to(raw.device, non_blocking=True)
-    m = meta[img[kept]]
-    boxes = (xyxy[kept] - m[:, [0, 1, 0, 1]]) / m[:, 2:3]
-    boxes = torch.minimum(boxes.clamp_(min=0), m[:, [3, 4, 3, 4]])
-    packed = torch.cat([boxes, score[kept, None], class_id[kept, None].float(), img[kept, None].float()], 1)
-    packed = packed.cpu().numpy()
+        if len(score) > MAX_NMS:  # the CPU flavour keeps each image's MAX_NMS best candidates
+            keep = (_rank_within(img, score, n) < MAX_NMS).nonzero().squeeze(1)
+            img, xywh, score, class_id = img[keep], xywh[keep], score[keep], class_id[keep]
+        xyxy = _xywh2xyxy(xywh)
+        group = img if agnostic else img * num_classes(raw.shape, layout) + class_id
+        kept = torchvision.ops.batched_nms(xyxy, score, group, iou)  # best first
+        if len(kept) > max_det:  # only then can one image hold more than max_det
+            kept = kept[_rank_within(img[kept], score[kept], n) < max_det]
+        img, score, class_id = img[kept], score[kept], class_id[kept]
+        boxes = _scale_back(xyxy[kept], img, infos)
+        packed = torch.cat([boxes, score[:, None], class_id[:, None].float(), img[:, None].float()], 1)
+        packed = packed.cpu().numpy()
     out = []
     for i, info in enumerate(infos):
         mine = packed[packed[:, 6] == i]
@@ -203,10 +251,11 @@ class FrameUploader:
         sizes = [a.nbytes for a in arrays]
         signature = tuple(a.shape for a in arrays)
         slot = self._slot(signature, sum(sizes))
-        host = slot[0].numpy()
         offsets = np.cumsum([0, *sizes])
         for a, o, s in zip(arrays, offsets, sizes):
-            host[o : o + s] = a.reshape(-1)
+            # torch's CPU copy is split over its intra-op threads (numpy's slice assignment uses
+            # one): for a 1080p frame this host copy is the biggest part of the upload
+            slot[0][o : o + s].copy_(torch.from_numpy(a).reshape(-1))
         stream = stream or torch.cuda.current_stream(self.device)
         with torch.cuda.stream(stream):
             flat = slot[0].to(self.device, non_blocking=True)

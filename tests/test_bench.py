@@ -183,3 +183,16 @@ def test_out_of_memory_becomes_a_row_and_the_run_goes_on(tmp_path, yolov5n_pt, m
     assert "speedup" not in rows[("onnxruntime", 2)]  # no baseline at that batch size
     assert "out of memory at batch 2" in res.output
     assert "FAILED: out of memory" in (tmp_path / "bench.md").read_text()
+
+
+def test_a_backend_that_cannot_open_gives_error_rows_and_the_run_goes_on(tmp_path, yolov5n_pt):
+    # FP16 packages are compiled for CUDA: compiled-fp16 is refused on the CPU when its backend opens
+    args = ["bench", "--model", str(yolov5n_pt), "--backends", "compiled-fp16,torch", "--batch", "1,2"]
+    res = runner.invoke(app, [*args, "--iters", "3", "--warmup", "1", "--duration", "5", "--report-dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    rows = {(r["backend"], r["batch"]): r for r in json.loads((tmp_path / "bench.json").read_text())["rows"]}
+    for b in (1, 2):
+        assert rows[("compiled-fp16", b)]["ok"] is False
+        assert "--half needs --device cuda" in rows[("compiled-fp16", b)]["error"]
+        assert rows[("torch", b)]["ok"] and "speedup" not in rows[("torch", b)]  # the baseline row failed
+    assert "compiled-fp16 batch 2: --half needs --device cuda" in res.output

@@ -93,7 +93,17 @@ def run_bench(model: str | Path, s: BenchSettings, progress=None) -> dict:
             if det is None or per_batch:
                 if det is not None:
                     det.close()
-                det = open_detector()
+                try:
+                    det = open_detector()
+                except YoloAccelError as e:
+                    # a backend that cannot open here (compile failed, loader refused) gives error
+                    # rows with the reason; the other backends are still measured
+                    for batch in s.batches[s.batches.index(b) :]:
+                        rows.append(_failed_row(v, device, batch, str(e)))
+                        if progress:
+                            progress()
+                    det = None
+                    break
                 fixed = det.backend.batch_size
                 bad = [b for b in s.batches if fixed is not None and b != fixed]
                 if bad:
@@ -104,7 +114,8 @@ def run_bench(model: str | Path, s: BenchSettings, progress=None) -> dict:
             rows.append(_row(det, v, device, b, frame, s, det.info.path))
             if progress:
                 progress()
-        det.close()
+        if det is not None:
+            det.close()
     baseline = {r["batch"]: r for r in rows if r["backend"] == variants[0].key and r.get("ok")}
     for r in rows:
         base = baseline.get(r["batch"])
@@ -128,6 +139,10 @@ def run_bench(model: str | Path, s: BenchSettings, progress=None) -> dict:
         "environment": describe_environment(str(dev)),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
+
+
+def _failed_row(v, device: str, b: int, error: str) -> dict:
+    return {"backend": v.key, "batch": b, "device": device, "ok": False, "error": error}
 
 
 def _row(det, v, device: str, b: int, frame: np.ndarray, s: BenchSettings, artifact: Path) -> dict:

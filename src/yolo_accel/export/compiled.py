@@ -11,6 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import signal
+import subprocess
+import sys
 import time
 import zipfile
 from dataclasses import asdict, dataclass
@@ -105,6 +108,56 @@ def read_compiled_metadata(path: str | Path) -> dict:
         raise ModelError(f"{p}: not a .pt2 package (not a zip archive)") from e
 
 
+# what the child process runs: torch alone, the same loader call as load_compiled
+CHILD_LOAD = "import sys, torch; torch._inductor.aoti_load_package(sys.argv[1], device_index=int(sys.argv[2]))"
+
+
+def check_loads_in_child(path: Path, device_index: int, timeout_s: float = 600.0, shown: str | None = None) -> None:
+    """Load the package once in a child process before this process does; ModelError if the child fails.
+
+    Why: on the project's H100 (torch 2.11, CUDA 13) torch's AOTInductor loader killed whole
+    processes with SIGSEGV inside torch's own runtime code (the std::regex of `parse_device_str`,
+    run while the model is constructed), depending on what the process had imported before. A
+    crash cannot be caught in Python: a child takes the risk, and a bench or a video run gets one
+    error line instead of dying. The verdict is cached per package content, torch, interpreter and
+    device, so the check costs one child start per package and environment. `shown`: the name to put in
+    messages (an export checks its temporary file under the final name).
+    """
+    from ..assets import cache_dir
+
+    torch = require("torch")
+    key_parts = [file_sha256(path), torch.__version__, sys.executable, device_index]
+    key = hashlib.sha256(json.dumps(key_parts).encode()).hexdigest()[:16]
+    marker = cache_dir() / "compiled" / "load-checks" / f"{key}.ok"
+    if marker.is_file():
+        return
+    name = shown or path.name
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", CHILD_LOAD, str(path), str(device_index)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise ModelError(f"{name}: loading it in a test process took over {timeout_s:.0f} s") from e
+    if child.returncode < 0:
+        try:
+            why = signal.Signals(-child.returncode).name
+        except ValueError:
+            why = f"signal {-child.returncode}"
+        raise ModelError(
+            f"{name}: torch's AOTInductor loader crashed ({why}) loading it in a test process, so this "
+            "process does not load it; run the .pt with --backend torch --cuda-graph instead (BENCHMARKS.md, "
+            "'compiled', has what is known)"
+        )
+    if child.returncode != 0:
+        last = (child.stderr.strip().splitlines() or ["no message"])[-1][:300]
+        raise ModelError(f"{name}: torch {torch.__version__} cannot load it: {last}")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"package": str(path), "torch": torch.__version__, "python": sys.executable}))
+
+
 def load_compiled(path: str | Path, device: Device):
     """(callable, ModelInfo) for a `.pt2` package; the device and torch version must be the package's."""
     torch = require("torch")
@@ -128,8 +181,10 @@ def load_compiled(path: str | Path, device: Device):
             f"{p.name} was compiled on {meta.get('gpu')}, this is {_gpu_name(device)}: export again if it fails",
             stacklevel=2,
         )
+    index = device.index if device.is_cuda else -1
+    check_loads_in_child(p, index)
     with quiet():
-        fn = torch._inductor.aoti_load_package(str(p), device_index=device.index if device.is_cuda else -1)
+        fn = torch._inductor.aoti_load_package(str(p), device_index=index)
     return fn, info_from_metadata(p, "pt2", {**meta, "batch": None}, half=bool(meta.get("half")))
 
 
@@ -192,6 +247,7 @@ def export_compiled(
             from ..backends.pytorch import CompiledBackend
 
             say("checking parity with the PyTorch model")
+            check_loads_in_child(tmp, dev.index if dev.is_cuda else -1, shown=target.name)
             return check_parity(module, info, dev, imgsz, CompiledBackend(tmp, dev, half=s.half), images)
 
         return keep_if_parity(result, tmp, t_start, parity if check else None)

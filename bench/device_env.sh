@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
 # Source on the bare GPU machine, from the repository root: installs what the calls carried and sets
-# the environment. Carried (ignored) folders: .whl/ (wheels), .device/assets/ (a slice of ../shared/assets),
-# .ortgpu/ (onnxruntime-gpu in parts, see ../shared/tools/ort-gpu-parts.sh; parts already copied to
-# /root/ortparts by earlier calls). Every step is skipped when already done on this warm machine.
+# the environment. Carried (ignored) folders: .whl/ (wheels), .pnv/ (PyNvVideoCodec), .whl-video/ (PyAV),
+# .device/assets/ (a slice of ../shared/assets), .ortgpu/ (onnxruntime-gpu in parts, see
+# ../shared/tools/ort-gpu-parts.sh: one part per call is enough, parts are collected in /root/ortparts and
+# the wheel is installed by the call that carries WHEEL once all PARTS are there). Every step is
+# skipped when already done on this warm machine.
+if ls .ortgpu/part* > /dev/null 2>&1; then
+  mkdir -p /root/ortparts && cp -n .ortgpu/part* /root/ortparts/
+  echo "onnxruntime-gpu parts here: $(ls /root/ortparts | tr '\n' ' ')"
+fi
 if [ -f .ortgpu/WHEEL ] && [ ! -d /tmp/ortgpu/onnxruntime ]; then
-  mkdir -p /root/ortparts && cp .ortgpu/part* /root/ortparts/ 2>/dev/null
   w=$(cat .ortgpu/WHEEL)
-  cat $(ls /root/ortparts/part* | sort -V) > "/tmp/$w" &&
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/ortgpu "/tmp/$w"
+  if [ "$(ls /root/ortparts/part* | wc -l)" -ge "$(cat .ortgpu/PARTS)" ]; then
+    cat $(ls /root/ortparts/part* | sort -V) > "/tmp/$w" &&
+      python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/ortgpu "/tmp/$w"
+  else
+    echo "onnxruntime-gpu: not all $(cat .ortgpu/PARTS) parts have been carried yet"
+  fi
 fi
-if [ -d .whl ] && [ ! -f /tmp/site/.done ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-    .whl/*.whl $(ls .pnv/*.whl .whl-video/*.whl 2>/dev/null) && touch /tmp/site/.done
-fi
+for d in .whl .pnv .whl-video; do
+  if [ -d $d ] && [ ! -f /tmp/site/$d.done ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+      $d/*.whl && touch /tmp/site/$d.done
+  fi
+done
 export PYTHONPATH=/tmp/ortgpu:/tmp/site:$PWD/src YOLO_OFFLINE=True YOLO_ACCEL_ASSETS=$PWD/.device/assets \
   YOLO_ACCEL_CACHE=/root/yacache PYTHONUNBUFFERED=1 PATH=/tmp/site/bin:$PATH

@@ -160,6 +160,27 @@ def test_torch_pipeline_matches_numpy_pipeline(frames, yolov5n):
         assert abs(len(r) - len(g)) <= 1
 
 
+def test_grouped_nms_is_exact_for_large_group_ids():
+    """Groups are image x class: a batch of 64 with 80 classes has ids past 5000, offsets past 2**21."""
+    import torchvision
+
+    from yolo_accel.ops.torch_ops import _batched_nms
+
+    # IoU of the first two boxes is 0.3245, under the 0.33 threshold: both stay. Offset by
+    # 5000 * 641 in float32 (torchvision's batched_nms) the corners round to quarter pixels, the
+    # IoU becomes 0.333 and the second box is wrongly suppressed.
+    boxes = torch.tensor([[0, 0, 10, 10], [5.1, 0, 15.1, 10], [600, 600, 640, 640], [0, 0, 10, 10]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    groups = torch.tensor([5000, 5000, 5000, 3])
+    expect = []
+    for g in groups.unique():
+        idx = (groups == g).nonzero().squeeze(1)
+        expect += idx[torchvision.ops.nms(boxes[idx], scores[idx], 0.33)].tolist()
+    got = _batched_nms(boxes, scores, groups, 0.33)
+    assert sorted(got.tolist()) == sorted(expect) == [0, 1, 2, 3]
+    assert scores[got].tolist() == sorted(scores[got].tolist(), reverse=True)  # best first
+
+
 def test_rank_within_groups():
     g = torch.tensor([1, 0, 1, 1, 0, 2])
     s = torch.tensor([0.5, 0.9, 0.7, 0.1, 0.3, 0.2])

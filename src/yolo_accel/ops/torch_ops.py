@@ -4,7 +4,8 @@ On CUDA this is the GPU pipeline: uint8 frames go up once and only the final box
 It gives the same results as the NumPy/OpenCV flavour (tests compare the two on the CPU and the
 GPU): the letterbox geometry is the same `plan_letterbox`, the resize is the same half-pixel
 bilinear rule as OpenCV's INTER_LINEAR (rounded to whole grey levels as OpenCV's uint8 output
-is), and NMS is torchvision's `batched_nms`, which equals OpenCV's for the same candidates.
+is), and NMS is torchvision's `nms` over image x class groups (see `_batched_nms`), which equals
+OpenCV's for the same candidates.
 """
 
 from __future__ import annotations
@@ -151,6 +152,23 @@ def _scale_back(xyxy, img, infos: Sequence[LetterboxInfo]):
     return torch.minimum(out.clamp_(min=0), m[:, [3, 4, 3, 4]])
 
 
+def _batched_nms(xyxy, score, group, iou: float):
+    """Per-group NMS in one torchvision `nms` call: boxes of different groups are moved apart by offsets.
+
+    This is torchvision's own `batched_nms` coordinate trick, done in float64. Why not call
+    `batched_nms`: it offsets in the boxes' dtype, and our groups are image x class, so offsets
+    reach batch * classes * (largest coordinate + 1); past 2**24 float32 no longer holds a box
+    corner to the pixel and IoU tests go wrong (a batch of 32 at 640 px with 80 classes gets
+    there). Above a size threshold it also switches to one `nms` call per group, hundreds for a
+    validation batch. float64 is exact far beyond any batch, and it is still one call.
+    """
+    import torchvision
+
+    boxes = xyxy.double()
+    offsets = group.double() * (boxes.max() + 1)  # a device scalar: no host round trip
+    return torchvision.ops.nms(boxes + offsets[:, None], score.double(), iou)
+
+
 def postprocess_torch(
     raw,
     infos: Sequence[LetterboxInfo],
@@ -165,14 +183,13 @@ def postprocess_torch(
 ) -> list[Detections]:
     """Raw head output of a batch (a tensor on any device) -> one Detections per image.
 
-    The whole batch is decoded and suppressed at once (one `batched_nms` keyed on image and class),
+    The whole batch is decoded and suppressed at once (one `nms` call over image x class groups),
     boxes are mapped back to original pixels on the device, and one (K, 7) array comes back.
     The device is waited for three times: for the number of candidates, inside NMS, and for the
     final boxes (more only when a limit, MAX_NMS candidates or max_det boxes, is reached).
     Same arguments and results as `ops.nms.postprocess`.
     """
     import torch
-    import torchvision
 
     n = raw.shape[0]
     img, xywh, score, class_id = _candidates(raw.float(), layout, conf, classes, multi_label)
@@ -184,7 +201,7 @@ def postprocess_torch(
             img, xywh, score, class_id = img[keep], xywh[keep], score[keep], class_id[keep]
         xyxy = _xywh2xyxy(xywh)
         group = img if agnostic else img * num_classes(raw.shape, layout) + class_id
-        kept = torchvision.ops.batched_nms(xyxy, score, group, iou)  # best first
+        kept = _batched_nms(xyxy, score, group, iou)  # best first
         if len(kept) > max_det:  # only then can one image hold more than max_det
             kept = kept[_rank_within(img[kept], score[kept], n) < max_det]
         img, score, class_id = img[kept], score[kept], class_id[kept]

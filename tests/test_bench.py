@@ -98,6 +98,8 @@ def _bench_cpu(model, out, iters):
             str(iters),
             "--warmup",
             "1",
+            "--e2e-iters",
+            "4",
             "--report-dir",
             str(out),
         ],
@@ -121,7 +123,7 @@ def test_cpu_run_two_backends_two_batches(tmp_path, yolov5n_pt):
             st = r[part]
             assert set(st) == {"n", "mean", "std", "median", "p95", "p99", "min", "max"}
             assert 0 < st["min"] <= st["median"] <= st["p95"] <= st["p99"] <= st["max"]
-        assert r["model_ms"]["n"] == 5
+        assert r["model_ms"]["n"] == 5 and r["e2e_ms"]["n"] == 4
         assert r["throughput_ips"] == pytest.approx(r["batch"] / r["model_ms"]["median"] * 1000)
         assert set(r["stages_ms"]) == {"pre", "infer", "post"} and all(v > 0 for v in r["stages_ms"].values())
         assert r["peak_host_rss_bytes"] > 100 * 2**20 and r["artifact_bytes"] > 1_000_000
@@ -185,14 +187,25 @@ def test_out_of_memory_becomes_a_row_and_the_run_goes_on(tmp_path, yolov5n_pt, m
     assert "FAILED: out of memory" in (tmp_path / "bench.md").read_text()
 
 
-def test_a_backend_that_cannot_open_gives_error_rows_and_the_run_goes_on(tmp_path, yolov5n_pt):
-    # FP16 packages are compiled for CUDA: compiled-fp16 is refused on the CPU when its backend opens
-    args = ["bench", "--model", str(yolov5n_pt), "--backends", "compiled-fp16,torch", "--batch", "1,2"]
-    res = runner.invoke(app, [*args, "--iters", "3", "--warmup", "1", "--duration", "5", "--report-dir", str(tmp_path)])
+def test_a_backend_that_cannot_open_gives_error_rows_and_the_run_goes_on(tmp_path, yolov5n_pt, monkeypatch):
+    from yolo_accel.errors import ExportError
+    from yolo_accel.export import compiled
+
+    def refused(*a, **k):
+        raise ExportError("the compiled package of yolov5n.pt failed its parity check (12.0% of detections matched)")
+
+    monkeypatch.setattr(compiled, "cached_compiled", refused)
+    args = ["bench", "--model", str(yolov5n_pt), "--backends", "compiled,torch", "--batch", "1,2"]
+    res = runner.invoke(
+        app, [*args, "--iters", "3", "--warmup", "1", "--e2e-iters", "3", "--report-dir", str(tmp_path)]
+    )
     assert res.exit_code == 0, res.output
     rows = {(r["backend"], r["batch"]): r for r in json.loads((tmp_path / "bench.json").read_text())["rows"]}
     for b in (1, 2):
-        assert rows[("compiled-fp16", b)]["ok"] is False
-        assert "--half needs --device cuda" in rows[("compiled-fp16", b)]["error"]
+        assert rows[("compiled", b)]["ok"] is False and "failed its parity check" in rows[("compiled", b)]["error"]
         assert rows[("torch", b)]["ok"] and "speedup" not in rows[("torch", b)]  # the baseline row failed
-    assert "compiled-fp16 batch 2: --half needs --device cuda" in res.output
+    assert "compiled batch 2: the compiled package of yolov5n.pt failed" in " ".join(res.output.split())
+    # a wrong option is not a row: it stops the run with one line (FP16 packages are compiled for CUDA)
+    monkeypatch.undo()
+    res = runner.invoke(app, ["bench", "--model", str(yolov5n_pt), "--backends", "compiled-fp16,torch"])
+    assert res.exit_code == 2 and "--half needs --device cuda" in res.output.strip().splitlines()[-1]

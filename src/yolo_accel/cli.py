@@ -551,6 +551,10 @@ def bench_cmd(
     duration: Annotated[
         float, typer.Option("--duration", help="Stop a row after this many seconds (at least 3 timed iterations).")
     ] = 20.0,
+    e2e_iters: Annotated[
+        int,
+        typer.Option("--e2e-iters", help="Timed end-to-end calls per row (within half of --duration; at least 3)."),
+    ] = 100,
     threads: Annotated[int, typer.Option("--threads", help="ONNX Runtime intra-op threads (0: all cores).")] = 0,
     ort_gpu_mem_limit: Annotated[
         float, typer.Option("--ort-gpu-mem-limit", help="ONNX Runtime CUDA arena limit in GB (batch 32+ needs more).")
@@ -595,6 +599,7 @@ def bench_cmd(
         iters=iters,
         warmup=warmup,
         duration_s=duration,
+        e2e_iters=e2e_iters,
         threads=threads,
         ort_gpu_mem_limit_gb=ort_gpu_mem_limit,
         frame=str(frame) if frame else None,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SettingsError, YoloAccelError
+from ..errors import ExportError, ModelError, SettingsError, YoloAccelError
 from .timing import PeakRSS, Stats, measure, nvml_device_used, nvml_process_memory
 
 
@@ -24,7 +24,7 @@ class BenchSettings:
     iters: int = 100
     warmup: int = 10
     duration_s: float | None = 20.0  # cap per row; at least 3 timed iterations always
-    e2e_iters: int = 20
+    e2e_iters: int = 100  # end-to-end calls per row, within half of duration_s
     threads: int = 0  # ONNX Runtime intra-op threads (0: all cores)
     ort_gpu_mem_limit_gb: float = 2.0  # the CUDA provider's arena cap; large batches need more
     frame: str | None = None  # image used as the decoded frame; default: the shared bus.jpg
@@ -95,9 +95,10 @@ def run_bench(model: str | Path, s: BenchSettings, progress=None) -> dict:
                     det.close()
                 try:
                     det = open_detector()
-                except YoloAccelError as e:
-                    # a backend that cannot open here (compile failed, loader refused) gives error
-                    # rows with the reason; the other backends are still measured
+                except (ModelError, ExportError) as e:
+                    # an artifact that cannot be built or loaded here (compile or parity failed, the
+                    # loader check refused it) gives error rows with the reason and the other backends
+                    # are still measured; a wrong option or a missing extra stops the run at once
                     for batch in s.batches[s.batches.index(b) :]:
                         rows.append(_failed_row(v, device, batch, str(e)))
                         if progress:
@@ -169,7 +170,7 @@ def _row(det, v, device: str, b: int, frame: np.ndarray, s: BenchSettings, artif
             # end to end: decoded uint8 frames in host memory -> Detections, stage by stage
             pre, inf, post = [], [], []
             e2e_deadline = time.perf_counter() + (s.duration_s or 1e9) / 2
-            for i in range(max(2, s.e2e_iters) + 2):
+            for i in range(max(3, s.e2e_iters) + 2):
                 _, per = det.detect_batch(frames)  # per-image stage times; the table reports whole batches
                 if i >= 2:  # two warm-up passes
                     pre.append(per["pre"] * b)

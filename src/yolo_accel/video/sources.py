@@ -46,6 +46,12 @@ class FrameSource:
         """Release the capture."""
 
 
+def _check_complete(path: Path, index: int, frame_count: int | None) -> None:
+    """A file's decoder stopped at frame `index`: short of the container's frame count is an error."""
+    if frame_count is not None and index < frame_count:
+        raise SourceError(f"{path}: the video ends early at frame {index} of {frame_count} (truncated or corrupt)")
+
+
 class VideoFileSource(FrameSource):
     """A video file through OpenCV; reading stopping before the container's frame count is an error."""
 
@@ -70,11 +76,7 @@ class VideoFileSource(FrameSource):
         while self.max_frames is None or delivered < self.max_frames:
             ok, img = self.cap.read()
             if not ok:
-                if self.frame_count is not None and index < self.frame_count:
-                    raise SourceError(
-                        f"{self.path}: the video ends early at frame {index} of {self.frame_count} "
-                        "(truncated or corrupt)"
-                    )
+                _check_complete(self.path, index, self.frame_count)
                 return
             if index % self.stride == 0:
                 yield Frame(index, index / self.fps, img)
@@ -132,11 +134,7 @@ class NvdecSource(FrameSource):
         while self.max_frames is None or delivered < self.max_frames:
             frames = self._dec.get_batch_frames(self.batch)
             if not frames:
-                if self.frame_count is not None and index < self.frame_count:
-                    raise SourceError(
-                        f"{self.path}: the video ends early at frame {index} of {self.frame_count} "
-                        "(truncated or corrupt)"
-                    )
+                _check_complete(self.path, index, self.frame_count)
                 return
             for f in frames:
                 if index % self.stride == 0 and (self.max_frames is None or delivered < self.max_frames):

@@ -9,7 +9,7 @@ v5=.device/assets/models/yolov5n.pt
 python3 bench/make_models.py /tmp/models > /dev/null
 v8=/tmp/models/yolov8n.pt
 b="--device cuda --imgsz 640 --batch 1,8,32,128 --frame-size 1920x1080 --iters 300 --warmup 30 --duration 2 --e2e-iters 200 --ort-gpu-mem-limit 24"
-rows=torch,torch-fp16,torch-fp16-graph,torch-fp16-cl-graph,compiled-fp16,compiled-fp16-graph,onnxruntime-fp16-iobind,onnxruntime-fp16-iobind-graph
+rows=torch,torch-fp16,torch-fp16-graph,torch-fp16-cl-graph,compiled-fp16,onnxruntime-fp16-iobind,onnxruntime-fp16-iobind-graph
 if [ -d .devfull/coco128 ]; then
   timeout 120 python3 -m yolo_accel validate --model $v5 --data .devfull/coco128/data.yaml --device cuda \
     --backends torch-fp16,torch-fp16-graph,onnxruntime-fp16-iobind --report-dir "$out/validate-v5n" > "$out/validate.txt" 2>&1

@@ -132,3 +132,22 @@ def read_bgr(path: Path) -> np.ndarray:
     img = cv2.imread(str(path))
     assert img is not None, path
     return img
+
+
+def static_libstdcxx_compiler(folder: Path) -> Path:
+    """A g++ like the H100's $CXX (/opt/gcc/bin/g++): no libstdc++.so, so shared objects get the archive.
+
+    It answers `-print-file-name=libstdc++.so` with the bare name, as gcc does when the file is not
+    on its library path, and links every shared object with -static-libstdc++.
+    """
+    cxx = folder / "static-g++"
+    cxx.write_text(
+        "#!/usr/bin/env bash\n"
+        'for a in "$@"; do\n'
+        '  [ "$a" = -print-file-name=libstdc++.so ] && { echo libstdc++.so; exit 0; }\n'
+        '  [ "$a" = -shared ] && exec g++ "$@" -static-libstdc++\n'
+        "done\n"
+        'exec g++ "$@"\n'
+    )
+    cxx.chmod(0o755)
+    return cxx

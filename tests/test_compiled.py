@@ -14,7 +14,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from tests.conftest import read_bgr
+from tests.conftest import read_bgr, static_libstdcxx_compiler
 from typer.testing import CliRunner
 
 from yolo_accel import Detector
@@ -28,10 +28,28 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory, yolov5n_pt):
-    """The real YOLOv5n compiled for the CPU, batch 1..4, through the command line."""
+    """The real YOLOv5n compiled for the CPU, batch 1..4, through the command line.
+
+    $CXX names a compiler that links libstdc++ statically, as on the H100: a package built by it
+    would crash the loader (test_cxx.py), so every test that loads this package also checks that
+    the export chose another compiler.
+    """
     folder = tmp_path_factory.mktemp("pt2")
     out = folder / "yolov5n.pt2"
-    res = runner.invoke(
+    import torch._inductor.config as inductor_config
+
+    static = str(static_libstdcxx_compiler(tmp_path_factory.mktemp("cxx")))
+    # $CXX, and what inductor read from it when torch was imported
+    with pytest.MonkeyPatch.context() as mp, inductor_config.patch({"cpp.cxx": (None, static)}):
+        mp.setenv("CXX", static)
+        mp.delenv("YOLO_ACCEL_CXX", raising=False)
+        res = _export_cli(out, yolov5n_pt, folder)
+    assert res.exit_code == 0, res.output
+    return out, json.loads((folder / "r.json").read_text())
+
+
+def _export_cli(out, yolov5n_pt, folder):
+    return runner.invoke(
         app,
         [
             "export",
@@ -46,14 +64,19 @@ def package(tmp_path_factory, yolov5n_pt):
             str(folder / "r.json"),
         ],
     )
-    assert res.exit_code == 0, res.output
-    return out, json.loads((folder / "r.json").read_text())
 
 
 def test_export_checks_parity_and_leaves_only_the_package(package):
     path, report = package
     assert report["ok"] and report["parity"]["match_rate"] >= 0.98
     assert any("AOTInductor compile" in n for n in report["notes"])
+    assert any("static-g++" in n and "statically" in n for n in report["notes"])  # the compiler swap, said
+    with zipfile.ZipFile(path) as z:
+        (lib,) = [n for n in z.namelist() if n.endswith("wrapper.so")]
+        (path.parent.parent / "wrapper.so").write_bytes(z.read(lib))
+    if shutil.which("readelf"):
+        dyn = subprocess.run(["readelf", "-d", str(path.parent.parent / "wrapper.so")], capture_output=True, text=True)
+        assert "[libstdc++.so.6]" in dyn.stdout  # linked against the shared libstdc++, not a copy of it
     assert sorted(p.name for p in path.parent.iterdir()) == ["r.json", "yolov5n.pt2"]  # no partial file
 
 
@@ -113,10 +136,12 @@ def test_package_errors(package, tmp_path):
     junk.write_bytes(b"not a zip" * 100)
     res = runner.invoke(app, ["predict", str(sample_image_dummy(tmp_path)), "-m", str(junk)])
     assert res.exit_code == 2 and "not a .pt2 package" in res.output and "Traceback" not in res.output
+    from yolo_accel.backends.pytorch import TorchOptions
+
     with pytest.raises(SettingsError, match="compiled already"):
-        Detector(
-            path, torch_options=__import__("yolo_accel.backends.pytorch", fromlist=["x"]).TorchOptions(compile=True)
-        )
+        Detector(path, torch_options=TorchOptions(compile=True))
+    with pytest.raises(SettingsError, match="cannot be captured in a CUDA graph"):
+        Detector(path, torch_options=TorchOptions(cuda_graph=True))
 
 
 def test_loader_runs_in_a_child_first_and_remembers_it(package, monkeypatch):
@@ -144,7 +169,7 @@ def test_a_loader_crash_in_the_child_is_one_error_line(package, tmp_path, monkey
     monkeypatch.setattr(compiled, "CHILD_LOAD", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
     res = runner.invoke(app, ["predict", str(sample_image_dummy(tmp_path)), "-m", str(path)])
     assert res.exit_code == 2, res.output
-    assert "crashed (SIGSEGV)" in res.output and "--backend torch --cuda-graph" in res.output
+    assert "crashed (SIGSEGV)" in res.output and "export it again here" in res.output
     assert "Traceback" not in res.output
     monkeypatch.setattr(compiled, "CHILD_LOAD", "import sys; sys.exit('RuntimeError: no kernels for this GPU')")
     with pytest.raises(ModelError, match="cannot load it: RuntimeError: no kernels for this GPU"):

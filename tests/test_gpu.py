@@ -183,17 +183,9 @@ def test_compiled_package_on_cuda(yolov5n_pt, images):
     """A .pt on the compiled backend: AOTInductor FP16 package, compiled once (parity-checked) and cached."""
     import time
 
-    from yolo_accel.errors import ExportError, ModelError
-
     t0 = time.perf_counter()
-    try:
-        det = Detector(yolov5n_pt, backend="compiled", device="cuda", half=True, batch=8)
-    except (ExportError, ModelError) as e:
-        if "loader crashed" in str(e):
-            # torch 2.11's AOTInductor loader segfaults in its own runtime on the project's H100
-            # (BENCHMARKS.md); the child check turned that into this error instead of a dead process
-            pytest.xfail(str(e))
-        raise
+    # the H100's $CXX links libstdc++ statically; packages built by it crashed the loader (export/cxx.py)
+    det = Detector(yolov5n_pt, backend="compiled", device="cuda", half=True, batch=8)
     with det:
         first = time.perf_counter() - t0
         assert det.gpu_ops and det.info.path.suffix == ".pt2"

@@ -68,8 +68,8 @@ CudaGraphOpt = Annotated[
     bool,
     typer.Option(
         "--cuda-graph",
-        help="Capture one CUDA graph per input shape and replay it (torch and compiled on CUDA; "
-        "onnxruntime with --io-binding uses ONNX Runtime's own).",
+        help="Capture one CUDA graph per input shape and replay it (torch on CUDA; onnxruntime with "
+        "--io-binding uses ONNX Runtime's own; not compiled .pt2 packages, whose runner breaks capture).",
     ),
 ]
 ChannelsLastOpt = Annotated[bool, typer.Option("--channels-last", help="NHWC memory format (torch backend).")]
@@ -144,7 +144,8 @@ def export_cmd(
             "--format",
             "-f",
             help="onnx; compiled: an AOTInductor package (.pt2) that runs with torch alone "
-            "(compiled for --device, batch 1..--max-batch, fixed --imgsz); engine: a TensorRT engine "
+            "(compiled for --device, batch 1..--max-batch, fixed --imgsz; C++ compiler: $YOLO_ACCEL_CXX, else "
+            "$CXX unless it links libstdc++ statically, else g++); engine: a TensorRT engine "
             "(TensorRT 10 Python API or trtexec; needs TensorRT and --device cuda).",
         ),
     ] = "onnx",

@@ -97,6 +97,7 @@ def _torch_checks() -> list[Check]:
             else "no NVIDIA GPU or driver visible: check `nvidia-smi`; CPU inference still works"
         )
         out.append(Check("torch CUDA", WARN, "CUDA not available", fix))
+    out.append(_compiler_check())
     out.append(_package("torchvision", "torchvision", "pip install 'yolo-accel[torch]'"))
     out.append(_package("ultralytics (YOLOv8/YOLO11/YOLOv5u .pt)", "ultralytics", "pip install 'yolo-accel[torch]'"))
     out.append(_package("yolov5 (original YOLOv5 .pt)", "yolov5", "pip install 'yolo-accel[yolov5]'", required=False))
@@ -173,6 +174,21 @@ def _tensorrt_checks() -> list[Check]:
         )
     )
     return out
+
+
+def _compiler_check() -> Check:
+    """The C++ compiler that `export --format compiled` would build packages with (export/cxx.py)."""
+    from .errors import ExportError
+    from .export.cxx import ENV, package_compiler
+
+    name = "C++ compiler (compiled packages)"
+    try:
+        choice = package_compiler()
+    except ExportError as e:
+        return Check(name, WARN, str(e), f"install g++ or set {ENV}")
+    if choice.note:
+        return Check(name, WARN, choice.note)
+    return Check(name, OK, choice.cxx)
 
 
 def _assets_check() -> Check:

@@ -197,6 +197,14 @@ class CompiledBackend(_TorchRunner):
         if options.compile or options.channels_last:
             # the package fixed its kernels and input layout when it was compiled
             raise SettingsError("a .pt2 package is compiled already; leave out --compile and --channels-last")
+        if options.cuda_graph:
+            # on the H100 (torch 2.11) the package's runner did work that stream capture forbids
+            # ("operation not permitted when stream is capturing"), and the failed capture broke the
+            # CUDA context for what came after: refuse it up front
+            raise SettingsError(
+                "a .pt2 package cannot be captured in a CUDA graph (torch's AOTInductor runner breaks stream "
+                "capture); leave out --cuda-graph, or run the .pt with --backend torch --cuda-graph"
+            )
         self._setup(device, half, options)
         t0 = time.perf_counter()
         self._fn, self.info = load_compiled(model_path, device)

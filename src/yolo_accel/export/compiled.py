@@ -34,6 +34,7 @@ from .common import (
     partial_file,
     prepare_for_export,
 )
+from .cxx import package_compiler
 
 METADATA_NAME = "yolo_accel.json"  # stored as <archive>/extra/yolo_accel.json
 
@@ -115,11 +116,12 @@ CHILD_LOAD = "import sys, torch; torch._inductor.aoti_load_package(sys.argv[1], 
 def check_loads_in_child(path: Path, device_index: int, timeout_s: float = 600.0, shown: str | None = None) -> None:
     """Load the package once in a child process before this process does; ModelError if the child fails.
 
-    Why: on the project's H100 (torch 2.11, CUDA 13) torch's AOTInductor loader killed whole
-    processes with SIGSEGV inside torch's own runtime code (the std::regex of `parse_device_str`,
-    run while the model is constructed), depending on what the process had imported before. A
-    crash cannot be caught in Python: a child takes the risk, and a bench or a video run gets one
-    error line instead of dying. The verdict is cached per package content, torch, interpreter and
+    Why: on the project's H100 torch's AOTInductor loader killed whole processes with SIGSEGV
+    inside the package (the std::regex of torch's `parse_device_str`, run while the model is
+    constructed): the package had been built by a compiler that links libstdc++ statically
+    (export/cxx.py now avoids that, but a `.pt2` from elsewhere may still be one). A crash cannot
+    be caught in Python: a child takes the risk, and a bench or a video run gets one error line
+    instead of dying. The verdict is cached per package content, torch, interpreter and
     device, so the check costs one child start per package and environment. `shown`: the name to put in
     messages (an export checks its temporary file under the final name).
     """
@@ -148,8 +150,8 @@ def check_loads_in_child(path: Path, device_index: int, timeout_s: float = 600.0
             why = f"signal {-child.returncode}"
         raise ModelError(
             f"{name}: torch's AOTInductor loader crashed ({why}) loading it in a test process, so this "
-            "process does not load it; run the .pt with --backend torch --cuda-graph instead (BENCHMARKS.md, "
-            "'compiled', has what is known)"
+            "process does not load it; packages built by a C++ compiler that links libstdc++ statically do "
+            "this: export it again here (`yolo-accel doctor` names the compiler) or run the .pt with --cuda-graph"
         )
     if child.returncode != 0:
         last = (child.stderr.strip().splitlines() or ["no message"])[-1][:300]
@@ -234,14 +236,19 @@ def export_compiled(
             dims = ({0: torch.export.Dim("batch", min=1, max=s.max_batch)},)
         with quiet(), torch.no_grad():
             ep = torch.export.export(m, (x,), dynamic_shapes=dims, strict=False)
+        cxx = package_compiler()
+        if cxx.note:
+            say(cxx.note)
         say(f"compiling with AOTInductor for {_gpu_name(dev)} (a minute or more)")
         t0 = time.perf_counter()
-        with quiet():
+        with quiet(), torch._inductor.config.patch({"cpp.cxx": (None, cxx.cxx)}):
             torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp))
         compile_s = time.perf_counter() - t0
         _write_metadata(tmp, _metadata(info, s, imgsz, dev, compile_s))
         result = ExportResult(None, target, info, s, 0.0, tmp.stat().st_size)
         result.notes.append(f"AOTInductor compile: {compile_s:.1f} s")
+        if cxx.note:
+            result.notes.append(cxx.note)
 
         def parity():
             from ..backends.pytorch import CompiledBackend
@@ -256,7 +263,8 @@ def export_compiled(
 def cached_compiled(model_path: str | Path, imgsz: int | None, half: bool, device: str | Device) -> Path:
     """The `.pt2` package of `model_path` for these settings, compiled once and reused after.
 
-    Keyed on the checkpoint's SHA-256, the settings, the torch and yolo-accel versions and the GPU.
+    Keyed on the checkpoint's SHA-256, the settings, the torch and yolo-accel versions, the GPU and the
+    C++ compiler.
     """
     from ..assets import cache_dir
 
@@ -266,7 +274,8 @@ def cached_compiled(model_path: str | Path, imgsz: int | None, half: bool, devic
     s = CompiledExportSettings(imgsz=imgsz, half=half)
     sha = file_sha256(src)
     check_torch_cuda(dev)
-    key_parts = [sha, asdict(s), __version__, torch.__version__, dev.kind, _gpu_name(dev)]
+    cxx = package_compiler().cxx  # a package built by another compiler may crash the loader (export/cxx.py)
+    key_parts = [sha, asdict(s), __version__, torch.__version__, dev.kind, _gpu_name(dev), cxx]
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir() / "compiled" / f"{src.stem}-{sha[:8]}-{dev.kind}-{key}.pt2"
     if path.is_file():

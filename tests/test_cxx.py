@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from tests.conftest import static_libstdcxx_compiler
@@ -17,32 +18,21 @@ from yolo_accel.export import cxx
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
 
-# torch's AOTInductor runtime (model_base.h, parse_device_str) parses the device string like this
-REGEX_SOURCE = r"""
-#include <regex>
-#include <string>
-extern "C" int probe_regex(const char* text) {
-  std::regex re("(cpu|cuda|xpu|mps)(:([0-9]+))?");
-  std::smatch sm;
-  std::string s(text);
-  if (!std::regex_match(s, sm, re)) return -1;
-  return sm[3].matched ? std::stoi(sm[3].str()) : 0;
-}
-"""
+# the regex that torch's AOTInductor runtime (model_base.h, parse_device_str) compiles, in a library
+REGEX_SOURCE = Path(__file__).parents[1] / "bench" / "aoti_regex" / "regex_probe.cpp"
 LOAD_AFTER_TORCH = "import ctypes, sys, torch; print(ctypes.CDLL(sys.argv[1]).probe_regex(b'cuda:3'))"
 
 
 def test_the_premise_a_static_libstdcxx_in_a_shared_object_breaks_std_regex_after_torch(tmp_path):
     """Why the module exists: the package's regex, linked with its own libstdc++, dies beside torch's."""
-    src = tmp_path / "probe.cpp"
-    src.write_text(REGEX_SOURCE)
+    src = REGEX_SOURCE
     outcomes = {}
     for name, compiler in (("static", static_libstdcxx_compiler(tmp_path)), ("dynamic", "g++")):
         lib = tmp_path / f"{name}.so"
         subprocess.run([str(compiler), "-O2", "-std=c++17", "-fPIC", "-shared", str(src), "-o", str(lib)], check=True)
         outcomes[name] = subprocess.run([sys.executable, "-c", LOAD_AFTER_TORCH, str(lib)], capture_output=True)
     assert outcomes["dynamic"].returncode == 0 and outcomes["dynamic"].stdout.strip() == b"3"
-    assert outcomes["static"].returncode != 0  # std::bad_cast abort here, SIGSEGV on the H100
+    assert outcomes["static"].returncode != 0  # std::bad_cast abort on the CPU machine (H100 packages: SIGSEGV)
 
 
 def test_the_compiler_check_tells_shared_from_static(tmp_path):

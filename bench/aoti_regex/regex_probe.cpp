@@ -1,5 +1,6 @@
 // The device-string parse that torch's AOTInductor runtime header (model_base.h, parse_device_str)
 // compiles into every package, alone in a shared library: does it crash outside AOTInductor too?
+// (bench/aoti_regex/run_probe*.sh on the GPU machine; tests/test_cxx.py builds it in CI.)
 #include <regex>
 #include <string>
 

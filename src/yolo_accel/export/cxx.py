@@ -5,9 +5,10 @@ objects puts a second copy of libstdc++ inside every package; loaded into a proc
 has the shared one (torch has), the package's `std::regex` (torch's `parse_device_str`, run while
 the model is constructed) died with SIGSEGV. That is what happened on the project's H100, which sets
 `CXX=/opt/gcc/bin/g++` (no `libstdc++.so` beside it): a one-function library holding that regex,
-built by that compiler, crashed the same way after `import torch`, and did not when built by the
-system g++ (`bench/results/h100-session4/`). So packages are built with a compiler that links
-libstdc++ dynamically, and `YOLO_ACCEL_CXX` names one outright.
+built by that compiler, did not return after `import torch`, and did when built by the system g++
+(`bench/results/h100-session4/`); on the CPU machine a `-static-libstdc++` build of it aborts
+(`tests/test_cxx.py`). So packages are built with a compiler that links libstdc++ dynamically,
+and `YOLO_ACCEL_CXX` names one outright.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ def test_the_compiler_check_tells_shared_from_static(tmp_path):
     assert cxx.links_libstdcxx_dynamically("g++") is True
     assert cxx.links_libstdcxx_dynamically(str(static_libstdcxx_compiler(tmp_path))) is False
     assert cxx.links_libstdcxx_dynamically(str(tmp_path / "no-such-g++")) is None
+    assert cxx.links_libstdcxx_dynamically("env g++") is True  # $CXX may be a command line (ccache g++)
 
 
 def test_a_static_cxx_is_replaced_and_said(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ and `YOLO_ACCEL_CXX` names one outright.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -33,10 +34,10 @@ def links_libstdcxx_dynamically(cxx: str) -> bool | None:
     library path and with the bare name when it is not: then `-lstdc++` can only take the archive.
     """
     try:
-        out = subprocess.run(
-            [cxx, "-print-file-name=libstdc++.so"], capture_output=True, text=True, timeout=30, check=True
+        out = subprocess.run(  # split: $CXX may be a command line, e.g. "ccache g++"
+            [*shlex.split(cxx), "-print-file-name=libstdc++.so"], capture_output=True, text=True, timeout=30, check=True
         ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, ValueError, subprocess.SubprocessError):  # ValueError: bad quoting in $CXX
         return None
     return os.path.isabs(out) and os.path.exists(out)
 

@@ -66,16 +66,16 @@ def _export_cli(out, yolov5n_pt, folder):
     )
 
 
-def test_export_checks_parity_and_leaves_only_the_package(package):
+def test_export_checks_parity_and_leaves_only_the_package(package, tmp_path):
     path, report = package
     assert report["ok"] and report["parity"]["match_rate"] >= 0.98
     assert any("AOTInductor compile" in n for n in report["notes"])
     assert any("static-g++" in n and "statically" in n for n in report["notes"])  # the compiler swap, said
     with zipfile.ZipFile(path) as z:
         (lib,) = [n for n in z.namelist() if n.endswith("wrapper.so")]
-        (path.parent.parent / "wrapper.so").write_bytes(z.read(lib))
+        (tmp_path / "wrapper.so").write_bytes(z.read(lib))
     if shutil.which("readelf"):
-        dyn = subprocess.run(["readelf", "-d", str(path.parent.parent / "wrapper.so")], capture_output=True, text=True)
+        dyn = subprocess.run(["readelf", "-d", str(tmp_path / "wrapper.so")], capture_output=True, text=True)
         assert "[libstdc++.so.6]" in dyn.stdout  # linked against the shared libstdc++, not a copy of it
     assert sorted(p.name for p in path.parent.iterdir()) == ["r.json", "yolov5n.pt2"]  # no partial file
 

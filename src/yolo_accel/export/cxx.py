@@ -67,10 +67,9 @@ def package_compiler() -> CompilerChoice:
     if verdict:
         return CompilerChoice(default)
     seen = {_resolved(default)}
-    for cand in FALLBACKS:
-        path = shutil.which(cand)
-        real = _resolved(cand)
-        if path is None or real in seen:
+    for path in filter(None, map(shutil.which, FALLBACKS)):
+        real = os.path.realpath(path)
+        if real in seen:
             continue
         seen.add(real)
         if links_libstdcxx_dynamically(path):

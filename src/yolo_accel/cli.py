@@ -74,7 +74,11 @@ CudaGraphOpt = Annotated[
 ]
 ChannelsLastOpt = Annotated[bool, typer.Option("--channels-last", help="NHWC memory format (torch backend).")]
 CompileOpt = Annotated[
-    bool, typer.Option("--compile", help="torch.compile the model (first call compiles; cached on disk).")
+    bool,
+    typer.Option(
+        "--compile",
+        help="torch.export + torch.compile the model, one graph per input shape (first call compiles; cached on disk).",
+    ),
 ]
 IoBindingOpt = Annotated[
     bool, typer.Option("--io-binding", help="onnxruntime on CUDA: inputs and outputs stay in device buffers.")

@@ -21,7 +21,7 @@ class TorchOptions:
 
     channels_last: bool = False  # NHWC memory format (faster convolutions with FP16 on tensor cores)
     cuda_graph: bool = False  # capture one CUDA graph per input shape and replay it
-    compile: bool = False  # torch.compile the module (inductor); compiled code is cached on disk
+    compile: bool = False  # torch.export + torch.compile (inductor) per input shape; kernels cached on disk
     compile_mode: str = "default"  # torch.compile mode ("default", "max-autotune-no-cudagraphs", ...)
 
     def check(self, device: Device) -> None:
@@ -171,7 +171,39 @@ class TorchBackend(_TorchRunner):
         self._fn = self.module
         if self.options.compile:
             inductor_cache()
-            self._fn = torch.compile(self.module, mode=self.options.compile_mode, dynamic=False)
+            self._compiled: dict[tuple, object] = {}
+            self._fn = self._compiled_call
+
+    def _compiled_call(self, x):
+        """The model compiled by inductor for this input's shape, dtype and layout (built on first use).
+
+        Why torch.export first: torch.compile of the checkpoint's own module stops at every piece of
+        Python dynamo cannot trace (YOLOv5's SPPF opens a `warnings.catch_warnings()` in forward;
+        the Ultralytics head turns a stride tensor into a Python number), about 20 graph breaks per
+        model, after which dynamo's recompile limit sends whole layers back to eager. A non-strict
+        torch.export runs that Python once and records one graph of tensor ops; compiling that graph
+        gives one inductor kernel set for the whole network.
+        """
+        torch = self._torch
+        key = (tuple(x.shape), x.dtype, x.is_contiguous(memory_format=torch.channels_last))
+        fn = self._compiled.get(key)
+        if fn is not None:
+            return fn(x)
+        from .._deps import quiet
+        from ..export.common import prepare_for_export
+
+        # export wants ordinary tensors; forward_device runs under inference_mode
+        with torch.inference_mode(False), torch.no_grad(), quiet():
+            example = torch.zeros_like(x)
+            graph = prepare_for_export(self.module, self.info.family, dynamic=True)
+            program = torch.export.export(graph, (example,), strict=False)
+        fn = torch.compile(program.module(), mode=self.options.compile_mode, dynamic=False)
+        # the exported graph reads the head's strides as Python numbers (`.item()` of a constant
+        # tensor): let dynamo keep them in the graph instead of breaking it there
+        with torch._dynamo.config.patch(capture_scalar_outputs=True):
+            y = fn(x)  # compiles now
+        self._compiled[key] = fn
+        return y
 
     def describe(self) -> str:
         t = self._torch

@@ -166,6 +166,30 @@ def test_cuda_graph_equals_eager(family, yolov5n_pt, ultralytics_pts, frames):
         assert rate >= 0.99
 
 
+@pytest.mark.parametrize("family", ["yolov5n", "yolov8n"])
+def test_compile_with_cuda_graph_equals_eager(family, yolov5n_pt, ultralytics_pts):
+    """torch.compile + channels_last + CUDA graph (bench's torch-fp16-cl-compile-graph): it captures,
+    and replays give eager's outputs. The Ultralytics head's `.item()` of its strides, a wait for
+    the GPU when they lived on the device, made the capture fail on the H100."""
+    import torch
+
+    from yolo_accel.backends.pytorch import TorchOptions
+
+    pt = yolov5n_pt if family == "yolov5n" else ultralytics_pts[family]
+    opts = TorchOptions(channels_last=True, compile=True, cuda_graph=True)
+    with (
+        Detector(pt, device="cuda", half=True) as eager,
+        Detector(pt, device="cuda", half=True, torch_options=opts) as fast,
+    ):
+        for n in (1, 2, 1):
+            x = torch.rand(n, 3, 640, 640, device="cuda", dtype=torch.float16)
+            a = eager.backend.forward_device(x).float()
+            b = fast.backend.forward_device(x).float().clone()
+            assert torch.allclose(a, b, atol=5e-2, rtol=5e-3), (n, (a - b).abs().max())
+        assert len(fast.backend._graphs.shapes) == 2
+        print(f"\n{family} compile + graph: one-off {fast.backend.setup_seconds}")
+
+
 def test_channels_last_and_compile_match_eager(yolov5n_pt, frames):
     from yolo_accel.backends.pytorch import TorchOptions
 

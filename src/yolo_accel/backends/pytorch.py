@@ -196,10 +196,17 @@ class TorchBackend(_TorchRunner):
         with torch.inference_mode(False), torch.no_grad(), quiet():
             example = torch.zeros_like(x)
             graph = prepare_for_export(self.module, self.info.family, dynamic=True)
+            if self.info.family == "ultralytics":
+                # the Ultralytics head reads its strides as Python numbers (`.item()`) on every call:
+                # from a device tensor that is a wait for the GPU, which CUDA graph capture forbids
+                # (and which stalls the host's launches); from a host tensor it is free
+                for head in graph.modules():
+                    if isinstance(getattr(head, "stride", None), torch.Tensor):
+                        head.stride = head.stride.cpu()
             program = torch.export.export(graph, (example,), strict=False)
         fn = torch.compile(program.module(), mode=self.options.compile_mode, dynamic=False)
         # the exported graph reads the head's strides as Python numbers (`.item()` of a constant
-        # tensor): let dynamo keep them in the graph instead of breaking it there
+        # tensor, above): let dynamo keep them in the graph instead of breaking it there
         with torch._dynamo.config.patch(capture_scalar_outputs=True):
             y = fn(x)  # compiles now
         self._compiled[key] = fn

@@ -167,27 +167,37 @@ def test_cuda_graph_equals_eager(family, yolov5n_pt, ultralytics_pts, frames):
 
 
 @pytest.mark.parametrize("family", ["yolov5n", "yolov8n"])
-def test_compile_with_cuda_graph_equals_eager(family, yolov5n_pt, ultralytics_pts):
-    """torch.compile + channels_last + CUDA graph (bench's torch-fp16-cl-compile-graph): it captures,
-    and replays give eager's outputs. The Ultralytics head's `.item()` of its strides, a wait for
-    the GPU when they lived on the device, made the capture fail on the H100."""
+def test_compile_with_cuda_graph_is_as_close_to_fp32_as_eager_fp16(family, yolov5n_pt, ultralytics_pts, frames):
+    """torch.compile + channels_last + CUDA graph (bench's torch-fp16-cl-compile-graph) captures, and its
+    FP16 outputs are as close to the FP32 model's as eager FP16's are (fused kernels round otherwise,
+    so not equal to eager FP16). The Ultralytics head's `.item()` of its strides, a wait for the GPU
+    while they lived on the device, made this capture fail on the H100."""
     import torch
 
     from yolo_accel.backends.pytorch import TorchOptions
+    from yolo_accel.ops import preprocess
 
     pt = yolov5n_pt if family == "yolov5n" else ultralytics_pts[family]
     opts = TorchOptions(channels_last=True, compile=True, cuda_graph=True)
+    x = torch.from_numpy(preprocess(frames[:8], (640, 640))[0]).cuda()
     with (
+        Detector(pt, device="cuda") as fp32,
         Detector(pt, device="cuda", half=True) as eager,
         Detector(pt, device="cuda", half=True, torch_options=opts) as fast,
     ):
-        for n in (1, 2, 1):
-            x = torch.rand(n, 3, 640, 640, device="cuda", dtype=torch.float16)
-            a = eager.backend.forward_device(x).float()
-            b = fast.backend.forward_device(x).float().clone()
-            assert torch.allclose(a, b, atol=5e-2, rtol=5e-3), (n, (a - b).abs().max())
-        assert len(fast.backend._graphs.shapes) == 2
-        print(f"\n{family} compile + graph: one-off {fast.backend.setup_seconds}")
+        for n in (1, 8, 1):
+            ref = fp32.backend.forward_device(x[:n]).float()
+            err_eager = (eager.backend.forward_device(x[:n]).float() - ref).abs().flatten()
+            err_fast = (fast.backend.forward_device(x[:n]).float() - ref).abs().flatten()
+            q = torch.tensor([0.5, 0.99], device="cuda")
+            qe, qf = torch.quantile(err_eager[: 2**24], q), torch.quantile(err_fast[: 2**24], q)
+            print(f"\n{family} b{n}: |FP16 - FP32| median/p99 eager {qe.tolist()}, compile+graph {qf.tolist()}")
+            assert (qf <= 2 * qe + 1e-3).all(), (n, qe, qf)
+        assert len(fast.backend._graphs.shapes) == 2  # captured, once per shape
+        if family == "yolov5n":  # trained weights: the detections too
+            rate, _ = _box_deviation(eager.detect_batch(frames[:8])[0], fast.detect_batch(frames[:8])[0], iou=0.95)
+            print(f"{family} detections, compile + graph vs eager FP16: {rate:.2%}")
+            assert rate >= 0.98
 
 
 def test_channels_last_and_compile_match_eager(yolov5n_pt, frames):

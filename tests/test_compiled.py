@@ -224,14 +224,32 @@ def test_cache_compiles_once(yolov5n_pt, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("model", ["yolov5n", "yolov8n"])
-def test_torch_compile_is_one_graph_per_shape_and_matches_eager(model, yolov5n_pt, ultralytics_pts, coco128_images):
-    """--compile (torch backend): one dynamo graph for the whole network per input shape, eager's outputs.
+def test_torch_compile_is_one_graph_per_shape_and_matches_eager(
+    model, yolov5n_pt, ultralytics_pts, coco128_images, monkeypatch
+):
+    """--compile (torch backend): one dynamo graph for the whole network per input shape, eager's outputs,
+    compiled on one inductor thread (no worker pool left to compete with the host side of inference).
 
     Compiling the checkpoint's module directly gave about 20 graphs per model (graph breaks at
     YOLOv5's warnings context and the Ultralytics head's `.item()`), most layers left to eager.
     """
     import torch
+    import torch._inductor.config as inductor_config
     from torch._dynamo.utils import counters
+
+    monkeypatch.delenv("TORCHINDUCTOR_COMPILE_THREADS", raising=False)
+    real_compile, threads = torch.compile, []
+
+    def compile_and_note_threads(*args, **kwargs):
+        fn = real_compile(*args, **kwargs)
+
+        def call(*a):
+            threads.append(inductor_config.compile_threads)
+            return fn(*a)
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", compile_and_note_threads)
 
     from yolo_accel.backends.pytorch import TorchOptions
     from yolo_accel.ops import preprocess
@@ -250,6 +268,7 @@ def test_torch_compile_is_one_graph_per_shape_and_matches_eager(model, yolov5n_p
         det.backend.forward(x[:1])
         assert counters["stats"]["unique_graphs"] == 2  # one per shape, none again on later calls
         assert set(det.backend.setup_seconds) == {"first_call_2x3x320x320", "first_call_1x3x320x320"}
+    assert threads[:1] == [1] and threads[-1] == inductor_config.compile_threads  # first call compiles
     for ref, got in ((ref2, got2), (ref1, got1)):
         assert got.shape == ref.shape
         # boxes in input pixels (0..320), scores in 0..1: float rounding of a fused graph only

@@ -236,8 +236,13 @@ def test_torch_compile_is_one_graph_per_shape_and_matches_eager(
     import torch
     import torch._inductor.config as inductor_config
     from torch._dynamo.utils import counters
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    from yolo_accel.assets import cache_dir
 
     monkeypatch.delenv("TORCHINDUCTOR_COMPILE_THREADS", raising=False)
+    # what torch itself writes into the environment once it has looked for its cache: not a user's choice
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
     real_compile, threads = torch.compile, []
 
     def compile_and_note_threads(*args, **kwargs):
@@ -269,6 +274,8 @@ def test_torch_compile_is_one_graph_per_shape_and_matches_eager(
         assert counters["stats"]["unique_graphs"] == 2  # one per shape, none again on later calls
         assert set(det.backend.setup_seconds) == {"first_call_2x3x320x320", "first_call_1x3x320x320"}
     assert threads[:1] == [1] and threads[-1] == inductor_config.compile_threads  # first call compiles
+    kernels = cache_dir() / "inductor"  # compiled kernels are kept in yolo-accel's cache, for the next run
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(kernels) and any(kernels.rglob("*.py"))
     for ref, got in ((ref2, got2), (ref1, got1)):
         assert got.shape == ref.shape
         # boxes in input pixels (0..320), scores in 0..1: float rounding of a fused graph only

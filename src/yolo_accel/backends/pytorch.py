@@ -31,10 +31,19 @@ class TorchOptions:
 
 def inductor_cache() -> None:
     """Point inductor's on-disk cache into yolo-accel's cache (unless the user chose one): runs reuse it."""
-    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
-        from ..assets import cache_dir
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is not None:
+        try:
+            from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+        except ImportError:  # an older torch: take any value as the user's choice
+            return
+        # torch writes its own default into the environment the first time it looks for the
+        # cache (often at import): that value is not a choice the user made
+        if os.path.abspath(current) != os.path.abspath(default_cache_dir()):
+            return
+    from ..assets import cache_dir
 
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir() / "inductor")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir() / "inductor")
 
 
 def inductor_settings(**extra):

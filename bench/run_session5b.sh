@@ -16,8 +16,8 @@ run() {  # run NAME LIMIT_S COMMAND...
 run gpu-tests-compile 180 python3 -m pytest -m gpu -q -rs -s -p no:cacheprovider tests/test_gpu.py -k compile
 run validate-compile 120 python3 -m yolo_accel validate --model $v5 --data .devfull/coco128/data.yaml --device cuda \
   --backends torch-fp16,torch-fp16-cl-compile-graph --report-dir "$out/validate-compile"
-TORCHINDUCTOR_CACHE_DIR=/tmp/ind-pool run profile-v8n-compile-pool 120 python3 bench/profile_fastpath.py /tmp/models/yolov8n.pt "$out/profile-v8n-compile-pool.txt" \
+TORCHINDUCTOR_CACHE_DIR=/tmp/ind-pool run profile-v8n-compile-pool-log 120 python3 bench/profile_fastpath.py /tmp/models/yolov8n.pt "$out/profile-v8n-compile-pool.txt" \
   --variant torch-fp16-cl-compile-graph
-TORCHINDUCTOR_CACHE_DIR=/tmp/ind-1 TORCHINDUCTOR_COMPILE_THREADS=1 run profile-v8n-compile-1thread 120 python3 bench/profile_fastpath.py /tmp/models/yolov8n.pt \
+TORCHINDUCTOR_CACHE_DIR=/tmp/ind-1 TORCHINDUCTOR_COMPILE_THREADS=1 run profile-v8n-compile-1thread-log 120 python3 bench/profile_fastpath.py /tmp/models/yolov8n.pt \
   "$out/profile-v8n-compile-1thread.txt" --variant torch-fp16-cl-compile-graph
 echo "== done $(date +%T)"

@@ -543,7 +543,8 @@ def bench_cmd(
             "--backends",
             help="Comma-separated variants NAME[-fp16][-cl][-compile][-iobind][-graph][-cpu] with NAME "
             "torch, onnxruntime or compiled, e.g. torch,torch-fp16-graph,compiled-fp16,onnxruntime-fp16-iobind. "
-            "-cl: channels_last; -compile: torch.compile; -graph: CUDA graphs; -cpu: this row on the CPU. "
+            "-cl: channels_last; -compile: torch.export + torch.compile; -graph: CUDA graphs; -cpu: this row on "
+            "the CPU. torch-fp16-cl-compile-graph is the fastest on an H100 (BENCHMARKS.md). "
             "The first is the baseline for speedups.",
         ),
     ] = "torch,onnxruntime",

@@ -14,13 +14,7 @@ v5=.device/assets/models/yolov5n.pt
 v8=/tmp/models/yolov8n.pt
 [ -f $v8 ] || python3 bench/make_models.py /tmp/models > /dev/null
 common="--device cuda --imgsz 640 --frame-size 1920x1080 --iters 300 --warmup 30 --duration 2 --e2e-iters 200"
-run() {  # run NAME LIMIT_S COMMAND...: output in OUT/NAME.txt, exit status at its end
-  local name=$1 limit=$2; shift 2
-  echo "== $name $(date +%T)"
-  timeout "$limit" "$@" > "$out/$name.txt" 2>&1
-  echo "rc=$?" >> "$out/$name.txt"
-  tail -n 20 "$out/$name.txt"
-}
+source bench/run_step.sh
 case $stage in
   compile)
     run bench-v8n-compile 500 python3 -m yolo_accel bench --model $v8 $common --batch 1,128 \

@@ -6,13 +6,7 @@
 out=$(realpath -m "$1"); mkdir -p "$out"
 v5=.device/assets/models/yolov5n.pt
 [ -f /tmp/models/yolov8n.pt ] || python3 bench/make_models.py /tmp/models > /dev/null
-run() {  # run NAME LIMIT_S COMMAND...
-  local name=$1 limit=$2; shift 2
-  echo "== $name $(date +%T)"
-  timeout "$limit" "$@" > "$out/$name.txt" 2>&1
-  echo "rc=$?" >> "$out/$name.txt"
-  grep -v DEBUG "$out/$name.txt" | tail -n 12
-}
+source bench/run_step.sh
 run gpu-tests-compile 180 python3 -m pytest -m gpu -q -rs -s -p no:cacheprovider tests/test_gpu.py -k compile
 run validate-compile 120 python3 -m yolo_accel validate --model $v5 --data .devfull/coco128/data.yaml --device cuda \
   --backends torch-fp16,torch-fp16-cl-compile-graph --report-dir "$out/validate-compile"

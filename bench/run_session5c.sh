@@ -5,13 +5,7 @@
 out=$(realpath -m "$1"); mkdir -p "$out"
 [ -f /tmp/models/yolov8n.pt ] || python3 bench/make_models.py /tmp/models > /dev/null
 b="--device cuda --imgsz 640 --batch 1 --frame-size 1920x1080 --iters 300 --warmup 30 --duration 4 --e2e-iters 500"
-run() {  # run NAME LIMIT_S COMMAND...
-  local name=$1 limit=$2; shift 2
-  echo "== $name $(date +%T)"
-  timeout "$limit" "$@" > "$out/$name.txt" 2>&1
-  echo "rc=$?" >> "$out/$name.txt"
-  grep -v DEBUG "$out/$name.txt" | tail -n 12
-}
+source bench/run_step.sh
 run bench-v8n-e2e 130 python3 -m yolo_accel bench --model /tmp/models/yolov8n.pt $b \
   --backends torch-fp16-cl-graph,torch-fp16-cl-compile-graph --report-dir "$out/bench-v8n-e2e"
 run gpu-tests-compile-graph 150 python3 -m pytest -m gpu -q -rs -s -p no:cacheprovider tests/test_gpu.py \

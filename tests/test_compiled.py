@@ -280,3 +280,21 @@ def test_torch_compile_is_one_graph_per_shape_and_matches_eager(
         assert got.shape == ref.shape
         # boxes in input pixels (0..320), scores in 0..1: float rounding of a fused graph only
         np.testing.assert_allclose(got, ref, rtol=1e-3, atol=2e-3)
+
+
+def test_torch_compile_failure_is_one_error_line(yolov5n_pt, monkeypatch):
+    """A model that torch.export cannot trace: one ModelError naming the way out, not a traceback."""
+    import torch
+
+    from yolo_accel.backends.pytorch import TorchOptions
+
+    def cannot_trace(*args, **kwargs):
+        raise RuntimeError("Unsupported: data-dependent control flow\nmore detail")
+
+    monkeypatch.setattr(torch.export, "export", cannot_trace)
+    message = r"RuntimeError: Unsupported: data-dependent control flow\); leave out --compile$"
+    with (
+        Detector(yolov5n_pt, device="cpu", imgsz=64, torch_options=TorchOptions(compile=True)) as det,
+        pytest.raises(ModelError, match=message),
+    ):
+        det.backend.forward(np.zeros((1, 3, 64, 64), np.float32))

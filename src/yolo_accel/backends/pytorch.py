@@ -46,21 +46,24 @@ def inductor_cache() -> None:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir() / "inductor")
 
 
-def inductor_settings(**extra):
-    """Inductor's config for our compiles (a context manager): `extra`, and one compile thread
-    unless TORCHINDUCTOR_COMPILE_THREADS says otherwise.
+def inductor_settings():
+    """Inductor's config for our compiles (a context manager): one compile thread unless
+    TORCHINDUCTOR_COMPILE_THREADS says otherwise.
 
     Why one thread: by default inductor starts a pool of compile worker processes (one per core)
     that outlives the compile. On the H100 machine (16 cores), end-to-end calls after a compile in
     the same process ran at a median 1.59 ms, p95 4.37 ms with the pool, and 1.29 / 1.45 ms without
-    it (YOLOv8n, batch 1, 1080p; the host copy of the frame competes with the workers). Compiling
-    a nano model on one thread took a few seconds longer there.
+    it (YOLOv8n, batch 1, 1080p; one run each). Why the pool slows the host side is not established.
+    Compiling a nano model on one thread took longer there (about 11-22 s more per shape, from
+    caches that were not equally empty).
     """
+    import contextlib
+
     import torch._inductor.config as config
 
-    if "TORCHINDUCTOR_COMPILE_THREADS" not in os.environ:
-        extra["compile_threads"] = 1
-    return config.patch(extra)
+    if "TORCHINDUCTOR_COMPILE_THREADS" in os.environ:
+        return contextlib.nullcontext()
+    return config.patch(compile_threads=1)
 
 
 class _TorchRunner(Backend):
@@ -216,25 +219,32 @@ class TorchBackend(_TorchRunner):
         if fn is not None:
             return fn(x)
         from .._deps import quiet
+        from ..errors import ModelError
         from ..export.common import prepare_for_export
 
-        # export wants ordinary tensors; forward_device runs under inference_mode
-        with torch.inference_mode(False), torch.no_grad(), quiet():
-            example = torch.zeros_like(x)
-            graph = prepare_for_export(self.module, self.info.family, dynamic=True)
-            if self.info.family == "ultralytics":
-                # the Ultralytics head reads its strides as Python numbers (`.item()`) on every call:
-                # from a device tensor that is a wait for the GPU, which CUDA graph capture forbids
-                # (and which stalls the host's launches); from a host tensor it is free
-                for head in graph.modules():
-                    if isinstance(getattr(head, "stride", None), torch.Tensor):
-                        head.stride = head.stride.cpu()
-            program = torch.export.export(graph, (example,), strict=False)
-        fn = torch.compile(program.module(), mode=self.options.compile_mode, dynamic=False)
-        # the exported graph reads the head's strides as Python numbers (`.item()` of a constant
-        # tensor, above): let dynamo keep them in the graph instead of breaking it there
-        with torch._dynamo.config.patch(capture_scalar_outputs=True), inductor_settings():
-            y = fn(x)  # compiles now
+        try:
+            # export wants ordinary tensors; forward_device runs under inference_mode
+            with torch.inference_mode(False), torch.no_grad(), quiet():
+                example = torch.zeros_like(x)
+                graph = prepare_for_export(self.module, self.info.family, dynamic=True)
+                if self.info.family == "ultralytics":
+                    # the Ultralytics head reads its strides as Python numbers (`.item()`) on every
+                    # call: from a device tensor that is a wait for the GPU, which CUDA graph capture
+                    # forbids (and which stalls the host's launches); from a host tensor it is free
+                    for head in graph.modules():
+                        if isinstance(getattr(head, "stride", None), torch.Tensor):
+                            head.stride = head.stride.cpu()
+                program = torch.export.export(graph, (example,), strict=False)
+            fn = torch.compile(program.module(), mode=self.options.compile_mode, dynamic=False)
+            # the exported graph reads the head's strides as Python numbers (`.item()` of a constant
+            # tensor, above): let dynamo keep them in the graph instead of breaking it there
+            with torch._dynamo.config.patch(capture_scalar_outputs=True), inductor_settings():
+                y = fn(x)  # compiles now
+        except Exception as e:
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+            raise ModelError(
+                f"--compile could not trace or compile this model ({type(e).__name__}: {first}); leave out --compile"
+            ) from e
         self._compiled[key] = fn
         return y
 

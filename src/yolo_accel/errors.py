@@ -6,6 +6,13 @@ Anything else that escapes is a bug in yolo-accel and keeps its traceback.
 from __future__ import annotations
 
 
+def summary(e: BaseException) -> str:
+    """`TypeName: first line of the message` (at most 300 characters of it), for one-line reports of
+    errors raised by the libraries underneath."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:300] if text else ''}"
+
+
 class YoloAccelError(Exception):
     """Base class: bad input or a broken environment, with a message that says what and where."""
 

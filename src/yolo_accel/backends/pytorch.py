@@ -219,7 +219,7 @@ class TorchBackend(_TorchRunner):
         if fn is not None:
             return fn(x)
         from .._deps import quiet
-        from ..errors import ModelError
+        from ..errors import ModelError, summary
         from ..export.common import prepare_for_export
 
         try:
@@ -241,10 +241,8 @@ class TorchBackend(_TorchRunner):
             with torch._dynamo.config.patch(capture_scalar_outputs=True), inductor_settings():
                 y = fn(x)  # compiles now
         except Exception as e:
-            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-            raise ModelError(
-                f"--compile could not trace or compile this model ({type(e).__name__}: {first}); leave out --compile"
-            ) from e
+            why = summary(e)
+            raise ModelError(f"--compile could not trace or compile this model ({why}); leave out --compile") from e
         self._compiled[key] = fn
         return y
 

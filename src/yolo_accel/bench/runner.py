@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ExportError, ModelError, SettingsError, YoloAccelError
+from ..errors import ExportError, ModelError, SettingsError, YoloAccelError, summary
 from .timing import PeakRSS, Stats, measure, nvml_device_used, nvml_process_memory
 
 
@@ -184,9 +184,7 @@ def _row(det, v, device: str, b: int, frame: np.ndarray, s: BenchSettings, artif
             _free()
             return row
         # a failing row is recorded with its reason and the run goes on (as Ultralytics' benchmark does)
-        row["error"] = (
-            str(e) if isinstance(e, YoloAccelError) else f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
-        )
+        row["error"] = str(e) if isinstance(e, YoloAccelError) else summary(e)
         return row
     m = Stats.of(model_ms)
     e2e = Stats.of(np.asarray(pre) + np.asarray(inf) + np.asarray(post))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExportError, OutputExistsError, SettingsError, YoloAccelError
+from ..errors import ExportError, OutputExistsError, SettingsError, YoloAccelError, summary
 from ..evaluate.similarity import ParityReport
 from ..model import ModelInfo
 
@@ -103,8 +103,7 @@ def partial_file(target: Path, what: str) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         if isinstance(e, YoloAccelError) or not isinstance(e, Exception):
             raise
-        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-        raise ExportError(f"{what} failed: {type(e).__name__}: {first}") from e
+        raise ExportError(f"{what} failed: {summary(e)}") from e
 
 
 def keep_if_parity(

@@ -201,7 +201,25 @@ class TorchBackend(_TorchRunner):
         if self.options.compile:
             inductor_cache()
             self._compiled: dict[tuple, object] = {}
+            self._export_copy = None
             self._fn = self._compiled_call
+
+    def _traceable(self):
+        """The export-ready copy of the model that every input shape is traced from (made once:
+        the traced programs share its weights)."""
+        if self._export_copy is None:
+            from ..export.common import prepare_for_export
+
+            graph = prepare_for_export(self.module, self.info.family, dynamic=True)
+            if self.info.family == "ultralytics":
+                # the Ultralytics head reads its strides as Python numbers (`.item()`) on every call:
+                # from a device tensor that is a wait for the GPU, which CUDA graph capture forbids
+                # (and which stalls the host's launches); from a host tensor it is free
+                for head in graph.modules():
+                    if isinstance(getattr(head, "stride", None), self._torch.Tensor):
+                        head.stride = head.stride.cpu()
+            self._export_copy = graph
+        return self._export_copy
 
     def _compiled_call(self, x):
         """The model compiled by inductor for this input's shape, dtype and layout (built on first use).
@@ -220,24 +238,15 @@ class TorchBackend(_TorchRunner):
             return fn(x)
         from .._deps import quiet
         from ..errors import ModelError, summary
-        from ..export.common import prepare_for_export
 
         try:
             # export wants ordinary tensors; forward_device runs under inference_mode
             with torch.inference_mode(False), torch.no_grad(), quiet():
                 example = torch.zeros_like(x)
-                graph = prepare_for_export(self.module, self.info.family, dynamic=True)
-                if self.info.family == "ultralytics":
-                    # the Ultralytics head reads its strides as Python numbers (`.item()`) on every
-                    # call: from a device tensor that is a wait for the GPU, which CUDA graph capture
-                    # forbids (and which stalls the host's launches); from a host tensor it is free
-                    for head in graph.modules():
-                        if isinstance(getattr(head, "stride", None), torch.Tensor):
-                            head.stride = head.stride.cpu()
-                program = torch.export.export(graph, (example,), strict=False)
+                program = torch.export.export(self._traceable(), (example,), strict=False)
             fn = torch.compile(program.module(), mode=self.options.compile_mode, dynamic=False)
             # the exported graph reads the head's strides as Python numbers (`.item()` of a constant
-            # tensor, above): let dynamo keep them in the graph instead of breaking it there
+            # tensor, see `_traceable`): let dynamo keep them in the graph instead of breaking it there
             with torch._dynamo.config.patch(capture_scalar_outputs=True), inductor_settings():
                 y = fn(x)  # compiles now
         except Exception as e:

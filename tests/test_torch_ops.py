@@ -80,12 +80,13 @@ def test_letterbox_fp16_and_channels_last(frames):
         (0.05, 0.45, None, 300, True, False),  # class-agnostic NMS
     ],
 )
-def test_postprocess_matches_numpy_v5(frames, yolov5n, conf, iou, classes, max_det, agnostic, multi_label):
+@pytest.mark.parametrize("host_nms", [False, True], ids=["device-nms", "host-nms"])
+def test_postprocess_matches_numpy_v5(frames, yolov5n, conf, iou, classes, max_det, agnostic, multi_label, host_nms):
     batch, infos = preprocess(frames, (640, 640))
     raw = yolov5n.forward(batch)
     args = (yolov5n.names, conf, iou, classes, max_det, agnostic, multi_label)
     ref = postprocess(raw, infos, "v5", *args)
-    got = postprocess_torch(torch.from_numpy(raw), infos, "v5", *args)
+    got = postprocess_torch(torch.from_numpy(raw), infos, "v5", *args, host_nms=host_nms)
     assert sum(len(d) for d in ref) > 0
     for r, g in zip(ref, got):
         assert len(g) == len(r)
@@ -105,14 +106,32 @@ def test_postprocess_matches_numpy_v8(ultralytics_pts, frames):
         batch, infos = preprocess(frames[:4], (640, 640))
         raw = det.forward(batch)
         assert det.info.layout == "v8"
-        for conf in (0.01, 0.1):
+        for conf, host_nms in ((0.01, False), (0.1, False), (0.1, True), (0.3, True)):
             args = (det.names, conf, 0.6, None, 300, False, False)
             ref = postprocess(raw, infos, "v8", *args)
-            got = postprocess_torch(torch.from_numpy(raw), infos, "v8", *args)
+            got = postprocess_torch(torch.from_numpy(raw), infos, "v8", *args, host_nms=host_nms)
             assert sum(len(d) for d in ref) > 0
             for r, g in zip(ref, got):
                 assert len(g) == len(r)
                 assert np.allclose(np.sort(g.xyxy, axis=0), np.sort(r.xyxy, axis=0), atol=0.5)
+
+
+def test_host_nms_with_more_candidates_than_it_brings_back_takes_the_device_path(frames, yolov5n, monkeypatch):
+    """An image with more than TOP_K candidates must not lose any: the device path runs instead."""
+    from yolo_accel.ops import torch_ops
+
+    batch, infos = preprocess(frames[:2], (640, 640))
+    raw = yolov5n.forward(batch)
+    args = (yolov5n.names, 0.001, 0.6, None, 300, False, False)
+    n_candidates = int(((raw[..., 5:] * raw[..., 4:5]).max(-1) > 0.001).sum(1).max())
+    monkeypatch.setattr(torch_ops, "TOP_K", 64)
+    assert n_candidates > 64
+    assert torch_ops._postprocess_on_host(torch.from_numpy(raw), infos, "v5", *args[:-1]) is None
+    ref = postprocess(raw, infos, "v5", *args)
+    got = postprocess_torch(torch.from_numpy(raw), infos, "v5", *args, host_nms=True)
+    for r, g in zip(ref, got):
+        assert len(g) == len(r) > 0
+        assert np.allclose(np.sort(g.confidence), np.sort(r.confidence), atol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -79,7 +79,8 @@ def run_demo(model: Path | None, device: str, out: Console, err: Console) -> Pat
     out.rule("[bold]4. video: detect, track and count vehicles on the first 150 frames of the traffic clip")
     from .assets import DEFAULT_VIDEO
     from .cli import _print_video_summary
-    from .video.pipeline import VideoSettings, run_video
+    from .video.engine import VideoEngine, single_stream_summary
+    from .video.processor import StreamSettings
     from .video.sources import open_source
 
     video_out = run / "traffic.mp4"
@@ -87,11 +88,8 @@ def run_demo(model: Path | None, device: str, out: Console, err: Console) -> Pat
         onnx_path, device=device, imgsz=None, classes="car,motorcycle,bus,truck", iou=0.5, max_det=30, rect=False
     ) as det:
         source = open_source(str(find_asset(DEFAULT_VIDEO)), max_frames=150)
-        video_summary = run_video(
-            source,
-            det,
-            VideoSettings(lines=["0,450,1280,450"], output=str(video_out), events=str(run / "events.jsonl")),
-        )
+        settings = StreamSettings(lines=["0,450,1280,450"], output=str(video_out), events=str(run / "events.jsonl"))
+        video_summary = single_stream_summary(VideoEngine(det, [source], [settings]).run())
     _print_video_summary(video_summary)
     write_json_atomic(run / "video-summary.json", video_summary)
     summary["video"] = {"output": str(video_out), "frames": video_summary["frames"], "counts": video_summary["counts"]}

@@ -284,28 +284,45 @@ class Detector:
         return self._uploader.upload(frames, stream)
 
     def detect_device(self, frames: Sequence, t0: int | None = None) -> tuple[list[Detections], dict[str, float]]:
-        """The GPU pipeline on frames already on the device: letterbox, infer, decode, NMS, scale back there."""
+        """The GPU pipeline on frames already on the device: letterbox, infer, decode, NMS, scale back there.
+
+        Stage times come from CUDA events, not from waiting between stages (each wait would leave the
+        device idle while the host launches the next stage): "pre" is the host time before this call
+        (`t0`: the upload) plus the letterbox's device time, "infer" the network's device time, "post"
+        the rest of the wall time, so that the three add up to it.
+        """
         import torch
 
         from .ops.torch_ops import postprocess_torch, preprocess_torch
 
-        t0 = time.perf_counter_ns() if t0 is None else t0
+        t_call = time.perf_counter_ns()
+        t0 = t_call if t0 is None else t0
         channels_last = bool(getattr(getattr(self.backend, "options", None), "channels_last", False))
         dtype = torch.float16 if self.backend.half else torch.float32
+        stream = torch.cuda.current_stream(frames[0].device) if frames[0].is_cuda else None
+        marks = [torch.cuda.Event(enable_timing=True) for _ in range(3)] if stream is not None else None
+        if marks:
+            marks[0].record(stream)
         batch, infos = preprocess_torch(
             frames, self.imgsz, self.info.stride, self.rect, dtype, channels_last=channels_last
         )
-        # stage boundaries, so that stage times mean something; the current stream only, so that a
-        # batcher's upload stream keeps running
-        sync = torch.cuda.current_stream(batch.device).synchronize
-        sync()
+        if marks:
+            marks[1].record(stream)
         t1 = time.perf_counter_ns()
         raw = self.forward_device(batch)
-        sync()
+        if marks:
+            marks[2].record(stream)
         t2 = time.perf_counter_ns()
         dets = postprocess_torch(raw, infos, *self._post_settings(raw.shape))
         t3 = time.perf_counter_ns()
-        return dets, _per_image(len(frames), t0, t1, t2, t3)
+        if not marks:  # tensors on the CPU: the host did each stage in turn
+            return dets, _per_image(len(frames), t0, t1, t2, t3)
+        marks[2].synchronize()  # done already: post-processing waited for the device
+        pre = (t_call - t0) / 1e6 + marks[0].elapsed_time(marks[1])
+        infer = marks[1].elapsed_time(marks[2])
+        post = max((t3 - t0) / 1e6 - pre - infer, 0.0)
+        n = len(frames)
+        return dets, {"pre": pre / n, "infer": infer / n, "post": post / n}
 
     def describe(self) -> str:
         return self.backend.describe() + (", GPU pre/post" if self.gpu_ops else "")

@@ -18,7 +18,13 @@ import numpy as np
 
 from ..detections import Detections
 from .letterbox import PAD_VALUE, LetterboxInfo, batch_input_shape, plan_letterbox
-from .nms import MAX_NMS, num_classes
+from .nms import MAX_NMS, num_classes, suppress
+
+# Batches up to this size finish on the host (see `_top_candidates`): one wait for the device instead
+# of three, and a few tens of microseconds of OpenCV NMS per image. Larger batches stay on the device,
+# where one NMS call serves the whole batch.
+HOST_NMS_MAX_BATCH = 8
+TOP_K = 1024  # candidates per image brought back on that path; more than this falls back to the device path
 
 
 def preprocess_torch(
@@ -169,6 +175,54 @@ def _batched_nms(xyxy, score, group, iou: float):
     return torchvision.ops.nms(boxes + offsets[:, None], score.double(), iou)
 
 
+def _top_candidates(raw, layout: str, conf: float, classes, k: int):
+    """Each image's best `k` candidates and how many are above `conf`, without waiting for the device.
+
+    Returns one float32 tensor (N, k + 1, 6): rows [x1, y1, x2, y2, score, class] best first, and in
+    the last row, column 0, the number of candidates above `conf` (rows past that number are filler).
+    A fixed-size top-k replaces the boolean filter, whose size the host would have to wait for.
+    """
+    import torch
+
+    raw = raw.float()
+    if layout == "v8":
+        raw = raw.transpose(1, 2)
+        scores = raw[..., 4:]
+    elif layout == "v5":
+        scores = raw[..., 5:] * raw[..., 4:5]  # see `_candidates` for why this is YOLOv5's rule
+    else:
+        raise ValueError(f"unknown head layout {layout!r}")
+    best, best_class = scores.max(-1)
+    above = best > conf
+    if classes is not None:
+        above &= _class_mask(tuple(classes), scores.shape[-1], raw.device)[best_class]
+    k = min(k, best.shape[1])
+    top, idx = torch.where(above, best, -1.0).topk(k, dim=1)
+    out = torch.zeros((raw.shape[0], k + 1, 6), dtype=torch.float32, device=raw.device)
+    out[:, :k, :4] = _xywh2xyxy(raw[..., :4].gather(1, idx[..., None].expand(-1, -1, 4)).reshape(-1, 4)).view(-1, k, 4)
+    out[:, :k, 4] = top
+    out[:, :k, 5] = best_class.gather(1, idx).float()
+    out[:, k, 0] = above.sum(1).float()
+    return out
+
+
+def _postprocess_on_host(raw, infos, layout, names, conf, iou, classes, max_det, agnostic) -> list[Detections] | None:
+    """Candidates selected on the device, one copy back, NMS and scale-back with the NumPy/OpenCV ops.
+
+    None when an image has more than TOP_K candidates (the caller then takes the device path).
+    """
+    packed = _top_candidates(raw, layout, conf, classes, TOP_K).cpu().numpy()  # the one wait
+    k = packed.shape[1] - 1
+    counts = packed[:, k, 0].astype(np.int64)
+    if (counts > k).any():
+        return None
+    out = []
+    for i, info in enumerate(infos):
+        rows = packed[i, : counts[i]]
+        out.append(suppress(rows[:, :4], rows[:, 4], rows[:, 5].astype(np.int64), info, names, iou, max_det, agnostic))
+    return out
+
+
 def postprocess_torch(
     raw,
     infos: Sequence[LetterboxInfo],
@@ -180,18 +234,29 @@ def postprocess_torch(
     max_det: int = 300,
     agnostic: bool = False,
     multi_label: bool = False,
+    host_nms: bool | None = None,
 ) -> list[Detections]:
     """Raw head output of a batch (a tensor on any device) -> one Detections per image.
 
-    The whole batch is decoded and suppressed at once (one `nms` call over image x class groups),
-    boxes are mapped back to original pixels on the device, and one (K, 7) array comes back.
-    The device is waited for three times: for the number of candidates, inside NMS, and for the
-    final boxes (more only when a limit, MAX_NMS candidates or max_det boxes, is reached).
+    Two routes with the same results (tests hold both to `ops.nms.postprocess`):
+    - small batches (`host_nms`, by default up to HOST_NMS_MAX_BATCH images, single-label): each
+      image's top candidates are picked on the device and come back in one copy, the only wait for
+      the device; NMS and scale-back run in NumPy/OpenCV. This is the batch-1 latency path.
+    - otherwise the whole batch is decoded and suppressed on the device at once (one `nms` call over
+      image x class groups), boxes are mapped back there, and one (K, 7) array comes back. The
+      device is waited for three times: for the number of candidates, inside NMS, and for the final
+      boxes (more only when a limit, MAX_NMS candidates or max_det boxes, is reached).
     Same arguments and results as `ops.nms.postprocess`.
     """
     import torch
 
     n = raw.shape[0]
+    if host_nms is None:
+        host_nms = n <= HOST_NMS_MAX_BATCH
+    if host_nms and not multi_label:
+        out = _postprocess_on_host(raw, infos, layout, names, conf, iou, classes, max_det, agnostic)
+        if out is not None:
+            return out
     img, xywh, score, class_id = _candidates(raw.float(), layout, conf, classes, multi_label)
     if len(score) == 0:
         packed = np.zeros((0, 7), np.float32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,16 +12,21 @@ import numpy as np
 
 
 class Mp4Writer:
-    """H.264 through PyAV when it is installed (yuv420p, constant frame rate), else OpenCV's mp4v."""
+    """H.264 through PyAV when it is installed (yuv420p, constant frame rate), else OpenCV's mp4v.
+
+    Frames go to a temporary file beside the target, moved into place by `close()`; `discard()`
+    removes it, so a failed run leaves no half-written video.
+    """
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]):
         self.path, self.fps, self.size = Path(path), fps, size
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         self.frames = 0
         try:
             import av
 
-            self._container = av.open(str(self.path), mode="w")
+            self._container = av.open(str(self.tmp), mode="w", format="mp4")
             rate = Fraction(fps).limit_denominator(1001)
             self._stream = self._container.add_stream("libx264", rate=rate)
             self._stream.width, self._stream.height = size
@@ -28,12 +34,21 @@ class Mp4Writer:
             self._stream.options = {"preset": "veryfast", "crf": "23"}
             self._av = av
             self.backend = "pyav-libx264"
-        except Exception:  # PyAV missing or without libx264
-            import cv2
+        except ImportError:  # PyAV missing
+            self._opencv()
+        except Exception as e:  # PyAV without libx264; a path it cannot write is an error either way
+            if isinstance(e, OSError) or "ermission" in str(e):
+                raise OSError(f"cannot write {self.path}: {e}") from e
+            self._opencv()
 
-            self._av = None
-            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-            self.backend = "opencv-mp4v"
+    def _opencv(self) -> None:
+        import cv2
+
+        self._av = None
+        self._writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
+        if not self._writer.isOpened():
+            raise OSError(f"cannot write {self.path}")
+        self.backend = "opencv-mp4v"
 
     def write(self, image: np.ndarray) -> None:
         if self._av is not None:
@@ -44,13 +59,28 @@ class Mp4Writer:
             self._writer.write(image)
         self.frames += 1
 
-    def close(self) -> None:
+    def _finish_encoder(self) -> None:
         if self._av is not None:
-            for packet in self._stream.encode():
-                self._container.mux(packet)
-            self._container.close()
+            try:
+                for packet in self._stream.encode():
+                    self._container.mux(packet)
+            finally:
+                self._container.close()
         else:
             self._writer.release()
+
+    def close(self) -> None:
+        try:
+            self._finish_encoder()
+            os.replace(self.tmp, self.path)
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        try:
+            self._finish_encoder()
+        finally:
+            self.tmp.unlink(missing_ok=True)
 
 
 class MjpegServer:

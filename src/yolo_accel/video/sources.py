@@ -228,6 +228,46 @@ class StreamSource(FrameSource):
         self.cap.release()
 
 
+class LoopingSource(FrameSource):
+    """A file or folder played again from the start each time it ends (soak tests, demos).
+
+    Frame indices and times keep counting up across passes, so events stay in order; `max_frames`
+    counts frames over all passes.
+    """
+
+    def __init__(self, open_once, max_frames: int | None = None):
+        self._open = open_once
+        self._current = open_once()
+        self.max_frames = max_frames
+        first = self._current
+        self.kind, self.live, self.fps, self.size = first.kind, False, first.fps, first.size
+        self.frame_count = None
+        self.passes = 0
+        self.description = f"{first.description}, looped"
+
+    def __iter__(self) -> Iterator[Frame]:
+        delivered = 0
+        offset_index, offset_time = 0, 0.0
+        while True:
+            last = None
+            for f in self._current:
+                if self.max_frames is not None and delivered >= self.max_frames:
+                    return
+                last = f
+                delivered += 1
+                yield Frame(f.index + offset_index, f.time_s + offset_time, f.image)
+            self.passes += 1
+            if last is None:
+                return  # an empty pass: nothing to loop
+            offset_index += last.index + 1
+            offset_time += last.time_s + 1 / (self.fps or 25.0)
+            self._current.close()
+            self._current = self._open()
+
+    def close(self) -> None:
+        self._current.close()
+
+
 def open_source(
     spec: str,
     stride: int = 1,
@@ -235,24 +275,29 @@ def open_source(
     retries: int = 5,
     backoff_s: float = 1.0,
     nvdec_device: str | None = None,
+    loop: bool = False,
 ) -> FrameSource:
     """A file, a folder, a URL (rtsp://, http(s)://) or a webcam index ('0').
 
-    With `nvdec_device` ('cuda:N') a video file is decoded by NVDEC into GPU memory.
+    With `nvdec_device` ('cuda:N') a video file is decoded by NVDEC into GPU memory. With `loop` a
+    file or folder starts again when it ends (live sources refuse it).
     """
     if nvdec_device and (spec.isdigit() or "://" in spec):
         raise DataError("--nvdec decodes video files; streams and webcams use the CPU decoder")
-    if spec.isdigit():
-        return StreamSource(int(spec), retries, backoff_s, max_frames, stride)
-    if "://" in spec:
-        return StreamSource(spec, retries, backoff_s, max_frames, stride)
+    if spec.isdigit() or "://" in spec:
+        if loop:
+            raise DataError(f"--loop replays files and folders; {spec} is a live source")
+        return StreamSource(int(spec) if spec.isdigit() else spec, retries, backoff_s, max_frames, stride)
     p = Path(spec).expanduser()
     if p.is_dir():
-        return ImageFolderSource(p, stride=stride, max_frames=max_frames)
-    if not p.is_file():
-        raise DataError(f"video source not found: {p}")
-    if p.stat().st_size == 0:
-        raise DataError(f"video is empty (0 bytes): {p}")
-    if nvdec_device:
-        return NvdecSource(p, nvdec_device, stride, max_frames)
-    return VideoFileSource(p, stride, max_frames)
+        opener = lambda: ImageFolderSource(p, stride=stride, max_frames=None if loop else max_frames)  # noqa: E731
+    else:
+        if not p.is_file():
+            raise DataError(f"video source not found: {p}")
+        if p.stat().st_size == 0:
+            raise DataError(f"video is empty (0 bytes): {p}")
+        if nvdec_device:
+            opener = lambda: NvdecSource(p, nvdec_device, stride, None if loop else max_frames)  # noqa: E731
+        else:
+            opener = lambda: VideoFileSource(p, stride, None if loop else max_frames)  # noqa: E731
+    return LoopingSource(opener, max_frames) if loop else opener()

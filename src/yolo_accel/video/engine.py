@@ -1,0 +1,638 @@
+"""The video engine: many streams, one batched detector, tracking and output in worker processes.
+
+    decode thread per stream ──> FrameBoard ──> detect loop (one thread) ──> worker processes
+    (OpenCV, or NVDEC: frames     (bounded,      one detect_batch per batch     (per stream: track,
+     stay on the GPU)              per stream)    across streams; GPU pre,       count, events,
+                                                  infer, post; (K, 6) arrays)    annotate, write)
+
+Work is done per batch, not per frame: frames of every stream are gathered into one batch
+(`batch` per stream, closed after `max_wait_ms`), and the detector makes one call per batch per
+stage. Only the small detection arrays leave the detect loop; pixels go to a worker only for
+streams that write annotated output, through shared-memory slots. Tracking, counting and writing
+run in worker processes, so the detect loop never waits on them and no stage takes another's
+interpreter lock.
+
+A stream that fails (its source breaks, its output cannot be written) ends with its error in its
+summary; the other streams go on. `stop()` (Ctrl-C, SIGTERM, `--duration`) stops reading, lets
+what was read drain through every stage, and finishes every file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import YoloAccelError
+from ..errors import summary as error_line
+from .board import FrameBoard
+from .processor import StreamProcessor, StreamSettings, pack_detections
+from .sources import FrameSource, host_image
+from .stats import MemoryMonitor, StageTimes, memory_report
+from .worker import SlotSpec, process_main, serve
+
+INTERRUPTED = ("interrupted", "terminated")
+
+
+@dataclass
+class EngineSettings:
+    """How the engine runs (the same answers whatever these are)."""
+
+    batch: int = 8  # frames per stream per detector batch
+    max_wait_ms: float = 2.0  # a batch closes after this wait for more frames
+    workers: int | None = None  # worker processes; None: one per stream, at most 8 and cores - 2; 0: a thread here
+    queue_frames: int | None = None  # decoded frames waiting per stream (default 2 x batch, at least 4)
+    slots: int = 6  # shared-memory frames per annotating stream
+    duration_s: float | None = None  # stop after this long (a planned end, not an interruption)
+    memory_interval_s: float = 1.0  # memory and utilisation samples
+
+    def worker_count(self, n_streams: int) -> int:
+        if self.workers is not None:
+            return max(0, min(self.workers, n_streams))
+        return max(1, min(n_streams, 8, (os.cpu_count() or 2) - 2))
+
+
+@dataclass
+class _Item:
+    sid: int
+    index: int
+    time_s: float
+    t0: float  # perf_counter when decoding of this frame started (monotonic: comparable across processes)
+    image: object  # what the detector takes: host array or device tensor
+    slot: int | None = None  # shared-memory slot holding the pixels for annotation
+    pixels: np.ndarray | None = None  # the pixels themselves (in-process workers, odd-sized frames)
+
+
+@dataclass
+class _Stream:
+    sid: int
+    source: FrameSource | None
+    settings: StreamSettings
+    error: str | None = None
+    source_error: str | None = None
+    worker: int = 0
+    stages: StageTimes = field(default_factory=StageTimes)
+    decode_s: float = 0.0
+    dropped_no_slot: int = 0
+    part: dict | None = None
+    t_end: float | None = None
+    stopped: bool = False  # no more frames wanted (failed downstream)
+    shm: object = None
+    slot_spec: SlotSpec | None = None
+    free: object = None  # queue of free slot numbers
+
+
+class VideoEngine:
+    """Runs streams through one detector. `run()` returns the summary; `stop()` may be called from any thread.
+
+    `sources` holds an open FrameSource per stream, or the exception that opening it raised (that
+    stream is then reported as failed and the others run). `on_frame(sid, index, tracked
+    sv.Detections)` sees every frame; it needs `workers=0` (tracking in this process).
+    """
+
+    def __init__(
+        self,
+        detector,
+        sources: list[FrameSource | BaseException],
+        settings: list[StreamSettings],
+        engine: EngineSettings | None = None,
+        progress: Callable[[int], None] | None = None,
+        on_frame: Callable | None = None,
+    ):
+        if len(sources) != len(settings):
+            raise ValueError("one StreamSettings per source")
+        self.detector = detector
+        self.es = engine or EngineSettings()
+        self.progress = progress
+        self.on_frame = on_frame
+        self.streams = [
+            _Stream(i, s if isinstance(s, FrameSource) else None, st)
+            for i, (s, st) in enumerate(zip(sources, settings))
+        ]
+        for st, s in zip(self.streams, sources):
+            if not isinstance(s, FrameSource):
+                st.error = st.source_error = str(s) if isinstance(s, YoloAccelError) else error_line(s)
+        n_workers = self.es.worker_count(len(sources))
+        if on_frame is not None and n_workers:
+            raise ValueError("on_frame needs workers=0 (tracking in this process)")
+        self.n_workers = n_workers
+        self._stop = threading.Event()
+        self.stop_reason: str | None = None
+        self._fatal: BaseException | None = None
+        self.batches = self.batched_frames = 0
+        self.detect_busy_s = 0.0
+        self._lock = threading.Lock()
+        self._collect_done = threading.Event()
+
+    # -- control --------------------------------------------------------------------------------
+    def stop(self, reason: str = "interrupted") -> None:
+        """Stop reading every source; what was read still goes through every stage, files are finished."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self._stop.set()
+
+    # -- the run --------------------------------------------------------------------------------
+    def run(self) -> dict:
+        es = self.es
+        live = [st for st in self.streams if st.source is not None]
+        cap = es.queue_frames or max(4, 2 * es.batch)
+        self.board = FrameBoard(len(self.streams), cap, on_drop=self._release_dropped)
+        for st in self.streams:
+            if st.source is None:
+                self.board.end(st.sid)
+        self._start_workers(live)
+        gpu_index = self._gpu_index()
+        monitor = MemoryMonitor(es.memory_interval_s, gpu_index)
+        monitor.watch([p.pid for p in self._procs])
+        monitor.start()
+        self.t_start = time.perf_counter()
+        threads = [
+            threading.Thread(target=self._decode, args=(st,), name=f"decode{st.sid}", daemon=True)
+            for st in live
+            if not st.stopped
+        ]
+        detect = threading.Thread(target=self._detect_loop, name="detect", daemon=True)
+        collect = threading.Thread(target=self._collect, name="collect", daemon=True)
+        for t in (*threads, detect, collect):
+            t.start()
+        with self._signals():
+            self._wait(detect)
+            for st in self.streams:  # every stream's end has been sent: wait for its summary
+                self._wait_done(st)
+        self.wall_s = time.perf_counter() - self.t_start
+        self._stop_workers()
+        self._stop.set()
+        for t in threads:
+            t.join(timeout=5)
+        self._collect_done.set()
+        collect.join(timeout=5)
+        memory = monitor.stop() if monitor else memory_report([], es.memory_interval_s)
+        for st in self.streams:
+            if st.source is not None:
+                with contextlib.suppress(Exception):
+                    st.source.close()
+            if st.shm is not None:
+                with contextlib.suppress(Exception):
+                    st.shm.close()
+                    st.shm.unlink()
+        if self._fatal is not None and not isinstance(self._fatal, YoloAccelError):
+            raise self._fatal
+        return self._summary(memory)
+
+    def _wait(self, thread: threading.Thread) -> None:
+        """Join `thread`, stopping on Ctrl-C (a second Ctrl-C is not needed: the drain is short)."""
+        t_deadline = None if self.es.duration_s is None else self.t_start + self.es.duration_s
+        while thread.is_alive():
+            try:
+                thread.join(timeout=0.1)
+                if t_deadline is not None and time.perf_counter() >= t_deadline:
+                    self.stop("duration")
+            except KeyboardInterrupt:
+                self.stop("interrupted")
+
+    @contextlib.contextmanager
+    def _signals(self):
+        """SIGTERM stops the run cleanly, as Ctrl-C does (only the main thread can install handlers)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        old = signal.signal(signal.SIGTERM, lambda *_: self.stop("terminated"))
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, old)
+
+    def _gpu_index(self) -> int | None:
+        dev = getattr(getattr(self.detector, "backend", None), "device", None)
+        if dev is None or "cuda" not in str(dev):
+            return None
+        text = str(dev)
+        return int(text.split(":")[1]) if ":" in text else 0
+
+    # -- workers --------------------------------------------------------------------------------
+    def _start_workers(self, live: list[_Stream]) -> None:
+        self._procs: list = []
+        for k, st in enumerate(live):  # streams dealt round-robin over the workers
+            st.worker = k % max(1, self.n_workers)
+        if self.n_workers == 0:
+            self._inboxes = [queue.Queue(maxsize=64)]
+            self._outbox = queue.Queue()
+            t = threading.Thread(
+                target=serve, args=(self._inboxes[0], self._outbox, self.on_frame), name="worker", daemon=True
+            )
+            t.start()
+            self._threads = [t]
+        else:
+            import multiprocessing as mp
+
+            ctx = mp.get_context("spawn")  # the parent holds CUDA: forking it is not safe
+            self._outbox = ctx.Queue()
+            self._inboxes = [ctx.Queue(maxsize=64) for _ in range(self.n_workers)]
+            free: list[dict] = [{} for _ in range(self.n_workers)]
+            for st in live:
+                if st.settings.annotates:
+                    self._make_slots(st, ctx)
+                    if st.free is not None:
+                        free[st.worker][st.sid] = st.free
+            for w in range(self.n_workers):
+                args = (self._inboxes[w], self._outbox, os.getpid(), free[w])
+                p = ctx.Process(target=process_main, args=args, name=f"yolo-accel-worker{w}")
+                p.daemon = True
+                p.start()
+                self._procs.append(p)
+        names = dict(self.detector.names)
+        for st in live:
+            src = st.source
+            self._inboxes[st.worker].put(("open", st.sid, st.settings, names, src.fps, tuple(src.size), st.slot_spec))
+        waiting = {st.sid for st in live}
+        deadline = time.perf_counter() + 120
+        while waiting:
+            try:
+                msg = self._outbox.get(timeout=0.5)
+            except queue.Empty:
+                if time.perf_counter() > deadline or (self._procs and not all(p.is_alive() for p in self._procs)):
+                    for sid in waiting:
+                        st = self.streams[sid]
+                        self._fail(st, "its worker process did not start")
+                        st.part = {}
+                        self.board.end(sid)
+                    break
+                continue
+            if msg[0] == "ready":
+                waiting.discard(msg[1])
+                if msg[2]:
+                    st = self.streams[msg[1]]
+                    self._fail(st, msg[2])
+                    st.part = {}  # nothing will come from the worker for it
+                    self.board.end(st.sid)
+
+    def _make_slots(self, st: _Stream, ctx) -> None:
+        from multiprocessing import shared_memory
+
+        w, h = st.source.size
+        if w <= 0 or h <= 0:
+            return  # unknown size: pixels travel in the messages
+        shape = (int(h), int(w), 3)
+        nbytes = int(np.prod(shape))
+        st.shm = shared_memory.SharedMemory(create=True, size=nbytes * self.es.slots)
+        st.free = ctx.Queue()
+        for i in range(self.es.slots):
+            st.free.put(i)
+        st.slot_spec = SlotSpec(st.shm.name, self.es.slots, shape)
+
+    def _send(self, st_or_worker, msg) -> bool:
+        """Put a message in a worker's inbox, waiting for room; False when that worker has died."""
+        w = st_or_worker
+        inbox = self._inboxes[w]
+        while True:
+            try:
+                inbox.put(msg, timeout=0.5)
+                return True
+            except queue.Full:
+                if self._procs and not self._procs[w].is_alive():
+                    self._worker_died(w)
+                    return False
+
+    def _worker_died(self, w: int) -> None:
+        code = self._procs[w].exitcode
+        for st in self.streams:
+            if st.source is not None and st.worker == w and st.part is None:
+                self._fail(st, f"its worker process exited (code {code})")
+                st.part = {}
+                st.t_end = time.perf_counter()
+
+    def _fail(self, st: _Stream, error: str) -> None:
+        with self._lock:
+            if st.error is None:
+                st.error = error
+            st.stopped = True
+        for item in self.board.discard(st.sid):
+            self._release(st, item)
+
+    def _collect(self) -> None:
+        """Read the workers' messages (progress, failures, summaries) until the workers are stopped."""
+        while True:
+            try:
+                msg = self._outbox.get(timeout=0.2)
+            except queue.Empty:
+                if self._collect_done.is_set():
+                    return
+                continue
+            kind = msg[0]
+            if kind == "progress":
+                if self.progress:
+                    self.progress(msg[1])
+            elif kind == "failed":
+                self._fail(self.streams[msg[1]], msg[2])
+            elif kind == "done":
+                st = self.streams[msg[1]]
+                st.part, st.t_end = msg[2], time.perf_counter()
+
+    def _active(self) -> list[_Stream]:
+        return [st for st in self.streams if st.source is not None]
+
+    def _wait_done(self, st: _Stream) -> None:
+        if st.source is None:
+            return
+        while st.part is None:
+            time.sleep(0.02)
+            if self._procs and not self._procs[st.worker].is_alive():
+                self._worker_died(st.worker)
+
+    def _stop_workers(self) -> None:
+        for w in range(len(self._inboxes)):
+            if not self._procs or self._procs[w].is_alive():
+                with contextlib.suppress(Exception):
+                    self._inboxes[w].put(("stop",), timeout=5)
+        for p in self._procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=5)
+        for t in getattr(self, "_threads", []):
+            t.join(timeout=30)
+
+    # -- decode ---------------------------------------------------------------------------------
+    def _decode(self, st: _Stream) -> None:
+        src = st.source
+        it = iter(src)
+        board = self.board
+        try:
+            while not self._stop.is_set() and not st.stopped:
+                t0 = time.perf_counter()
+                try:
+                    frame = next(it)
+                except StopIteration:
+                    break
+                except Exception as e:  # the source ended badly: the frames read so far are still processed
+                    st.source_error = str(e) if isinstance(e, YoloAccelError) else error_line(e)
+                    with self._lock:
+                        st.error = st.error or st.source_error
+                    break
+                dt = time.perf_counter() - t0
+                st.decode_s += dt
+                st.stages.add("decode", dt * 1000)
+                item = _Item(st.sid, frame.index, frame.time_s, t0, frame.image)
+                if st.settings.annotates and not self._attach_pixels(st, item, src.live):
+                    if src.live:
+                        st.dropped_no_slot += 1
+                        continue
+                    break  # stopped while waiting for a free slot
+                if not board.put(st.sid, item, src.live, self._stop):
+                    self._release(st, item)
+                    break
+        finally:
+            board.end(st.sid)
+
+    def _attach_pixels(self, st: _Stream, item: _Item, live: bool) -> bool:
+        """Give a frame of an annotating stream its pixels for the worker; False if no slot was free."""
+        image = item.image
+        spec = st.slot_spec
+        if spec is None or tuple(image.shape) != spec.shape:
+            item.pixels = host_image(image)
+            return True
+        while True:
+            try:
+                slot = st.free.get(timeout=0.2) if not live else st.free.get_nowait()
+                break
+            except queue.Empty:
+                if live or self._stop.is_set() or st.stopped:
+                    return False
+        view = np.ndarray(spec.shape, np.uint8, buffer=st.shm.buf, offset=slot * spec.nbytes)
+        if isinstance(image, np.ndarray):
+            np.copyto(view, image)
+        else:  # an NVDEC frame on the GPU: one copy down into the slot
+            import torch
+
+            torch.from_numpy(view).copy_(image)
+        item.slot = slot
+        return True
+
+    def _release(self, st: _Stream, item) -> None:
+        if getattr(item, "slot", None) is not None and st.free is not None:
+            st.free.put(item.slot)
+            item.slot = None
+
+    def _release_dropped(self, item: _Item) -> None:
+        """A live stream's dropped frame gives its slot back (called by the board)."""
+        if item.slot is not None:
+            self._release(self.streams[item.sid], item)
+
+    # -- detect ---------------------------------------------------------------------------------
+    def _detect_loop(self) -> None:
+        es = self.es
+        n_live = max(1, len(self._active()))
+        max_total, per_stream, wait_s = es.batch * n_live, es.batch, es.max_wait_ms / 1000
+        try:
+            while True:
+                got = self.board.take(max_total, per_stream, wait_s)
+                if got is None:
+                    break
+                batch, finished = got
+                if batch:
+                    self._detect(batch)
+                for sid in finished:
+                    st = self.streams[sid]
+                    if st.part is None and not self._send(st.worker, ("end", sid)):
+                        continue
+        except BaseException as e:  # the detector failed: stop everything, finish what can be finished
+            self._fatal = e
+            self.stop("error")
+            for st in self._active():
+                with self._lock:
+                    st.error = st.error or (str(e) if isinstance(e, YoloAccelError) else error_line(e))
+                st.stopped = True
+            while (got := self.board.take(1 << 30, 1 << 30, 0)) is not None:
+                for sid, item in got[0]:
+                    self._release(self.streams[sid], item)
+                for sid in got[1]:
+                    if self.streams[sid].part is None:
+                        self._send(self.streams[sid].worker, ("end", sid))
+
+    def _detect(self, batch: list[tuple[int, _Item]]) -> None:
+        streams = self.streams
+        keep = [(sid, it) for sid, it in batch if not streams[sid].stopped]
+        for sid, it in batch:
+            if streams[sid].stopped:
+                self._release(streams[sid], it)
+        if not keep:
+            return
+        t = time.perf_counter()
+        dets, per = self.detector.detect_batch([it.image for _, it in keep])
+        self.detect_busy_s += time.perf_counter() - t
+        self.batches += 1
+        self.batched_frames += len(keep)
+        messages: dict[int, list] = {}
+        for (sid, it), d in zip(keep, dets):
+            st = streams[sid]
+            for stage, ms in per.items():
+                st.stages.add(stage, ms)
+            messages.setdefault(st.worker, []).append(
+                (sid, it.index, it.time_s, it.t0, pack_detections(d), it.slot, it.pixels)
+            )
+            it.image = None  # the device frame can go
+        for w, m in messages.items():
+            self._send(w, ("frames", m))
+
+    # -- summary --------------------------------------------------------------------------------
+    def _summary(self, memory: dict) -> dict:
+        results = [self._stream_summary(st) for st in self.streams]
+        frames = sum(r["frames"] for r in results)
+        wall = self.wall_s
+        busy = {
+            "detect_pct": round(100 * self.detect_busy_s / wall, 1) if wall else 0.0,
+            "decode_pct_max": round(100 * max((st.decode_s for st in self.streams), default=0.0) / wall, 1)
+            if wall
+            else 0.0,
+            "worker_pct_max": self._worker_busy_pct(wall),
+        }
+        errors = [r["error"] for r in results if r["error"]]
+        return {
+            "streams": results,
+            "frames": frames,
+            "fps": frames / wall if wall > 0 else 0.0,
+            "wall_s": wall,
+            "batcher": {
+                "batches": self.batches,
+                "frames": self.batched_frames,
+                "mean_batch": round(self.batched_frames / self.batches, 2) if self.batches else 0.0,
+                "max_batch": self.es.batch * max(1, len(self._active())),
+                "max_wait_ms": self.es.max_wait_ms,
+            },
+            "workers": self.n_workers,
+            "busy": busy,
+            "memory": memory,
+            "error": errors[0] if errors else None,
+            "interrupted": self.stop_reason in INTERRUPTED,
+            "stopped_by": self.stop_reason,
+        }
+
+    def _worker_busy_pct(self, wall: float) -> float:
+        per_worker: dict[int, float] = {}
+        for st in self._active():
+            stages = (st.part or {}).get("stages")
+            if stages is not None:
+                per_worker[st.worker] = (
+                    per_worker.get(st.worker, 0.0) + sum(h.total for h in stages.stages.values()) / 1000
+                )
+        return round(100 * max(per_worker.values(), default=0.0) / wall, 1) if wall else 0.0
+
+    def _stream_summary(self, st: _Stream) -> dict:
+        part = st.part or {}
+        src = st.source
+        stages = StageTimes()
+        stages.merge(st.stages)
+        if part.get("stages") is not None:
+            stages.merge(part["stages"])
+        frames = part.get("frames", 0)
+        wall = ((st.t_end or time.perf_counter()) - self.t_start) if hasattr(self, "t_start") else 0.0
+        error = st.error or part.get("error")
+        return {
+            "source": src.description if src is not None else "",
+            "frames": frames,
+            "source_frames": src.frame_count if src is not None else None,
+            "dropped_frames": self.board.dropped[st.sid] + st.dropped_no_slot,
+            "detections": part.get("detections", 0),
+            "tracks": part.get("tracks", 0),
+            "counts": part.get("counts", {}),
+            "fps": frames / wall if wall > 0 else 0.0,
+            "latency_ms": part.get("latency_ms", {"mean": 0.0, "p95": 0.0}),
+            "stages": stages.table(),
+            "wall_s": wall,
+            "interrupted": self.stop_reason in INTERRUPTED,
+            "source_error": st.source_error,
+            "output": part.get(
+                "output",
+                {"video": None, "video_frames": 0, "video_backend": None, "frames_dir": None, "events": None},
+            ),
+            "error": error,
+        }
+
+
+def single_stream_summary(result: dict) -> dict:
+    """The summary of a one-stream run: the stream's own summary with the engine's figures beside it."""
+    (stream,) = result["streams"]
+    return {
+        **stream,
+        **{k: result[k] for k in ("batcher", "workers", "busy", "memory", "stopped_by")},
+        "fps": result["fps"],
+        "wall_s": result["wall_s"],
+    }
+
+
+def stream_path(path: str | None, i: int, n: int) -> str | None:
+    """Per-stream output names when several streams run: out.mp4 -> out-0.mp4, out-1.mp4, ..."""
+    if path is None or n == 1:
+        return path
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}-{i}{p.suffix}"))
+
+
+def per_stream_settings(s: StreamSettings, n: int) -> list[StreamSettings]:
+    """One StreamSettings per stream: outputs get per-stream names, MJPEG serves one stream."""
+    return [
+        dataclasses.replace(
+            s,
+            output=stream_path(s.output, i, n),
+            events=stream_path(s.events, i, n),
+            save_frames=str(Path(s.save_frames) / f"stream{i}") if (s.save_frames and n > 1) else s.save_frames,
+        )
+        for i in range(n)
+    ]
+
+
+def run_sequential(source: FrameSource, detector, settings: StreamSettings, on_frame: Callable | None = None) -> dict:
+    """The reference path: one frame at a time, detect, track, count and write, in this thread.
+
+    The engine must give exactly these events for the same stream and settings (tests hold it to that).
+    """
+    p = StreamProcessor(settings, dict(detector.names), source.fps, tuple(source.size))
+    stages = StageTimes()
+    t_start = time.perf_counter()
+    it = iter(source)
+    error = None
+    try:
+        while True:
+            t0 = time.perf_counter()
+            try:
+                frame = next(it)
+            except StopIteration:
+                break
+            except YoloAccelError as e:
+                error = str(e)
+                break
+            stages.add("decode", (time.perf_counter() - t0) * 1000)
+            dets, per = detector.detect_batch([frame.image])
+            for k, v in per.items():
+                stages.add(k, v)
+            image = host_image(frame.image) if settings.annotates else None
+            tracked, _ = p.process(frame.index, frame.time_s, t0, pack_detections(dets[0]), image)
+            if on_frame is not None:
+                on_frame(frame.index, tracked)
+    finally:
+        part = p.finish()
+        source.close()
+    wall = time.perf_counter() - t_start
+    stages.merge(part["stages"])
+    return {
+        "source": source.description,
+        "frames": part["frames"],
+        "detections": part["detections"],
+        "tracks": part["tracks"],
+        "counts": part["counts"],
+        "fps": part["frames"] / wall if wall > 0 else 0.0,
+        "latency_ms": part["latency_ms"],
+        "stages": stages.table(),
+        "wall_s": wall,
+        "output": part["output"],
+        "error": error,
+    }

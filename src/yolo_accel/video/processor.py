@@ -1,0 +1,231 @@
+"""Everything one stream does after detection: track, count, write events, annotate and write frames.
+
+A `StreamProcessor` holds a stream's state (tracker, counters, open files) and takes that stream's
+frames in order, one call each. The engine runs processors in worker processes (or in a thread),
+and the sequential reference path calls one directly: both give the same events for the same
+detections, because this is the only code that turns detections into tracks, counts and events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .._deps import require
+from .counting import Counter, parse_line, parse_zone
+from .stats import StageTimes
+from .tracking import make_tracker
+
+
+@dataclass
+class StreamSettings:
+    """What one stream does after detection (the `video` options that are not the Detector's)."""
+
+    tracker: str = "bytetrack"
+    lines: list[str] = field(default_factory=list)
+    zones: list[str] = field(default_factory=list)
+    output: str | None = None  # annotated MP4
+    save_frames: str | None = None  # annotated JPEGs in this folder
+    events: str | None = None  # one JSON line per crossing
+    serve_mjpeg: int | None = None  # port
+    hud: bool = True  # the panel with FPS and counts on annotated frames
+
+    @property
+    def annotates(self) -> bool:
+        return bool(self.output or self.save_frames or self.serve_mjpeg is not None)
+
+
+def pack_detections(d) -> np.ndarray:
+    """Our Detections -> one (K, 6) float32 array [x1, y1, x2, y2, confidence, class id]: what crosses processes."""
+    return np.concatenate(
+        [d.xyxy.astype(np.float32), d.confidence.astype(np.float32)[:, None], d.class_id.astype(np.float32)[:, None]],
+        axis=1,
+    )
+
+
+class Annotator:
+    """Boxes, labels, traces, lines, zones and a HUD panel (FPS, counts) with supervision."""
+
+    def __init__(self, names: dict[int, str], counter: Counter, hud: bool = True):
+        sv = require("supervision")
+        self.sv, self.names, self.counter, self.hud = sv, names, counter, hud
+        self.box = sv.BoxAnnotator(thickness=2)
+        self.label = sv.LabelAnnotator(text_scale=0.5, text_padding=3, smart_position=True)
+        self.trace = sv.TraceAnnotator(trace_length=30)
+        self.line = sv.LineZoneAnnotator(thickness=2, text_scale=0.6)
+
+    def draw(self, img: np.ndarray, d, fps: float) -> np.ndarray:
+        sv = self.sv
+        ids = d.tracker_id if d.tracker_id is not None else [None] * len(d)
+        labels = [
+            (f"#{int(t)} " if t is not None and t >= 0 else "") + f"{self.names.get(int(c), c)} {p:.2f}"
+            for c, p, t in zip(d.class_id, d.confidence, ids)
+        ]
+        img = self.box.annotate(img, d)
+        img = self.label.annotate(img, d, labels)
+        if d.tracker_id is not None and len(d):
+            img = self.trace.annotate(img, d[d.tracker_id >= 0])
+        for _, zone in self.counter.lines:
+            img = self.line.annotate(img, zone)
+        for spec, _ in self.counter.zones:
+            img = sv.draw_polygon(img, spec.polygon, sv.Color.YELLOW, thickness=2)
+        if self.hud:
+            texts = [f"FPS {fps:.1f}"] + [
+                f"{c} {n}: in {v['in']} out {v['out']}"
+                for c, per in self.counter.as_dict().items()
+                for n, v in per.items()
+            ]
+            draw_panel(img, texts)
+        return img
+
+
+def draw_panel(img: np.ndarray, texts: list[str]) -> None:
+    """Lines of text on a dark, half-transparent panel in the top-left corner (readable on any background)."""
+    import cv2
+
+    if not texts:
+        return
+    font, scale, thick, step = cv2.FONT_HERSHEY_SIMPLEX, 0.6, 1, 22
+    width = max(cv2.getTextSize(t, font, scale, thick)[0][0] for t in texts) + 20
+    height = step * len(texts) + 12
+    h, w = img.shape[:2]
+    x1, y1 = min(width, w), min(height, h)
+    roi = img[:y1, :x1]
+    roi[:] = (roi.astype(np.uint16) * 2 // 5).astype(np.uint8)  # darken to 40 %
+    for i, t in enumerate(texts):
+        cv2.putText(img, t, (10, 22 + i * step), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
+
+
+class StreamProcessor:
+    """One stream's tracker, counters, events file and output sinks; `process` takes its frames in order."""
+
+    def __init__(self, settings: StreamSettings, names: dict[int, str], fps: float, size: tuple[int, int]):
+        self.s, self.names, self.fps, self.size = settings, names, fps, size
+        self.tracker = make_tracker(settings.tracker, fps)
+        self.counter = Counter(
+            [parse_line(t, i + 1) for i, t in enumerate(settings.lines)],
+            [parse_zone(t, i + 1) for i, t in enumerate(settings.zones)],
+            names,
+        )
+        self.stages = StageTimes()
+        self.latency = StageTimes()  # one "frame" entry: decode start to the end of this stream's work
+        self.frames = self.detections = 0
+        self.track_ids: set[int] = set()
+        self.error: str | None = None
+        self._t_first: float | None = None
+        self._events = None
+        self._writer = self._mjpeg = None
+        self._frames_dir = None
+        self.annotator = Annotator(names, self.counter, settings.hud) if settings.annotates else None
+        if settings.events:
+            Path(settings.events).parent.mkdir(parents=True, exist_ok=True)
+            self._events = open(settings.events, "w", encoding="utf-8")  # noqa: SIM115 (closed in finish)
+        if settings.save_frames:
+            self._frames_dir = Path(settings.save_frames)
+            self._frames_dir.mkdir(parents=True, exist_ok=True)
+        if settings.serve_mjpeg is not None:
+            from .sinks import MjpegServer
+
+            self._mjpeg = MjpegServer(settings.serve_mjpeg)
+
+    def process(self, index: int, time_s: float, t0: float, packed: np.ndarray, image: np.ndarray | None = None):
+        """One frame: (K, 6) detections (see `pack_detections`) and, where the stream annotates, its BGR pixels.
+
+        Returns the tracked supervision Detections and the frame's events.
+        """
+        sv = require("supervision")
+        if self._t_first is None:
+            self._t_first = t0
+        ta = time.perf_counter()
+        d = sv.Detections(
+            xyxy=packed[:, :4].astype(np.float32),
+            confidence=packed[:, 4].astype(np.float32),
+            class_id=packed[:, 5].astype(int),
+        )
+        if self.tracker is not None:
+            d = self.tracker.update(d)
+        tb = time.perf_counter()
+        events = self.counter.update(index, time_s, d)
+        tc = time.perf_counter()
+        self.stages.add("track", (tb - ta) * 1000)
+        self.stages.add("count", (tc - tb) * 1000)
+        self.detections += len(d)
+        if d.tracker_id is not None:
+            self.track_ids.update(int(t) for t in d.tracker_id if t >= 0)
+        if self._events is not None and events:
+            self._events.write("".join(json.dumps(ev) + "\n" for ev in events))
+        if self.annotator is not None and image is not None:
+            elapsed = tc - self._t_first
+            img = self.annotator.draw(image.copy(), d, (self.frames + 1) / elapsed if elapsed > 0 else 0.0)
+            td = time.perf_counter()
+            self.stages.add("annotate", (td - tc) * 1000)
+            self._write(index, img)
+            self.stages.add("encode", (time.perf_counter() - td) * 1000)
+        self.frames += 1
+        self.latency.add("frame", (time.perf_counter() - t0) * 1000)
+        return d, events
+
+    def _write(self, index: int, img: np.ndarray) -> None:
+        if self.s.output:
+            if self._writer is None:
+                from .sinks import Mp4Writer
+
+                h, w = img.shape[:2]
+                self._writer = Mp4Writer(Path(self.s.output), self.fps, (w, h))
+            self._writer.write(img)
+        if self._frames_dir is not None:
+            import cv2
+
+            if not cv2.imwrite(str(self._frames_dir / f"frame_{index:06d}.jpg"), img):
+                raise OSError(f"cannot write {self._frames_dir / f'frame_{index:06d}.jpg'}")
+        if self._mjpeg is not None:
+            self._mjpeg.publish(img)
+
+    def flush(self) -> None:
+        if self._events is not None:
+            self._events.flush()
+
+    def finish(self) -> dict:
+        """Close files and servers; this stream's part of the summary."""
+        out = {"video": self.s.output, "video_frames": 0, "video_backend": None}
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            finally:
+                out.update(video_frames=self._writer.frames, video_backend=self._writer.backend)
+        elif self.s.output and self.error:
+            out["video"] = None  # nothing was written
+        if self._events is not None:
+            self._events.close()
+        if self._mjpeg is not None:
+            with contextlib.suppress(Exception):
+                self._mjpeg.close()
+        lat = self.latency.stages.get("frame")
+        return {
+            "frames": self.frames,
+            "detections": self.detections,
+            "tracks": len(self.track_ids),
+            "counts": self.counter.as_dict(),
+            "latency_ms": {"mean": lat.mean if lat else 0.0, "p95": lat.percentile(95) if lat else 0.0},
+            "stages": self.stages,
+            "output": {
+                **out,
+                "frames_dir": self.s.save_frames,
+                "events": self.s.events,
+                "mjpeg_port": self._mjpeg.port if self._mjpeg else None,
+            },
+            "error": self.error,
+        }
+
+    def abort(self, error: str) -> None:
+        """The stream failed here: remember why, stop writing its video (the partial file is removed)."""
+        self.error = error
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.discard()
+            self._writer = None

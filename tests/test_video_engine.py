@@ -3,6 +3,7 @@ failure isolation, clean shutdown, bounded memory. The real model and the shared
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -61,9 +62,7 @@ def test_engine_gives_the_sequential_events_for_every_stream(tmp_path, video, de
     """Three streams at once, batched across streams, tracked in two worker processes: each stream's
     events and counts equal the sequential path's exactly (same detections, same tracks)."""
     ref_summary, ref_events = reference
-    settings = [
-        StreamSettings(lines=[LINE], zones=[ZONE], events=str(tmp_path / f"e{i}.jsonl")) for i in range(3)
-    ]
+    settings = [StreamSettings(lines=[LINE], zones=[ZONE], events=str(tmp_path / f"e{i}.jsonl")) for i in range(3)]
     sources = [open_source(str(video), max_frames=300) for _ in range(3)]
     result = VideoEngine(detector, sources, settings, EngineSettings(batch=4, workers=2)).run()
     assert result["workers"] == 2 and result["error"] is None
@@ -281,4 +280,4 @@ def test_looping_source_counts_on(video):
     assert len(frames) == 20 and src.passes >= 2
     idx = [f.index for f in frames]
     assert idx == sorted(idx) and len(set(idx)) == 20
-    assert all(b.time_s > a.time_s for a, b in zip(frames, frames[1:]))
+    assert all(b.time_s > a.time_s for a, b in itertools.pairwise(frames))

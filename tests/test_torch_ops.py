@@ -233,3 +233,25 @@ def test_torch_pipeline_map_on_coco128_equals_numpy_pipeline(yolov5n, assets_roo
     )
     assert ref.map50_95 > 0.3  # a real model on real data
     assert abs(got.map50_95 - ref.map50_95) < 0.002 and abs(got.map50 - ref.map50) < 0.002
+
+
+def test_fixed_shape_backends_pad_batches_to_a_power_of_two(yolov5n_pt, frames, monkeypatch):
+    """With --compile (or CUDA graphs) a batch of 3 runs as a batch of 4: one shape per power of two,
+    not one compile or capture per batch size; the three real rows equal the unpadded eager output."""
+    from yolo_accel.backends.pytorch import TorchOptions
+
+    batch, _ = preprocess(frames[:3], (640, 640))
+    eager = Detector(yolov5n_pt, rect=False)
+    ref = eager.backend.forward_device(torch.from_numpy(batch))
+    det = Detector(yolov5n_pt, rect=False, torch_options=TorchOptions(compile=True))
+    shapes = []
+    real = type(det.backend)._raw
+
+    def record(self, x):  # the eager module in place of the compiled one: this test is about shapes
+        shapes.append(tuple(x.shape))
+        return real(eager.backend, x)
+
+    monkeypatch.setattr(type(det.backend), "_raw", record)
+    got = det.backend.forward_device(torch.from_numpy(batch))
+    assert shapes == [(4, 3, 640, 640)]
+    assert got.shape == ref.shape and torch.allclose(got, ref, atol=1e-4)

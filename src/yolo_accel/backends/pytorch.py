@@ -106,6 +106,16 @@ class _TorchRunner(Backend):
     def forward_device(self, batch):
         torch = self._torch
         x = self._prepare(batch)
+        n = x.shape[0]
+        if self.prefers_fixed_shape and n & (n - 1):
+            # every batch size is a graph capture or a compilation (seconds, and memory for each):
+            # a batch is padded up to a power of two, so that a video engine whose batches take any
+            # size from 1 to 128 makes 8 of them, not 128; the padding rows' outputs are dropped
+            shape = (1 << n.bit_length(), *x.shape[1:])
+            padded = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x))
+            padded[:n] = x
+            padded[n:] = 0
+            return self.forward_device(padded)[:n]
         key = (tuple(x.shape), x.dtype)
         first = key not in self._first_calls
         t0 = time.perf_counter()
@@ -320,3 +330,11 @@ def from_module(module, info, device: Device, half: bool = False) -> TorchBacken
     self.info = info
     self._use(module)
     return self
+
+
+def _memory_format(x):
+    import torch
+
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format

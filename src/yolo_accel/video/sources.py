@@ -95,6 +95,7 @@ class NvdecSource(FrameSource):
     """
 
     kind = "file"
+    on_device = True  # frames are device tensors
 
     def __init__(
         self, path: Path, device: str = "cuda", stride: int = 1, max_frames: int | None = None, batch: int = 8
@@ -241,6 +242,7 @@ class LoopingSource(FrameSource):
         self.max_frames = max_frames
         first = self._current
         self.kind, self.live, self.fps, self.size = first.kind, False, first.fps, first.size
+        self.on_device = getattr(first, "on_device", False)
         self.frame_count = None
         self.passes = 0
         self.description = f"{first.description}, looped"

@@ -51,7 +51,8 @@ def preprocess_torch(
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     batch = torch.empty((len(frames), 3, *shape), dtype=dtype, device=frames[0].device, memory_format=memory_format)
     batch.fill_(PAD_VALUE / 255.0)
-    plans = [plan_letterbox(s, shape, None if cap is None else cap / max(s)) for s in shapes]
+    unique = {s: plan_letterbox(s, shape, None if cap is None else cap / max(s)) for s in set(shapes)}
+    plans = [unique[s] for s in shapes]  # a video batch has one frame size: one plan, not one per frame
     # frames of one size share one plan: a video batch is resized in one interpolate call
     groups: dict[tuple, list[int]] = {}
     for i, (s, p) in enumerate(zip(shapes, plans)):

@@ -454,6 +454,25 @@ class VideoEngine:
 
     # -- detect ---------------------------------------------------------------------------------
     def _detect_loop(self) -> None:
+        with self._detect_stream():
+            self._detect_batches()
+
+    @contextlib.contextmanager
+    def _detect_stream(self):
+        """On CUDA, detection runs on a stream of its own. Decoders (NVDEC's kernels, our BGR copies)
+        work on the legacy default stream, which waits for, and is waited for by, every blocking
+        stream: sharing it would make each decoder wait for whole detector batches."""
+        self._stream = None
+        if self._gpu_index() is None or not getattr(self.detector, "gpu_ops", False):
+            yield
+            return
+        import torch
+
+        self._stream = torch.cuda.Stream(device=f"cuda:{self._gpu_index()}")
+        with torch.cuda.stream(self._stream):
+            yield
+
+    def _detect_batches(self) -> None:
         es = self.es
         n_live = max(1, len(self._active()))
         max_total, per_stream, wait_s = es.batch * n_live, es.batch, es.max_wait_ms / 1000
@@ -492,7 +511,16 @@ class VideoEngine:
         if not keep:
             return
         t = time.perf_counter()
-        dets, per = self.detector.detect_batch([it.image for _, it in keep])
+        images = [it.image for _, it in keep]
+        if self._stream is not None and not isinstance(images[0], np.ndarray):
+            import torch
+
+            # frames made on the decoders' stream: wait for it, and tell the allocator that this
+            # stream reads them (their memory must not be reused before it is done)
+            self._stream.wait_stream(torch.cuda.default_stream(self._stream.device))
+            for im in images:
+                im.record_stream(self._stream)
+        dets, per = self.detector.detect_batch(images)
         self.detect_busy_s += time.perf_counter() - t
         self.batches += 1
         self.batched_frames += len(keep)

@@ -72,3 +72,25 @@ def test_static_onnx_matches_torch_on_square_input(yolov5n_pt, yolov5n_onnx, ima
         assert test.rect is False and test.imgsz == (640, 640)
         n_ref, _, matched = _agreement(ref.predict(images), test.predict(images), iou=0.95)
     assert matched / n_ref >= 0.99
+
+
+def test_yolov5_checkpoint_is_really_fused(yolov5n_pt, sample_images):
+    """The YOLOv5 package's own fuse() leaves an original checkpoint unfused (its isinstance test does
+    not know the unpickled classes): ours folds every BatchNorm, and the raw output is unchanged."""
+    import torch
+
+    from yolo_accel.ops.letterbox import preprocess
+
+    with quiet():
+        import yolov5.models.yolo  # noqa: F401
+
+        ckpt = torch.load(yolov5n_pt, map_location="cpu", weights_only=False)
+        theirs = ckpt["model"].float().fuse().eval()
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in theirs.modules()) == 57  # the package fused nothing
+    det = Detector(yolov5n_pt)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in det.backend.module.modules())
+    batch, _ = preprocess([read_bgr(p) for p in sample_images], (IMGSZ, IMGSZ))
+    with torch.inference_mode():
+        ref = theirs(torch.from_numpy(batch))[0].numpy()
+    got = det.forward(batch)
+    assert np.abs(got - ref).max() < 1e-2 and np.allclose(got[..., 4:], ref[..., 4:], atol=1e-4)

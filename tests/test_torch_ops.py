@@ -126,7 +126,8 @@ def test_host_nms_with_more_candidates_than_it_brings_back_takes_the_device_path
     n_candidates = int(((raw[..., 5:] * raw[..., 4:5]).max(-1) > 0.001).sum(1).max())
     monkeypatch.setattr(torch_ops, "TOP_K", 64)
     assert n_candidates > 64
-    assert torch_ops._postprocess_on_host(torch.from_numpy(raw), infos, "v5", *args[:-1]) is None
+    packed = torch_ops.top_candidates(torch.from_numpy(raw), "v5", 0.001, None, torch_ops.TOP_K).numpy()
+    assert torch_ops.finish_on_host(packed, infos, yolov5n.names, 0.6, 300, False) is None
     ref = postprocess(raw, infos, "v5", *args)
     got = postprocess_torch(torch.from_numpy(raw), infos, "v5", *args, host_nms=True)
     for r, g in zip(ref, got):
@@ -255,3 +256,24 @@ def test_fixed_shape_backends_pad_batches_to_a_power_of_two(yolov5n_pt, frames, 
     got = det.backend.forward_device(torch.from_numpy(batch))
     assert shapes == [(4, 3, 640, 640)]
     assert got.shape == ref.shape and torch.allclose(got, ref, atol=1e-4)
+
+
+def test_launch_then_finish_equals_the_device_route(frames, yolov5n):
+    """Two batches launched before either is finished (as the video engine does) give the same
+    detections as the whole-batch device route on the same letterboxed input."""
+    tensors = [torch.from_numpy(f) for f in frames]
+    a = yolov5n.launch(tensors[:3], keep_raw=True)
+    b = yolov5n.launch(tensors[3:], keep_raw=True)
+    got = yolov5n.finish(a)[0] + yolov5n.finish(b)[0]
+    ref = []
+    for part in (tensors[:3], tensors[3:]):
+        batch, infos = preprocess_torch(part, yolov5n.imgsz, rect=yolov5n.rect)
+        raw = yolov5n.backend.forward_device(batch)
+        ref += postprocess_torch(raw, infos, "v5", yolov5n.names, yolov5n.conf, yolov5n.iou, host_nms=False)
+    assert sum(len(r) for r in ref) > 10
+    for r, g in zip(ref, got):
+        assert len(g) == len(r)
+        assert np.array_equal(np.sort(g.class_id), np.sort(r.class_id))
+        assert np.allclose(np.sort(g.xyxy, axis=0), np.sort(r.xyxy, axis=0), atol=1e-3)
+    _, per = yolov5n.finish(yolov5n.launch(tensors[:2]))
+    assert set(per) == {"pre", "infer", "post"} and all(v > 0 for v in per.values())

@@ -884,8 +884,8 @@ def _print_engine_line(r: dict) -> None:
     """Where the time went: busy shares of the detect loop, the busiest decoder and worker; memory drift."""
     b, m = r["busy"], r["memory"]
     text = (
-        f"busy: detect {b['detect_pct']:.0f}%, decode (busiest stream) {b['decode_pct_max']:.0f}%, "
-        f"worker (busiest) {b['worker_pct_max']:.0f}%; {r['workers']} worker process(es)"
+        f"busy: detect launch {b['launch_pct']:.0f}% / finish {b['finish_pct']:.0f}%, decode (busiest stream) "
+        f"{b['decode_pct_max']:.0f}%, worker (busiest) {b['worker_pct_max']:.0f}%; {r['workers']} worker process(es)"
     )
     if m.get("gpu_util_mean_pct") is not None:
         text += f"; GPU {m['gpu_util_mean_pct']:.0f}%, NVDEC {m['decoder_util_mean_pct']:.0f}%"

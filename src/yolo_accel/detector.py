@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,19 @@ def open_backend(
             )
     cls = spec.load()
     return cls(path, dev, half=half, ort_options=ort_options, names_file=names_file, torch_options=torch_options)
+
+
+@dataclass
+class PendingBatch:
+    """A batch whose device work is queued (`Detector.launch`); `Detector.finish` completes it."""
+
+    n: int
+    infos: list[LetterboxInfo]
+    settings: tuple  # post-processing arguments
+    raw: Any  # the network's output (device route)
+    packed: Any  # the candidates' host copy (host route), filled when the last mark is reached
+    marks: list | None  # CUDA events: start, letterboxed, inferred, candidates copied
+    times: tuple[int, int, int, int]  # host ns: start (upload included), call, launched pre, launched infer
 
 
 def _per_image(n: int, t0: int, t1: int, t2: int, t3: int) -> dict[str, float]:
@@ -284,23 +298,32 @@ class Detector:
         return self._uploader.upload(frames, stream)
 
     def detect_device(self, frames: Sequence, t0: int | None = None) -> tuple[list[Detections], dict[str, float]]:
-        """The GPU pipeline on frames already on the device: letterbox, infer, decode, NMS, scale back there.
+        """The GPU pipeline on frames already on the device: letterbox, infer, candidates there; NMS and
+        scale-back on the host after one wait (see `ops.torch_ops.postprocess_torch`)."""
+        return self.finish(self.launch(frames, t0))
 
-        Stage times come from CUDA events, not from waiting between stages (each wait would leave the
-        device idle while the host launches the next stage): "pre" is the host time before this call
-        (`t0`: the upload) plus the letterbox's device time, "infer" the network's device time, "post"
-        the rest of the wall time, so that the three add up to it.
+    def launch(self, frames: Sequence, t0: int | None = None, keep_raw: bool = False) -> PendingBatch:
+        """Queue a batch's device work (letterbox, network, candidate selection, the copy back) without
+        waiting for it; `finish` completes it. Another batch may be launched before this one is
+        finished (the video engine does, so that the host's NMS of one batch overlaps the device's
+        work on the next): pass `keep_raw` then, so that the rare image with more candidates than
+        come back can still take the device route after the network's output buffer was reused.
+
+        Stage times come from CUDA events, not from waiting between stages: "pre" is the host time
+        before this call (`t0`: the upload) plus the letterbox's device time, "infer" the network's
+        device time, "post" the candidates' device time plus the host's NMS.
         """
         import torch
 
-        from .ops.torch_ops import postprocess_torch, preprocess_torch
+        from .ops.torch_ops import TOP_K, preprocess_torch, top_candidates
 
         t_call = time.perf_counter_ns()
         t0 = t_call if t0 is None else t0
         channels_last = bool(getattr(getattr(self.backend, "options", None), "channels_last", False))
         dtype = torch.float16 if self.backend.half else torch.float32
-        stream = torch.cuda.current_stream(frames[0].device) if frames[0].is_cuda else None
-        marks = [torch.cuda.Event(enable_timing=True) for _ in range(3)] if stream is not None else None
+        cuda = bool(frames[0].is_cuda)
+        stream = torch.cuda.current_stream(frames[0].device) if cuda else None
+        marks = [torch.cuda.Event(enable_timing=True) for _ in range(4)] if cuda else None
         if marks:
             marks[0].record(stream)
         batch, infos = preprocess_torch(
@@ -313,15 +336,41 @@ class Detector:
         if marks:
             marks[2].record(stream)
         t2 = time.perf_counter_ns()
-        dets = postprocess_torch(raw, infos, *self._post_settings(raw.shape))
+        settings = self._post_settings(raw.shape)
+        layout, _, conf, _, classes, _, _, multi_label = settings
+        packed = None
+        if not multi_label:
+            cand = top_candidates(raw, layout, conf, classes, TOP_K)
+            packed = torch.empty(cand.shape, dtype=cand.dtype, pin_memory=cuda)
+            packed.copy_(cand, non_blocking=True)
+            if keep_raw and self.backend.reuses_output:
+                raw = raw.clone()
+        if marks:
+            marks[3].record(stream)
+        return PendingBatch(len(frames), infos, settings, raw, packed, marks, (t0, t_call, t1, t2))
+
+    def finish(self, p: PendingBatch) -> tuple[list[Detections], dict[str, float]]:
+        """Wait for a launched batch and finish it on the host: its Detections and per-image stage times."""
+        from .ops.torch_ops import finish_on_host, postprocess_torch
+
+        t0, t_call, t1, t2 = p.times
+        if p.marks:
+            p.marks[3].synchronize()
         t3 = time.perf_counter_ns()
-        if not marks:  # tensors on the CPU: the host did each stage in turn
-            return dets, _per_image(len(frames), t0, t1, t2, t3)
-        marks[2].synchronize()  # done already: post-processing waited for the device
-        pre = (t_call - t0) / 1e6 + marks[0].elapsed_time(marks[1])
-        infer = marks[1].elapsed_time(marks[2])
-        post = max((t3 - t0) / 1e6 - pre - infer, 0.0)
-        n = len(frames)
+        dets = None
+        if p.packed is not None:
+            _, names, _, iou, _, max_det, agnostic, _ = p.settings
+            dets = finish_on_host(p.packed.numpy(), p.infos, names, iou, max_det, agnostic)
+        if dets is None:  # multi-label, or more candidates than came back: the device route
+            dets = postprocess_torch(p.raw, p.infos, *p.settings, host_nms=False)
+        t4 = time.perf_counter_ns()
+        n = p.n
+        if not p.marks:  # tensors on the CPU: the host did each stage in turn
+            return dets, _per_image(n, t0, t1, t2, t4)
+        m = p.marks
+        pre = (t_call - t0) / 1e6 + m[0].elapsed_time(m[1])
+        infer = m[1].elapsed_time(m[2])
+        post = m[2].elapsed_time(m[3]) + (t4 - t3) / 1e6
         return dets, {"pre": pre / n, "infer": infer / n, "post": post / n}
 
     def describe(self) -> str:

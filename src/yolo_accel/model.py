@@ -147,6 +147,7 @@ def load_pytorch(path: str | Path):
         if hasattr(module, "fuse"):
             module = module.fuse()
         module.eval()
+        _fuse_conv_bn(module)
         _compat(module, family)
     names = getattr(module, "names", None) or {}
     from .names import as_names, default_names
@@ -172,6 +173,25 @@ def load_pytorch(path: str | Path):
 
 def _nc(module) -> int:
     return int(getattr(module, "nc", 0) or getattr(module.model[-1], "nc", 80))
+
+
+def _fuse_conv_bn(module) -> None:
+    """Fold each Conv block's BatchNorm into its convolution (what `model.fuse()` is meant to do).
+
+    An original YOLOv5 checkpoint unpickles its layers as top-level `models.common.Conv`, while the
+    `yolov5` package's `fuse()` tests for its own `yolov5.models.common.Conv`: the test fails and no
+    layer is fused (57 BatchNorm passes left in YOLOv5n). Any block that holds `conv`, `bn` and a
+    `forward_fuse` (YOLOv5's and Ultralytics' Conv) is fused here with torch's own helper.
+    """
+    import torch.nn as nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for m in module.modules():
+        conv, bn = getattr(m, "conv", None), getattr(m, "bn", None)
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and hasattr(m, "forward_fuse"):
+            m.conv = fuse_conv_bn_eval(conv, bn)
+            delattr(m, "bn")
+            m.forward = m.forward_fuse
 
 
 def _compat(module, family: str) -> None:

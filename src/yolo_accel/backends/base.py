@@ -46,6 +46,12 @@ class Backend(ABC):
         """Raw head output (float32 NumPy) for a prepared NCHW batch."""
 
     @property
+    def reuses_output(self) -> bool:
+        """True when `forward_device` returns a buffer the next call overwrites (a CUDA graph's output,
+        IO-bound ONNX Runtime outputs)."""
+        return False
+
+    @property
     def device_io(self) -> bool:
         """True when `forward_device` takes and returns torch tensors on the backend's CUDA device.
 

@@ -290,6 +290,10 @@ class OnnxRuntimeBackend(Backend):
         return static_out
 
     @property
+    def reuses_output(self) -> bool:
+        return self.device_io  # outputs bound once, written by every run
+
+    @property
     def device_torch(self):
         import torch
 

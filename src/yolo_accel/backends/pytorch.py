@@ -103,6 +103,10 @@ class _TorchRunner(Backend):
         # every new shape is a new CUDA graph capture or a recompilation
         return self.options.cuda_graph or self.options.compile
 
+    @property
+    def reuses_output(self) -> bool:
+        return self.options.cuda_graph  # a replay writes the graph's static output
+
     def forward_device(self, batch):
         torch = self._torch
         x = self._prepare(batch)

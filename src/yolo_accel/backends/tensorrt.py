@@ -77,6 +77,10 @@ class TensorRTBackend(Backend):
         return True
 
     @property
+    def reuses_output(self) -> bool:
+        return True  # the output buffer is bound to the engine once
+
+    @property
     def input_dtype(self) -> type:
         return np.float32
 

@@ -20,11 +20,7 @@ from ..detections import Detections
 from .letterbox import PAD_VALUE, LetterboxInfo, batch_input_shape, plan_letterbox
 from .nms import MAX_NMS, num_classes, suppress
 
-# Batches up to this size finish on the host (see `_top_candidates`): one wait for the device instead
-# of three, and a few tens of microseconds of OpenCV NMS per image. Larger batches stay on the device,
-# where one NMS call serves the whole batch.
-HOST_NMS_MAX_BATCH = 8
-TOP_K = 1024  # candidates per image brought back on that path; more than this falls back to the device path
+TOP_K = 1024  # candidates per image brought back by the host route; more than this falls back to the device route
 
 
 def preprocess_torch(
@@ -176,43 +172,47 @@ def _batched_nms(xyxy, score, group, iou: float):
     return torchvision.ops.nms(boxes + offsets[:, None], score.double(), iou)
 
 
-def _top_candidates(raw, layout: str, conf: float, classes, k: int):
+def top_candidates(raw, layout: str, conf: float, classes, k: int = TOP_K):
     """Each image's best `k` candidates and how many are above `conf`, without waiting for the device.
 
     Returns one float32 tensor (N, k + 1, 6): rows [x1, y1, x2, y2, score, class] best first, and in
     the last row, column 0, the number of candidates above `conf` (rows past that number are filler).
     A fixed-size top-k replaces the boolean filter, whose size the host would have to wait for.
+    The best class is found in the output's own dtype (FP16 stays FP16): multiplying by a
+    non-negative objectness keeps the order of class scores, and YOLOv5's score objectness x class
+    score is then formed once per box in float32, as the NumPy flavour forms it.
     """
     import torch
 
-    raw = raw.float()
     if layout == "v8":
-        raw = raw.transpose(1, 2)
-        scores = raw[..., 4:]
+        rows = raw.transpose(1, 2)  # (N, A, 4 + nc), a view
+        best, best_class = rows[..., 4:].max(-1)
+        best = best.float()
     elif layout == "v5":
-        scores = raw[..., 5:] * raw[..., 4:5]  # see `_candidates` for why this is YOLOv5's rule
+        rows = raw
+        best, best_class = raw[..., 5:].max(-1)
+        best = raw[..., 4].float() * best.float()
     else:
         raise ValueError(f"unknown head layout {layout!r}")
-    best, best_class = scores.max(-1)
     above = best > conf
     if classes is not None:
-        above &= _class_mask(tuple(classes), scores.shape[-1], raw.device)[best_class]
+        above &= _class_mask(tuple(classes), rows.shape[-1] - (4 if layout == "v8" else 5), raw.device)[best_class]
     k = min(k, best.shape[1])
     top, idx = torch.where(above, best, -1.0).topk(k, dim=1)
+    boxes = rows[..., :4].gather(1, idx[..., None].expand(-1, -1, 4)).float()
     out = torch.zeros((raw.shape[0], k + 1, 6), dtype=torch.float32, device=raw.device)
-    out[:, :k, :4] = _xywh2xyxy(raw[..., :4].gather(1, idx[..., None].expand(-1, -1, 4)).reshape(-1, 4)).view(-1, k, 4)
+    out[:, :k, :4] = _xywh2xyxy(boxes.reshape(-1, 4)).view(-1, k, 4)
     out[:, :k, 4] = top
     out[:, :k, 5] = best_class.gather(1, idx).float()
     out[:, k, 0] = above.sum(1).float()
     return out
 
 
-def _postprocess_on_host(raw, infos, layout, names, conf, iou, classes, max_det, agnostic) -> list[Detections] | None:
-    """Candidates selected on the device, one copy back, NMS and scale-back with the NumPy/OpenCV ops.
+def finish_on_host(packed: np.ndarray, infos, names, iou: float, max_det: int, agnostic: bool):
+    """`top_candidates` brought to the host -> Detections (NMS and scale-back with the NumPy/OpenCV ops).
 
-    None when an image has more than TOP_K candidates (the caller then takes the device path).
+    None when an image has more candidates than were brought back (take the device route then).
     """
-    packed = _top_candidates(raw, layout, conf, classes, TOP_K).cpu().numpy()  # the one wait
     k = packed.shape[1] - 1
     counts = packed[:, k, 0].astype(np.int64)
     if (counts > k).any():
@@ -240,22 +240,25 @@ def postprocess_torch(
     """Raw head output of a batch (a tensor on any device) -> one Detections per image.
 
     Two routes with the same results (tests hold both to `ops.nms.postprocess`):
-    - small batches (`host_nms`, by default up to HOST_NMS_MAX_BATCH images, single-label): each
-      image's top candidates are picked on the device and come back in one copy, the only wait for
-      the device; NMS and scale-back run in NumPy/OpenCV. This is the batch-1 latency path.
-    - otherwise the whole batch is decoded and suppressed on the device at once (one `nms` call over
-      image x class groups), boxes are mapped back there, and one (K, 7) array comes back. The
-      device is waited for three times: for the number of candidates, inside NMS, and for the final
-      boxes (more only when a limit, MAX_NMS candidates or max_det boxes, is reached).
+    - the host route (`host_nms`, the default for single-label prediction): each image's top
+      candidates are picked on the device (`top_candidates`) and come back in one copy, the only
+      wait for the device; NMS and scale-back run per image in NumPy/OpenCV. One NMS over a whole
+      batch costs the square of all its candidates (128 video frames: 3 ms of device time and two
+      more waits); per image it is tens of microseconds of host time.
+    - the device route (multi-label validation, or an image with more than TOP_K candidates): the
+      whole batch is decoded and suppressed on the device at once (one `nms` call over image x class
+      groups), boxes are mapped back there, and one (K, 7) array comes back. The device is waited
+      for three times: for the number of candidates, inside NMS, and for the final boxes.
     Same arguments and results as `ops.nms.postprocess`.
     """
     import torch
 
     n = raw.shape[0]
     if host_nms is None:
-        host_nms = n <= HOST_NMS_MAX_BATCH
+        host_nms = not multi_label
     if host_nms and not multi_label:
-        out = _postprocess_on_host(raw, infos, layout, names, conf, iou, classes, max_det, agnostic)
+        packed = top_candidates(raw, layout, conf, classes).cpu().numpy()
+        out = finish_on_host(packed, infos, names, iou, max_det, agnostic)
         if out is not None:
             return out
     img, xywh, score, class_id = _candidates(raw.float(), layout, conf, classes, multi_label)

@@ -129,7 +129,7 @@ class VideoEngine:
         self.stop_reason: str | None = None
         self._fatal: BaseException | None = None
         self.batches = self.batched_frames = 0
-        self.detect_busy_s = 0.0
+        self.launch_busy_s = self.finish_busy_s = 0.0
         self._lock = threading.Lock()
         self._collect_done = threading.Event()
 
@@ -454,8 +454,18 @@ class VideoEngine:
 
     # -- detect ---------------------------------------------------------------------------------
     def _detect_loop(self) -> None:
-        with self._detect_stream():
-            self._detect_batches()
+        """Two threads: this one launches batches (on the GPU: letterbox, network and candidate selection
+        are queued without waiting), the finisher waits for each, runs NMS on the host and sends the
+        detections to the workers. The host's work on one batch overlaps the device's on the next."""
+        jobs: queue.Queue = queue.Queue(maxsize=2)
+        finisher = threading.Thread(target=self._finish_loop, args=(jobs,), name="finish", daemon=True)
+        finisher.start()
+        try:
+            with self._detect_stream():
+                self._launch_batches(jobs)
+        finally:
+            jobs.put(None)
+            finisher.join()
 
     @contextlib.contextmanager
     def _detect_stream(self):
@@ -472,7 +482,7 @@ class VideoEngine:
         with torch.cuda.stream(self._stream):
             yield
 
-    def _detect_batches(self) -> None:
+    def _launch_batches(self, jobs: queue.Queue) -> None:
         es = self.es
         n_live = max(1, len(self._active()))
         max_total, per_stream, wait_s = es.batch * n_live, es.batch, es.max_wait_ms / 1000
@@ -482,48 +492,71 @@ class VideoEngine:
                 if got is None:
                     break
                 batch, finished = got
-                if batch:
-                    self._detect(batch)
-                for sid in finished:
-                    st = self.streams[sid]
-                    if st.part is None and not self._send(st.worker, ("end", sid)):
-                        continue
+                jobs.put((self._launch(batch) if batch and self._fatal is None else self._drop(batch), finished))
         except BaseException as e:  # the detector failed: stop everything, finish what can be finished
-            self._fatal = e
-            self.stop("error")
-            for st in self._active():
-                with self._lock:
-                    st.error = st.error or (str(e) if isinstance(e, YoloAccelError) else error_line(e))
-                st.stopped = True
+            self._failed_detector(e)
             while (got := self.board.take(1 << 30, 1 << 30, 0)) is not None:
-                for sid, item in got[0]:
-                    self._release(self.streams[sid], item)
-                for sid in got[1]:
-                    if self.streams[sid].part is None:
-                        self._send(self.streams[sid].worker, ("end", sid))
+                jobs.put((self._drop(got[0]), got[1]))
 
-    def _detect(self, batch: list[tuple[int, _Item]]) -> None:
+    def _failed_detector(self, e: BaseException) -> None:
+        self._fatal = e
+        self.stop("error")
+        for st in self._active():
+            with self._lock:
+                st.error = st.error or (str(e) if isinstance(e, YoloAccelError) else error_line(e))
+            st.stopped = True
+
+    def _drop(self, batch: list[tuple[int, _Item]]) -> None:
+        for sid, it in batch:
+            self._release(self.streams[sid], it)
+
+    def _launch(self, batch: list[tuple[int, _Item]]):
         streams = self.streams
         keep = [(sid, it) for sid, it in batch if not streams[sid].stopped]
-        for sid, it in batch:
-            if streams[sid].stopped:
-                self._release(streams[sid], it)
+        self._drop([(sid, it) for sid, it in batch if streams[sid].stopped])
         if not keep:
-            return
+            return None
         t = time.perf_counter()
         images = [it.image for _, it in keep]
-        if self._stream is not None and not isinstance(images[0], np.ndarray):
-            import torch
+        if not getattr(self.detector, "gpu_ops", False):
+            result = self.detector.detect_batch(images)  # the CPU path: done here
+        else:
+            if self._stream is not None and not isinstance(images[0], np.ndarray):
+                import torch
 
-            # frames made on the decoders' stream: wait for it, and tell the allocator that this
-            # stream reads them (their memory must not be reused before it is done)
-            self._stream.wait_stream(torch.cuda.default_stream(self._stream.device))
-            for im in images:
-                im.record_stream(self._stream)
-        dets, per = self.detector.detect_batch(images)
-        self.detect_busy_s += time.perf_counter() - t
+                # frames made on the decoders' stream: wait for it, and tell the allocator that this
+                # stream reads them (their memory must not be reused before it is done)
+                self._stream.wait_stream(torch.cuda.default_stream(self._stream.device))
+                for im in images:
+                    im.record_stream(self._stream)
+            t0 = time.perf_counter_ns()
+            result = self.detector.launch(self.detector.upload(images), t0, keep_raw=True)
+        self.launch_busy_s += time.perf_counter() - t
+        return keep, result
+
+    def _finish_loop(self, jobs: queue.Queue) -> None:
+        while (item := jobs.get()) is not None:
+            job, finished = item
+            if job is not None:
+                try:
+                    self._complete(*job)
+                except BaseException as e:
+                    self._failed_detector(e)
+                    self._drop(job[0])
+            for sid in finished:
+                st = self.streams[sid]
+                if st.part is None:
+                    self._send(st.worker, ("end", sid))
+
+    def _complete(self, keep: list[tuple[int, _Item]], result) -> None:
+        if self._fatal is not None:
+            self._drop(keep)
+            return
+        t = time.perf_counter()
+        dets, per = result if isinstance(result, tuple) else self.detector.finish(result)
         self.batches += 1
         self.batched_frames += len(keep)
+        streams = self.streams
         messages: dict[int, list] = {}
         for (sid, it), d in zip(keep, dets):
             st = streams[sid]
@@ -535,6 +568,7 @@ class VideoEngine:
             it.image = None  # the device frame can go
         for w, m in messages.items():
             self._send(w, ("frames", m))
+        self.finish_busy_s += time.perf_counter() - t
 
     # -- summary --------------------------------------------------------------------------------
     def _summary(self, memory: dict) -> dict:
@@ -542,7 +576,8 @@ class VideoEngine:
         frames = sum(r["frames"] for r in results)
         wall = self.wall_s
         busy = {
-            "detect_pct": round(100 * self.detect_busy_s / wall, 1) if wall else 0.0,
+            "launch_pct": round(100 * self.launch_busy_s / wall, 1) if wall else 0.0,
+            "finish_pct": round(100 * self.finish_busy_s / wall, 1) if wall else 0.0,
             "decode_pct_max": round(100 * max((st.decode_s for st in self.streams), default=0.0) / wall, 1)
             if wall
             else 0.0,

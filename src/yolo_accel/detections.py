@@ -64,6 +64,17 @@ class Detections:
         """The name of each box's class (the id as text when the model has no name for it)."""
         return [self.names.get(int(c), str(int(c))) for c in self.class_id]
 
+    def to_array(self) -> np.ndarray:
+        """One (N, 6) float32 array [x1, y1, x2, y2, confidence, class id]: compact, for other processes."""
+        return np.concatenate(
+            [
+                self.xyxy.astype(np.float32),
+                self.confidence.astype(np.float32)[:, None],
+                self.class_id.astype(np.float32)[:, None],
+            ],
+            axis=1,
+        )
+
     def to_records(self) -> list[dict[str, Any]]:
         """One plain dict per box, for JSON."""
         return [

@@ -349,9 +349,13 @@ class Detector:
             marks[3].record(stream)
         return PendingBatch(len(frames), infos, settings, raw, packed, marks, (t0, t_call, t1, t2))
 
-    def finish(self, p: PendingBatch) -> tuple[list[Detections], dict[str, float]]:
-        """Wait for a launched batch and finish it on the host: its Detections and per-image stage times."""
-        from .ops.torch_ops import finish_on_host, postprocess_torch
+    def finish(self, p: PendingBatch, arrays: bool = False) -> tuple[list, dict[str, float]]:
+        """Wait for a launched batch and finish it on the host: its Detections and per-image stage times.
+
+        `arrays`: one (K, 6) float32 array per image instead ([x1, y1, x2, y2, confidence, class],
+        what the video engine sends to its workers), without building Detections objects.
+        """
+        from .ops.torch_ops import finish_on_host, finish_packed, postprocess_torch
 
         t0, t_call, t1, t2 = p.times
         if p.marks:
@@ -360,9 +364,14 @@ class Detector:
         dets = None
         if p.packed is not None:
             _, names, _, iou, _, max_det, agnostic, _ = p.settings
-            dets = finish_on_host(p.packed.numpy(), p.infos, names, iou, max_det, agnostic)
+            if arrays:
+                dets = finish_packed(p.packed.numpy(), p.infos, iou, max_det, agnostic)
+            else:
+                dets = finish_on_host(p.packed.numpy(), p.infos, names, iou, max_det, agnostic)
         if dets is None:  # multi-label, or more candidates than came back: the device route
             dets = postprocess_torch(p.raw, p.infos, *p.settings, host_nms=False)
+            if arrays:
+                dets = [d.to_array() for d in dets]
         t4 = time.perf_counter_ns()
         n = p.n
         if not p.marks:  # tensors on the CPU: the host did each stage in turn

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..detections import Detections
 from .letterbox import PAD_VALUE, LetterboxInfo, batch_input_shape, plan_letterbox
-from .nms import MAX_NMS, num_classes, suppress
+from .nms import MAX_NMS, num_classes
 
 TOP_K = 1024  # candidates per image brought back by the host route; more than this falls back to the device route
 
@@ -208,20 +208,45 @@ def top_candidates(raw, layout: str, conf: float, classes, k: int = TOP_K):
     return out
 
 
-def finish_on_host(packed: np.ndarray, infos, names, iou: float, max_det: int, agnostic: bool):
-    """`top_candidates` brought to the host -> Detections (NMS and scale-back with the NumPy/OpenCV ops).
+def finish_packed(packed: np.ndarray, infos, iou: float, max_det: int, agnostic: bool) -> list[np.ndarray] | None:
+    """`top_candidates` brought to the host -> one (K, 6) float32 array per image, [x1, y1, x2, y2,
+    confidence, class] in original pixels, best first: the NumPy/OpenCV `nms` and `scale_boxes`.
 
-    None when an image has more candidates than were brought back (take the device route then).
+    Images that share a letterbox (a video batch) are scaled back in one call. None when an image
+    has more candidates than were brought back (take the device route then).
     """
+    from .boxes import scale_boxes
+    from .nms import nms
+
     k = packed.shape[1] - 1
     counts = packed[:, k, 0].astype(np.int64)
     if (counts > k).any():
         return None
-    out = []
-    for i, info in enumerate(infos):
+    kept = []
+    for i in range(len(infos)):
         rows = packed[i, : counts[i]]
-        out.append(suppress(rows[:, :4], rows[:, 4], rows[:, 5].astype(np.int64), info, names, iou, max_det, agnostic))
-    return out
+        kept.append(rows[nms(rows[:, :4], rows[:, 4], rows[:, 5].astype(np.int64), iou, max_det, agnostic)])
+    groups: dict[tuple, list[int]] = {}
+    for i, info in enumerate(infos):
+        groups.setdefault((info.pad, info.ratio, info.orig_shape), []).append(i)
+    for idx in groups.values():
+        boxes = scale_boxes(np.concatenate([kept[i][:, :4] for i in idx]), infos[idx[0]])
+        start = 0
+        for i in idx:
+            kept[i][:, :4] = boxes[start : start + len(kept[i])]
+            start += len(kept[i])
+    return kept
+
+
+def finish_on_host(packed: np.ndarray, infos, names, iou: float, max_det: int, agnostic: bool):
+    """`finish_packed` as Detections (None when the device route must run)."""
+    arrays = finish_packed(packed, infos, iou, max_det, agnostic)
+    if arrays is None:
+        return None
+    return [
+        Detections(a[:, :4].copy(), a[:, 4].copy(), a[:, 5].astype(np.int64), names, info.orig_shape)
+        for a, info in zip(arrays, infos)
+    ]
 
 
 def postprocess_torch(

@@ -20,7 +20,12 @@ class FrameBoard:
         self._ended = [False] * n_streams
         self._reported = [False] * n_streams
         self.dropped = [0] * n_streams
-        self._cond = threading.Condition()
+        # one lock; the detect loop waits on `_cond`, each stream's producer on its own `_room`
+        # condition, so that a batch taken wakes only the producers that now have room (sixteen
+        # decoders woken for every frame would spend the interpreter lock on waking up)
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        self._room = [threading.Condition(lock) for _ in range(n_streams)]
         self._on_drop = on_drop
         self._next = 0  # round-robin start, so that no stream is always first
 
@@ -38,9 +43,9 @@ class FrameBoard:
                 while len(q) >= self.capacity:
                     if stop.is_set():
                         return False
-                    self._cond.wait(0.1)
+                    self._room[sid].wait(0.1)
             q.append(item)
-            self._cond.notify_all()
+            self._cond.notify()
             return True
 
     def end(self, sid: int) -> None:
@@ -54,7 +59,7 @@ class FrameBoard:
         with self._cond:
             items = list(self._queues[sid])
             self._queues[sid].clear()
-            self._cond.notify_all()
+            self._room[sid].notify()
             return items
 
     def _ready(self, per_stream: int) -> int:
@@ -87,11 +92,13 @@ class FrameBoard:
             for k in range(n):
                 sid = (self._next + k) % n
                 q = self._queues[sid]
-                for _ in range(min(per_stream, len(q), max_total - len(batch))):
+                take = min(per_stream, len(q), max_total - len(batch))
+                for _ in range(take):
                     batch.append((sid, q.popleft()))
+                if take:
+                    self._room[sid].notify()
             self._next = (self._next + 1) % n
             finished = self._finished()
             for sid in finished:
                 self._reported[sid] = True
-            self._cond.notify_all()
             return batch, finished

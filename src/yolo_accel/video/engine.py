@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import YoloAccelError
 from ..errors import summary as error_line
 from .board import FrameBoard
-from .processor import StreamProcessor, StreamSettings, pack_detections
+from .processor import StreamProcessor, StreamSettings
 from .sources import FrameSource, host_image
 from .stats import MemoryMonitor, StageTimes, memory_report
 from .worker import SlotSpec, process_main, serve
@@ -553,7 +553,11 @@ class VideoEngine:
             self._drop(keep)
             return
         t = time.perf_counter()
-        dets, per = result if isinstance(result, tuple) else self.detector.finish(result)
+        if isinstance(result, tuple):  # the CPU path: Detections, finished in the launching thread
+            dets, per = result
+            dets = [d.to_array() for d in dets]
+        else:
+            dets, per = self.detector.finish(result, arrays=True)
         self.batches += 1
         self.batched_frames += len(keep)
         streams = self.streams
@@ -562,9 +566,7 @@ class VideoEngine:
             st = streams[sid]
             for stage, ms in per.items():
                 st.stages.add(stage, ms)
-            messages.setdefault(st.worker, []).append(
-                (sid, it.index, it.time_s, it.t0, pack_detections(d), it.slot, it.pixels)
-            )
+            messages.setdefault(st.worker, []).append((sid, it.index, it.time_s, it.t0, d, it.slot, it.pixels))
             it.image = None  # the device frame can go
         for w, m in messages.items():
             self._send(w, ("frames", m))
@@ -704,7 +706,7 @@ def run_sequential(source: FrameSource, detector, settings: StreamSettings, on_f
             for k, v in per.items():
                 stages.add(k, v)
             image = host_image(frame.image) if settings.annotates else None
-            tracked, _ = p.process(frame.index, frame.time_s, t0, pack_detections(dets[0]), image)
+            tracked, _ = p.process(frame.index, frame.time_s, t0, dets[0].to_array(), image)
             if on_frame is not None:
                 on_frame(frame.index, tracked)
     finally:

@@ -40,14 +40,6 @@ class StreamSettings:
         return bool(self.output or self.save_frames or self.serve_mjpeg is not None)
 
 
-def pack_detections(d) -> np.ndarray:
-    """Our Detections -> one (K, 6) float32 array [x1, y1, x2, y2, confidence, class id]: what crosses processes."""
-    return np.concatenate(
-        [d.xyxy.astype(np.float32), d.confidence.astype(np.float32)[:, None], d.class_id.astype(np.float32)[:, None]],
-        axis=1,
-    )
-
-
 class Annotator:
     """Boxes, labels, traces, lines, zones and a HUD panel (FPS, counts) with supervision."""
 
@@ -134,7 +126,7 @@ class StreamProcessor:
             self._mjpeg = MjpegServer(settings.serve_mjpeg)
 
     def process(self, index: int, time_s: float, t0: float, packed: np.ndarray, image: np.ndarray | None = None):
-        """One frame: (K, 6) detections (see `pack_detections`) and, where the stream annotates, its BGR pixels.
+        """One frame: (K, 6) detections (`Detections.to_array`) and, where the stream annotates, its BGR pixels.
 
         Returns the tracked supervision Detections and the frame's events.
         """

@@ -110,6 +110,7 @@ class NvdecSource(FrameSource):
         if not dev.is_cuda:
             raise DataError("--nvdec decodes on the GPU: use it with --device cuda")
         self.path, self.stride, self.max_frames, self.batch = path, max(1, stride), max_frames, max(1, batch)
+        self._capsule = True
         try:
             self._dec = nvc.ThreadedDecoder(
                 str(path),
@@ -130,7 +131,6 @@ class NvdecSource(FrameSource):
         )
 
     def __iter__(self) -> Iterator[Frame]:
-        torch = self._torch
         index = delivered = 0
         while self.max_frames is None or delivered < self.max_frames:
             frames = self._dec.get_batch_frames(self.batch)
@@ -140,9 +140,24 @@ class NvdecSource(FrameSource):
             for f in frames:
                 if index % self.stride == 0 and (self.max_frames is None or delivered < self.max_frames):
                     # RGB -> BGR as the rest of the tool expects; the copy also frees the decoder's buffer
-                    yield Frame(index, index / self.fps, torch.from_dlpack(f).flip(-1))
+                    yield Frame(index, index / self.fps, self._tensor(f).flip(-1))
                     delivered += 1
                 index += 1
+
+    def _tensor(self, f):
+        """The decoded frame as a torch tensor, ordered after the decoder's work on this thread's stream.
+
+        torch.from_dlpack(frame) asks for the current stream through a device-string lookup per
+        call, Python work that ran for a large share of the interpreter lock with sixteen decoders;
+        this thread stays on the legacy default stream (DLPack's stream number 1), so that is asked
+        for directly and the capsule handed to torch.
+        """
+        if self._capsule:
+            try:
+                return self._torch.from_dlpack(f.__dlpack__(stream=1))
+            except TypeError:  # a PyNvVideoCodec without the stream argument
+                self._capsule = False
+        return self._torch.from_dlpack(f)
 
     def close(self) -> None:
         import contextlib

@@ -159,6 +159,15 @@ class NvdecSource(FrameSource):
                 self._capsule = False
         return self._torch.from_dlpack(f)
 
+    def rewind(self) -> None:
+        """Start again from the first frame with the same decoder (`--loop`).
+
+        Ending a ThreadedDecoder and making a new one for every pass killed a soak run on the H200
+        within minutes (heap corruption inside PyNvVideoCodec); its own reconfigure call reuses the
+        decoder instead.
+        """
+        self._dec.reconfigure_decoder(str(self.path), 0)
+
     def close(self) -> None:
         import contextlib
 
@@ -278,8 +287,11 @@ class LoopingSource(FrameSource):
                 return  # an empty pass: nothing to loop
             offset_index += last.index + 1
             offset_time += last.time_s + 1 / (self.fps or 25.0)
-            self._current.close()
-            self._current = self._open()
+            if hasattr(self._current, "rewind"):
+                self._current.rewind()
+            else:
+                self._current.close()
+                self._current = self._open()
 
     def close(self) -> None:
         self._current.close()

@@ -240,9 +240,10 @@ def test_compiled_package_on_cuda(yolov5n_pt, images):
     assert rate >= 0.97
 
 
-def test_onnxruntime_device_buffers(yolov5n_pt, yolov5n_onnx, frames):
+def test_onnxruntime_device_buffers(yolov5n_pt, frames, request):
     """IO binding onto torch tensors: the ONNX Runtime session reads and writes GPU memory torch owns."""
     _ort_cuda()
+    yolov5n_onnx = request.getfixturevalue("yolov5n_onnx")  # after the skip: exporting needs the ONNX tools
     from yolo_accel.backends.ort import OrtOptions
 
     with Detector(yolov5n_onnx, device="cuda") as plain:

@@ -37,7 +37,7 @@ from ..errors import summary as error_line
 from .board import FrameBoard
 from .processor import StreamProcessor, StreamSettings
 from .sources import FrameSource, host_image
-from .stats import MemoryMonitor, StageTimes, memory_report
+from .stats import MemoryMonitor, StageTimes
 from .worker import SlotSpec, process_main, serve
 
 INTERRUPTED = ("interrupted", "terminated")
@@ -149,9 +149,28 @@ class VideoEngine:
         for st in self.streams:
             if st.source is None:
                 self.board.end(st.sid)
+        self._procs, self._inboxes = [], []
+        try:
+            return self._run(live)
+        finally:  # also after Ctrl-C during start-up: no worker, segment or decoder left behind
+            self._stop.set()
+            for p in self._procs:
+                if p.is_alive():
+                    p.terminate()
+                    p.join(timeout=5)
+            for st in self.streams:
+                if st.source is not None:
+                    with contextlib.suppress(Exception):
+                        st.source.close()
+                if st.shm is not None:
+                    with contextlib.suppress(Exception):
+                        st.shm.close()
+                        st.shm.unlink()
+
+    def _run(self, live: list[_Stream]) -> dict:
+        es = self.es
         self._start_workers(live)
-        gpu_index = self._gpu_index()
-        monitor = MemoryMonitor(es.memory_interval_s, gpu_index)
+        monitor = MemoryMonitor(es.memory_interval_s, self._gpu_index())
         monitor.watch([p.pid for p in self._procs])
         self.warmup_s = self._warmup(live)
         monitor.start()
@@ -176,15 +195,7 @@ class VideoEngine:
             t.join(timeout=5)
         self._collect_done.set()
         collect.join(timeout=5)
-        memory = monitor.stop() if monitor else memory_report([], es.memory_interval_s)
-        for st in self.streams:
-            if st.source is not None:
-                with contextlib.suppress(Exception):
-                    st.source.close()
-            if st.shm is not None:
-                with contextlib.suppress(Exception):
-                    st.shm.close()
-                    st.shm.unlink()
+        memory = monitor.stop()
         if self._fatal is not None and not isinstance(self._fatal, YoloAccelError):
             raise self._fatal
         return self._summary(memory)
@@ -245,7 +256,6 @@ class VideoEngine:
 
     # -- workers --------------------------------------------------------------------------------
     def _start_workers(self, live: list[_Stream]) -> None:
-        self._procs: list = []
         for k, st in enumerate(live):  # streams dealt round-robin over the workers
             st.worker = k % max(1, self.n_workers)
         if self.n_workers == 0:
@@ -369,7 +379,10 @@ class VideoEngine:
         if st.source is None:
             return
         while st.part is None:
-            time.sleep(0.02)
+            try:
+                time.sleep(0.02)
+            except KeyboardInterrupt:  # already draining: the summaries are moments away
+                self.stop("interrupted")
             if self._procs and not self._procs[st.worker].is_alive():
                 self._worker_died(st.worker)
 

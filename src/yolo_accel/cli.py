@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import YoloAccelError
 
@@ -42,8 +43,17 @@ def command(*args, **kwargs):
             try:
                 return fn(*a, **kw)
             except YoloAccelError as e:
-                err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+                err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
                 raise typer.Exit(e.exit_code) from None
+            except OSError as e:  # a last resort: paths are checked before work starts
+                from .errors import os_error_line
+
+                err.print(f"[bold red]error:[/] {escape(os_error_line(e))}", highlight=False, soft_wrap=True)
+                raise typer.Exit(2) from None
+            except UnicodeError as e:  # a file that should be text is not
+                why = escape(str(getattr(e, "reason", e)))
+                err.print(f"[bold red]error:[/] a file is not valid text ({why})", highlight=False, soft_wrap=True)
+                raise typer.Exit(2) from None
             except KeyboardInterrupt:
                 err.print("[bold red]interrupted[/]")
                 raise typer.Exit(130) from None
@@ -63,6 +73,7 @@ ImgszOpt = Annotated[
     typer.Option("--imgsz", help="Input size in pixels (a stride multiple; default: the model's own)."),
 ]
 OpsetOpt = Annotated[int, typer.Option("--opset", help="ONNX opset (12 and up; 17 recommended).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace existing output files.")]
 # speed options of the GPU path (none changes outputs beyond float rounding; FP16 is --half)
 CudaGraphOpt = Annotated[
     bool,
@@ -92,6 +103,13 @@ GpuOpsOpt = Annotated[
         "with --io-binding).",
     ),
 ]
+
+
+def _check_imgsz(imgsz: int | None) -> None:
+    if imgsz is not None and imgsz <= 0:
+        from .errors import SettingsError
+
+        raise SettingsError(f"--imgsz must be a positive number of pixels (got {imgsz})")
 
 
 def _speed_options(
@@ -196,9 +214,14 @@ def export_cmd(
       yolo-accel export yolov5n.pt --format compiled --device cuda --half    (writes yolov5n-fp16-cuda.pt2)
       yolo-accel export yolov5n.pt --format engine --device cuda --half --dynamic --max-batch 32
     """
+    from .outputs import check_file
+
     fmt = format.lower()
     if fmt not in ("onnx", "compiled", "engine"):
         raise YoloAccelError(f"unknown --format {format!r}; available: onnx, compiled, engine")
+    _check_imgsz(imgsz)
+    check_file(output, force, "--output")
+    check_file(json_out, force, "--json")
     with err.status("exporting") as status:
         if fmt == "onnx":
             from .export.onnx import OnnxExportSettings, export_onnx
@@ -311,6 +334,7 @@ def predict_cmd(
     gpu_ops: GpuOpsOpt = None,
     save_dir: Annotated[Path | None, typer.Option("--save-dir", help="Write annotated images here.")] = None,
     save_json: Annotated[Path | None, typer.Option("--save-json", help="Write detections as JSON here.")] = None,
+    force: ForceOpt = False,
 ):
     """Detect objects in images and print a summary table.
 
@@ -328,8 +352,12 @@ def predict_cmd(
     from .detector import Detector
     from .errors import DataError
     from .images import expand_source, read_image
+    from .outputs import check_file, check_folder
     from .runs import write_json_atomic
 
+    check_folder(save_dir, "--save-dir")
+    check_file(save_json, force, "--save-json")
+    _check_imgsz(imgsz)
     paths = expand_source(source)
     speed = _speed_options(cuda_graph, channels_last, compile, io_binding, gpu_ops, threads)
     with err.status(f"loading {model.name}"):
@@ -440,6 +468,7 @@ def validate_cmd(
     report_dir: Annotated[
         Path | None, typer.Option("--report-dir", help="Where the reports go (default: a new runs/validate/run<N>/).")
     ] = None,
+    force: ForceOpt = False,
 ):
     """Accuracy (mAP), similarity to PyTorch FP32 and speed of each backend, against acceptance gates.
 
@@ -470,15 +499,21 @@ def validate_cmd(
         clip_labels=clip_labels,
         images_dir=str(images) if images else None,
     )
+    from .outputs import check_folder, check_report_folder
+
+    check_report_folder(report_dir, ("report.json", "report.md", "report.html"), force, "--report-dir")
+    if report_dir is None:
+        check_folder(Path("runs") / "validate", "runs folder")
+    _check_imgsz(imgsz)
     n_images = len(load_dataset(data, clip_labels, images).items)  # fails fast on bad labels
     with Progress(
         TextColumn("validating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True
     ) as progress:
         task = progress.add_task("validate", total=n_images)
         report = run_validation(model, data, settings, progress=lambda n: progress.advance(task, n))
+    _print_validation(report, out, escape, Table)  # the results first: a write that fails still leaves them
     folder = report_dir or next_run_dir("validate")
     paths = write_validation_report(report, folder)
-    _print_validation(report, out, escape, Table)
     out.print(f"reports: {paths['html']}  {paths['md']}  {paths['json']}")
     if report["verdict"] != "PASS":
         raise typer.Exit(1)
@@ -576,6 +611,7 @@ def bench_cmd(
         Path | None,
         typer.Option("--report-dir", help="Where bench.json/.md/.html go (default: a new runs/bench/run<N>/)."),
     ] = None,
+    force: ForceOpt = False,
 ):
     """Speed, memory and size of every backend side by side, in one process, on the same inputs.
 
@@ -611,12 +647,16 @@ def bench_cmd(
         frame=str(frame) if frame else None,
         frame_size=_frame_size(frame_size) if frame_size else None,
     )
+    from .outputs import check_folder, check_report_folder
+
+    check_report_folder(report_dir, ("bench.json", "bench.md", "bench.html"), force, "--report-dir")
+    if report_dir is None:
+        check_folder(Path("runs") / "bench", "runs folder")
+    _check_imgsz(imgsz)
     total = len(parse_variants(backends, half)) * len(settings.batches)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("benchmarking", total=total)
         report = run_bench(model, settings, progress=lambda: progress.advance(task))
-    folder = report_dir or next_run_dir("bench")
-    paths = write_bench_report(report, folder)
     t = Table(title=escape(f"{model.name}: model-only latency and throughput"), title_justify="left")
     for h in ("backend", "batch", "median ms", "p95", "p99", "img/s", "e2e ms", "speedup", "GPU MB"):
         t.add_column(h, justify="left" if h == "backend" else "right", no_wrap=True)
@@ -626,17 +666,23 @@ def bench_cmd(
     failed = [r for r in report["rows"] if not r.get("ok")]
     for r in failed:
         err.print(escape(f"warning: {r['backend']} batch {r['batch']}: {r['error']}"), style="yellow")
+    folder = report_dir or next_run_dir("bench")
+    paths = write_bench_report(report, folder)
     out.print(f"reports: {paths['html']}  {paths['md']}  {paths['json']}")
+    if report["rows"] and len(failed) == len(report["rows"]):
+        err.print("[bold red]error:[/] no row was measured (every backend and batch failed; see the warnings)")
+        raise typer.Exit(1)
 
 
 @command("report")
 def report_cmd(
     folder: Annotated[Path, typer.Argument(help="A report folder (bench.json or report.json) or the JSON file.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace the Markdown and HTML files already there.")] = False,
 ):
     """Re-render report.md / report.html (validate) or bench.md / bench.html (bench) from the JSON."""
     from .report import rerender
 
-    paths = rerender(folder)
+    paths = rerender(folder, force=force)
     out.print(f"written: {paths['md']}  {paths['html']}")
 
 
@@ -734,7 +780,7 @@ def video_cmd(
 
     from .detector import Detector
     from .device import parse_device
-    from .errors import OutputExistsError, SettingsError
+    from .errors import SettingsError
     from .runs import write_json_atomic
     from .video.engine import EngineSettings, VideoEngine, per_stream_settings, single_stream_summary
     from .video.processor import StreamSettings
@@ -754,12 +800,14 @@ def video_cmd(
         ),
         n,
     )
-    for st in settings:
-        for q in (st.output, st.events):
-            if q and Path(q).exists() and not force:
-                raise OutputExistsError(f"{q} exists; pass --force to overwrite it")
-    if summary and summary.exists() and not force:
-        raise OutputExistsError(f"{summary} exists; pass --force to overwrite it")
+    from .outputs import check_file, check_folder
+
+    for st in settings:  # every path this run writes, checked before any work
+        check_file(st.output, force, "--output")
+        check_file(st.events, force, "--events")
+        check_folder(st.save_frames, "--save-frames")
+    check_file(summary, force, "--summary")
+    _check_imgsz(imgsz)
     if stride < 1 or (batch is not None and batch < 1) or max_wait_ms < 0:
         raise SettingsError("--stride and --batch must be at least 1, --max-wait-ms at least 0")
     if duration is not None and duration <= 0:

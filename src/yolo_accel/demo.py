@@ -9,19 +9,33 @@ from rich.console import Console
 
 def run_demo(model: Path | None, device: str, out: Console, err: Console) -> Path:
     """Export the model to ONNX (parity table), predict the sample images with every backend, validate on coco128."""
+    from .assets import DEFAULT_MODEL, find_asset, sample_images
+    from .model import check_model_path
+    from .outputs import check_folder
+    from .runs import next_run_dir
+
+    model = check_model_path(Path(model) if model else find_asset(DEFAULT_MODEL), (".pt",))
+    images = sample_images()
+    check_folder(Path("runs") / "demo", "runs folder")
+    run = next_run_dir("demo")
+    try:
+        return _run_steps(model, images, run, device, out, err)
+    except BaseException:
+        if run.is_dir() and not any(run.iterdir()):  # a step failed before writing anything: no empty run left
+            run.rmdir()
+        raise
+
+
+def _run_steps(model: Path, images: list, run: Path, device: str, out: Console, err: Console) -> Path:
     import cv2
     from rich.markup import escape
 
     from .annotate import draw_detections
-    from .assets import DEFAULT_MODEL, find_asset, sample_images
     from .cli import _parity_table
     from .detector import Detector
     from .export.onnx import OnnxExportSettings, export_onnx
-    from .runs import next_run_dir, write_json_atomic
+    from .runs import write_json_atomic
 
-    model = Path(model) if model else find_asset(DEFAULT_MODEL)
-    images = sample_images()
-    run = next_run_dir("demo")
     out.rule(f"[bold]1. export {model.name} -> ONNX")
     onnx_path = run / f"{model.stem}.onnx"
     with err.status("exporting") as status:
@@ -57,7 +71,7 @@ def run_demo(model: Path | None, device: str, out: Console, err: Console) -> Pat
     from rich.progress import Progress
     from rich.table import Table
 
-    from .assets import DEFAULT_DATASET
+    from .assets import DEFAULT_DATASET, find_asset
     from .cli import _print_validation
     from .evaluate.datasets import load_dataset
     from .report import write_validation_report
@@ -77,7 +91,7 @@ def run_demo(model: Path | None, device: str, out: Console, err: Console) -> Pat
     summary["validate"] = {"verdict": report["verdict"], "report": str(paths["json"])}
 
     out.rule("[bold]4. video: detect, track and count vehicles on the first 150 frames of the traffic clip")
-    from .assets import DEFAULT_VIDEO
+    from .assets import DEFAULT_VIDEO, find_asset
     from .cli import _print_video_summary
     from .video.engine import VideoEngine, single_stream_summary
     from .video.processor import StreamSettings

@@ -50,5 +50,16 @@ class OutputExistsError(YoloAccelError):
     """An output file exists and --force was not given."""
 
 
+class OutputPathError(YoloAccelError):
+    """An output path that cannot be written: a folder where a file goes, a read-only folder, a full disk."""
+
+
+def os_error_line(e: OSError) -> str:
+    """An operating-system error as one line a user can act on: what failed, and on which path."""
+    what = e.strerror or str(e) or type(e).__name__
+    names = [str(n) for n in (e.filename, e.filename2) if n]
+    return f"{what}: {' -> '.join(names)}" if names else what
+
+
 class SettingsError(YoloAccelError):
     """An option value that cannot be used."""

@@ -24,11 +24,16 @@ def next_run_dir(command: str, name: str = "run", root: str | Path = "runs") -> 
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:
     """Write JSON to a temporary file beside `path`, then move it into place."""
+    return write_text_atomic(path, json.dumps(data, indent=2, default=_plain) + "\n")
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write text to a temporary file beside `path`, then move it into place: never half a file."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.partial")
     try:
-        tmp.write_text(json.dumps(data, indent=2, default=_plain) + "\n", encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, p)
     finally:
         tmp.unlink(missing_ok=True)

@@ -90,26 +90,40 @@ def _from_yaml(path: Path, clip_labels: bool) -> Dataset:
 
     try:
         cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise DataError(f"{path}: not valid YAML ({e})") from e
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text file (a data.yaml is YAML text)") from None
+    except (yaml.YAMLError, RecursionError) as e:
+        raise DataError(f"{path}: not valid YAML ({str(e).splitlines()[0][:160]})") from None
     if not isinstance(cfg, dict) or "names" not in cfg:
         raise DataError(f"{path}: expected a mapping with `names` and `val` (Ultralytics data.yaml)")
     from ..names import as_names
 
-    names = as_names(cfg["names"])
-    root = Path(cfg.get("path") or ".")
+    try:
+        names = as_names(cfg["names"])
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise DataError(f"{path}: `names` must be a list of class names or a mapping id -> name") from None
+    if not names:
+        raise DataError(f"{path}: `names` is empty")
+    base = cfg.get("path") or "."
+    if not isinstance(base, str):
+        raise DataError(f"{path}: `path` must be a folder name (got {type(base).__name__})")
+    root = Path(base)
     if not root.is_absolute():
         root = (path.parent / root).resolve()
     split = cfg.get("val") or cfg.get("test")
     if not split:
         raise DataError(f"{path}: no `val` split given")
+    entries = split if isinstance(split, list) else [split]
+    if not all(isinstance(e, str) and e for e in entries):
+        raise DataError(f"{path}: `val` must be a folder, a .txt list of images, or a list of those")
     files: list[Path] = []
-    for entry in split if isinstance(split, list) else [split]:
+    for entry in entries:
         target = Path(entry) if Path(entry).is_absolute() else root / entry
         if target.is_dir():
             files += _list_images(target)
         elif target.is_file() and target.suffix == ".txt":
-            lines = [ln.strip() for ln in target.read_text().splitlines() if ln.strip()]
+            text = target.read_text(encoding="utf-8", errors="replace")
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
             files += [(root / ln).resolve() if not Path(ln).is_absolute() else Path(ln) for ln in lines]
             if not lines:
                 raise DataError(f"{target}: the split lists no images (empty split)")
@@ -159,6 +173,8 @@ def _read_yolo_labels(path: Path, names: dict[int, str] | None, clip: bool) -> n
             values = [float(v) for v in parts]
         except ValueError as e:
             raise DataError(f"{path}:{n}: not a number ({e})") from e
+        if not np.isfinite(values).all():
+            raise DataError(f"{path}:{n}: not a finite number: {line.strip()[:80]}")
         cls = values[0]
         if cls != int(cls) or cls < 0:
             raise DataError(f"{path}:{n}: class id {parts[0]!r} is not a non-negative integer")
@@ -178,10 +194,15 @@ def _read_yolo_labels(path: Path, names: dict[int, str] | None, clip: bool) -> n
 def _coco_dataset(path: Path, images_dir: str | Path | None) -> Dataset:
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(d, dict) or not all(k in d for k in ("images", "annotations", "categories")):
-        raise DataError(f"{path}: not a COCO annotations file (needs images, annotations, categories)")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text file (COCO annotations are JSON)") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise DataError(f"{path}: not valid JSON ({str(e)[:160]})") from None
+    if not isinstance(d, dict) or not all(isinstance(d.get(k), list) for k in ("images", "annotations", "categories")):
+        raise DataError(f"{path}: not a COCO annotations file (needs lists images, annotations, categories)")
+    for n, c in enumerate(d["categories"]):
+        if not isinstance(c, dict) or not _is_id(c.get("id")) or "name" not in c:
+            raise DataError(f"{path}: category #{n} needs an integer `id` and a `name`")
     cats = sorted(d["categories"], key=lambda c: c["id"])
     cat_index = {c["id"]: i for i, c in enumerate(cats)}
     names = {i: str(c["name"]) for i, c in enumerate(cats)}
@@ -193,11 +214,22 @@ def _coco_dataset(path: Path, images_dir: str | Path | None) -> Dataset:
                 break
     by_image: dict[int, list] = {}
     for n, a in enumerate(d["annotations"]):
-        if a.get("category_id") not in cat_index:
-            raise DataError(f"{path}: annotation #{n} has unknown category_id {a.get('category_id')!r}")
+        if not isinstance(a, dict):
+            raise DataError(f"{path}: annotation #{n} is not an object")
+        if not _is_id(a.get("category_id")) or a["category_id"] not in cat_index:
+            raise DataError(f"{path}: annotation #{n} has unknown category_id {str(a.get('category_id'))[:40]!r}")
+        box = a.get("bbox")
+        if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)) or min(box[2:]) < 0:
+            raise DataError(f"{path}: annotation #{n}: `bbox` must be [x, y, width, height], finite, sizes >= 0")
+        if not _is_id(a.get("image_id")) or not _is_number(a.get("iscrowd", 0)):
+            raise DataError(f"{path}: annotation #{n} needs an integer `image_id` (and `iscrowd` 0 or 1)")
         by_image.setdefault(a["image_id"], []).append(a)
     items = []
     for i, im in enumerate(d["images"]):
+        if not isinstance(im, dict) or not _is_id(im.get("id")) or not isinstance(im.get("file_name"), str):
+            raise DataError(f"{path}: image #{i} needs an integer `id` and a `file_name`")
+        if not im["file_name"] or "\x00" in im["file_name"]:
+            raise DataError(f"{path}: image #{i} has no usable `file_name`")
         img_path = Path(im["file_name"])
         if not img_path.is_absolute():
             img_path = (folder or path.parent) / img_path
@@ -217,3 +249,13 @@ def _coco_dataset(path: Path, images_dir: str | Path | None) -> Dataset:
     if not items:
         raise DataError(f"{path}: no images (empty split)")
     return Dataset(path.stem, path, names, items, "coco")
+
+
+def _is_id(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    import math
+
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) < 1e12

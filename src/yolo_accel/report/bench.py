@@ -6,7 +6,7 @@ import base64
 import html
 from pathlib import Path
 
-from ..runs import write_json_atomic
+from ..runs import write_json_atomic, write_text_atomic
 from . import plots
 
 HEADER = [
@@ -161,11 +161,11 @@ img{{max-width:32%;margin:4px}}</style></head><body>
 def write_bench_report(report: dict, folder: str | Path, write_json: bool = True) -> dict[str, Path]:
     """Write bench.json (unless re-rendering), bench.md and bench.html into `folder`."""
     folder = Path(folder)
+    md, page = markdown(report), html_page(report, figures(report))  # rendered before anything is written
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     if write_json:
         paths["json"] = write_json_atomic(folder / "bench.json", report)
-    (folder / "bench.md").write_text(markdown(report), encoding="utf-8")
-    (folder / "bench.html").write_text(html_page(report, figures(report)), encoding="utf-8")
-    paths.update(md=folder / "bench.md", html=folder / "bench.html")
+    paths["md"] = write_text_atomic(folder / "bench.md", md)
+    paths["html"] = write_text_atomic(folder / "bench.html", page)
     return paths

@@ -6,7 +6,7 @@ import base64
 import html
 from pathlib import Path
 
-from ..runs import write_json_atomic
+from ..runs import write_json_atomic, write_text_atomic
 from . import plots
 
 
@@ -215,11 +215,9 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th
 def write_validation_report(report: dict, folder: str | Path, write_json: bool = True) -> dict[str, Path]:
     """Write report.json (unless re-rendering), report.md and report.html (plots embedded) into `folder`."""
     folder = Path(folder)
+    md, page = markdown(report), html_page(report, figures(report))  # rendered before anything is written
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": write_json_atomic(folder / "report.json", report)} if write_json else {}
-    md = folder / "report.md"
-    md.write_text(markdown(report), encoding="utf-8")
-    page = folder / "report.html"
-    page.write_text(html_page(report, figures(report)), encoding="utf-8")
-    paths.update(md=md, html=page)
+    paths["md"] = write_text_atomic(folder / "report.md", md)
+    paths["html"] = write_text_atomic(folder / "report.html", page)
     return paths

@@ -213,18 +213,27 @@ def test_report_needs_force_to_replace_its_pages(tmp_path):
     assert (tmp_path / "bench.md").read_text().startswith("#")
 
 
-def test_bench_where_every_row_failed_exits_1(tmp_path):
+def test_bench_where_every_row_failed_exits_1(tmp_path, yolov5n_pt, monkeypatch):
+    """Every row failing (here: out of memory at every batch) is not a success: exit 1, reports still written."""
+    from yolo_accel.backends.pytorch import TorchBackend
+
+    def out_of_memory(self, batch):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(TorchBackend, "model_runner", out_of_memory)
+    args = ["bench", "--model", str(yolov5n_pt), "--backends", "torch", "--batch", "1", "--iters", "3"]
+    res = runner.invoke(app, [*args, "--warmup", "1", "--e2e-iters", "3", "--report-dir", str(tmp_path)])
+    assert "no row was measured" in _one_error_line(res, code=1)
+    assert json.loads((tmp_path / "bench.json").read_text())["rows"][0]["ok"] is False
+
+
+def test_bench_of_random_bytes_exits_1_with_the_reason(tmp_path):
     bad = tmp_path / "random.onnx"
     bad.write_bytes(np.random.default_rng(0).bytes(4096))
-    res = runner.invoke(
-        app, ["bench", "--model", str(bad), "--backends", "onnxruntime", "--report-dir", str(tmp_path / "b")]
-    )
-    text = res.output
-    if res.exit_code == 2:  # refused up front (the file is not ONNX): also no success
-        assert "not a valid ONNX file" in _one_error_line(res)
-        return
-    assert res.exit_code == 1, text
-    assert "no row was measured" in text and "Traceback" not in text
+    args = ["bench", "--model", str(bad), "--backends", "onnxruntime", "--report-dir", str(tmp_path / "b")]
+    res = runner.invoke(app, args)
+    assert "no row was measured" in _one_error_line(res, code=1)
+    assert "not a valid ONNX file" in json.loads((tmp_path / "b" / "bench.json").read_text())["rows"][0]["error"]
 
 
 def test_demo_with_a_missing_model_leaves_no_run_folder(tmp_path, monkeypatch):
@@ -300,3 +309,26 @@ def test_a_video_sink_that_fails_mid_run_fails_its_stream_only(tmp_path, yolov5n
     assert "No space left on device" in bad["error"] and good["error"] is None
     assert not (tmp_path / "bad.mp4").exists() and good["output"]["video_frames"] == 30
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.mp4"]
+
+
+def test_predict_whose_image_writes_fail_mid_run_prints_its_results_first(
+    tmp_path, yolov5n_pt, sample_images, monkeypatch
+):
+    import cv2
+
+    calls = []
+
+    def full_after_one(path, img, *a):
+        calls.append(path)
+        return len(calls) == 1  # the second write fails, as on a full disk
+
+    monkeypatch.setattr(cv2, "imwrite", full_after_one)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for p in sample_images:
+        (folder / p.name).write_bytes(p.read_bytes())
+    args = ["predict", str(folder), "--model", str(yolov5n_pt), "--save-dir", str(tmp_path / "out")]
+    res = runner.invoke(app, [*args, "--save-json", str(tmp_path / "d.json")])
+    assert "cannot write" in _one_error_line(res)
+    assert "bus.jpg" in res.output  # the table of what was computed came first
+    assert not (tmp_path / "d.json").exists()

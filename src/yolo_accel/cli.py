@@ -375,14 +375,15 @@ def predict_cmd(
             names_file=names,
             **speed,
         )
-    if save_dir:
-        save_dir.mkdir(parents=True, exist_ok=True)
     records, table = [], Table(title=escape(f"{model.name} on {det.describe()}"), title_justify="left")
     for col in ("image", "size", "detections", "pre ms", "infer ms", "post ms"):
         table.add_column(col, justify="left" if col in ("image", "detections") else "right")
+    failure: Exception | None = None  # a write that fails mid-run: the results so far are printed first
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("predicting", total=len(paths))
         for p in paths:
+            if failure is not None:
+                break
             img = read_image(p)
             d = det.predict(img)[0]
             t = det.timings[0]
@@ -400,10 +401,16 @@ def predict_cmd(
             )
             if save_dir:
                 target = save_dir / p.name
-                if not cv2.imwrite(str(target), draw_detections(img, d)):
-                    raise DataError(f"cannot write {target}")
+                try:
+                    save_dir.mkdir(parents=True, exist_ok=True)
+                    if not cv2.imwrite(str(target), draw_detections(img, d)):
+                        raise DataError(f"cannot write {target} (disk full, or the folder changed)")
+                except (OSError, DataError) as e:
+                    failure = e
             progress.advance(task)
     out.print(table)
+    if failure is not None:
+        raise failure
     total = sum(len(r["detections"]) for r in records)
     out.print(f"{total} detections in {len(records)} image(s)")
     if save_json:

@@ -151,3 +151,23 @@ def static_libstdcxx_compiler(folder: Path) -> Path:
     )
     cxx.chmod(0o755)
     return cxx
+
+
+def make_cut_clip(video: Path, folder: Path, packets: int = 200, keep: float = 0.6) -> Path:
+    """The first `packets` packets of `video` with the index first (faststart), then cut to `keep` of its
+    bytes: a truncated file that still opens, and whose decoder stops early."""
+    import av
+
+    faststart = folder / "faststart.mp4"
+    with av.open(str(video)) as src, av.open(str(faststart), "w", options={"movflags": "faststart"}) as dst:
+        s_in = src.streams.video[0]
+        s_out = dst.add_stream_from_template(s_in)
+        for i, packet in enumerate(src.demux(s_in)):
+            if packet.dts is None or i >= packets:
+                continue
+            packet.stream = s_out
+            dst.mux(packet)
+    data = faststart.read_bytes()
+    cut = folder / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * keep)])
+    return cut

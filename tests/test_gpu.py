@@ -384,3 +384,93 @@ def test_engine_writes_annotated_video_from_nvdec_frames(gpu_video_detector, ass
         assert n == 120 == result["streams"][i]["output"]["video_frames"]
         if i == 0:
             assert changed >= 100
+
+
+# -- validate's speed gate on the GPU -----------------------------------------------------------
+def test_validate_gates_the_compiled_graph_variant_as_bench_measures_it(yolov5n_pt, assets_root, tmp_path):
+    """On coco128: torch.compile + channels_last + CUDA graph FP16 passes the onnx gates, with the speedup
+    bench measures for the same variant and batch (within 25 %); its detections come through the GPU
+    pipeline."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from yolo_accel.cli import app
+
+    run = CliRunner().invoke
+    data = assets_root / "datasets" / "coco128" / "data.yaml"
+    variant = "torch-fp16-cl-compile-graph"
+    res = run(
+        app,
+        [
+            "validate",
+            "--model",
+            str(yolov5n_pt),
+            "--data",
+            str(data),
+            "--device",
+            "cuda",
+            "--backends",
+            variant,
+            "--report-dir",
+            str(tmp_path / "v"),
+        ],
+    )
+    report = json.loads((tmp_path / "v" / "report.json").read_text())
+    b = report["backends"][variant]
+    print(f"\nvalidate {variant}: {b['speed']['speedup']:.2f}x, similarity {b['similarity']['match_rate']:.2%}")
+    assert res.exit_code == 0 and report["verdict"] == "PASS", res.output
+    assert "GPU pre/post" in b["runtime"]
+    res = run(
+        app,
+        [
+            "bench",
+            "--model",
+            str(yolov5n_pt),
+            "--device",
+            "cuda",
+            "--backends",
+            f"torch,{variant}",
+            "--batch",
+            "1",
+            "--iters",
+            "100",
+            "--report-dir",
+            str(tmp_path / "b"),
+        ],
+    )
+    rows = json.loads((tmp_path / "b" / "bench.json").read_text())["rows"]
+    bench = next(r for r in rows if r["backend"] == variant)["speedup"]
+    print(f"bench {variant}: {bench:.2f}x")
+    assert abs(b["speed"]["speedup"] / bench - 1) <= 0.25
+
+
+def test_validate_fails_the_speed_gate_of_a_slower_backend(yolov5n_pt, assets_root, tmp_path):
+    """The CPU provider inside a CUDA run is slower than torch FP32 on the GPU: the speed gate says FAIL."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from yolo_accel.cli import app
+
+    data = assets_root / "datasets" / "coco8" / "data.yaml"
+    res = CliRunner().invoke(
+        app,
+        [
+            "validate",
+            "--model",
+            str(yolov5n_pt),
+            "--data",
+            str(data),
+            "--device",
+            "cuda",
+            "--backends",
+            "onnxruntime-cpu",
+            "--report-dir",
+            str(tmp_path / "v"),
+        ],
+    )
+    report = json.loads((tmp_path / "v" / "report.json").read_text())
+    gate = next(g for g in report["backends"]["onnxruntime-cpu"]["gates"] if g["criterion"] == "speedup")
+    print(f"\nonnxruntime-cpu in a CUDA run: {gate['measured']:.2f}x")
+    assert res.exit_code == 1 and not gate["passed"] and gate["measured"] < 1.0

@@ -337,3 +337,51 @@ def test_dataset_errors_are_data_errors(tmp_path):
     with pytest.raises(DataError, match="dataset not found"):
         load_dataset(tmp_path / "missing.yaml")
     assert np.all(np.isfinite([0.0]))
+
+
+def test_validate_speedup_is_bench_speedup(tmp_path, yolov5n_pt, assets_root):
+    """One timing harness: validate's speedup of onnxruntime over torch (model-only, batch 1, 640) agrees
+    with bench's for the same settings, within 25 % (two runs on a shared 2-core machine)."""
+    data = assets_root / "datasets" / "coco8" / "data.yaml"
+    args = ["validate", "--model", str(yolov5n_pt), "--data", str(data), "--speed-iters", "40"]
+    res = runner.invoke(app, [*args, "--report-dir", str(tmp_path / "v")])
+    assert res.exit_code in (0, 1), res.output
+    report = json.loads((tmp_path / "v" / "report.json").read_text())
+    speed = report["backends"]["onnxruntime"]["speed"]
+    assert speed["metric"] == "model" and speed["batch"] == 1 and speed["timed_runs"]["model"] >= 30
+    assert speed["speedup"] == speed["speedup_model"]
+    md = (tmp_path / "v" / "report.md").read_text()
+    assert "Speed gate: model-only latency" in md and ", batch 1, " in md
+    assert "Speed gate: model-only" in res.output
+    args = ["bench", "--model", str(yolov5n_pt), "--backends", "torch,onnxruntime", "--batch", "1", "--iters", "40"]
+    res = runner.invoke(app, [*args, "--warmup", "10", "--e2e-iters", "5", "--report-dir", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "b" / "bench.json").read_text())["rows"]
+    bench = next(r for r in rows if r["backend"] == "onnxruntime")["speedup"]
+    print(f"\nonnxruntime over torch, model-only batch 1: validate {speed['speedup']:.2f}x, bench {bench:.2f}x")
+    assert abs(speed["speedup"] / bench - 1) <= 0.25
+
+
+def test_speed_metric_e2e_is_what_the_gate_uses(tmp_path, yolov5n_pt, assets_root):
+    data = assets_root / "datasets" / "coco8" / "data.yaml"
+    args = ["validate", "--model", str(yolov5n_pt), "--data", str(data), "--speed-metric", "e2e", "--speed-batch", "2"]
+    res = runner.invoke(app, [*args, "--speed-iters", "5", "--report-dir", str(tmp_path / "v")])
+    assert res.exit_code in (0, 1), res.output
+    b = json.loads((tmp_path / "v" / "report.json").read_text())["backends"]["onnxruntime"]
+    assert b["speed"]["metric"] == "e2e" and b["speed"]["batch"] == 2
+    assert b["speed"]["speedup"] == b["speed"]["speedup_e2e"]
+    gate = next(g for g in b["gates"] if g["criterion"] == "speedup")
+    assert gate["measured"] == b["speed"]["speedup_e2e"]
+    assert "fewer than 30 timed runs" in b["speed"]["note"]  # 5 runs: the report says so
+    for bad, expect in ((["--speed-metric", "fps"], "model or e2e"), (["--speed-batch", "0"], "--speed-batch")):
+        res = runner.invoke(app, ["validate", "--model", str(yolov5n_pt), "--data", str(data), *bad])
+        assert res.exit_code == 2 and expect in res.output.strip().splitlines()[-1]
+
+
+def test_speed_advice_fits_where_the_inputs_live():
+    gates = load_gates("onnx")
+    common = {"device": "cuda", "half": True, "mean_iou": 0.99, "max_abs": 0.01}
+    host = apply_gates(gates, 1.1, 0.99, 0.1, on_device=False, **common)[0]
+    device = apply_gates(gates, 1.1, 0.99, 0.1, on_device=True, **common)[0]
+    assert not host.passed and "IO binding" in host.advice
+    assert not device.passed and "IO binding" not in device.advice and "already stay on the GPU" in device.advice

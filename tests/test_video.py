@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import make_cut_clip
 from yolo_accel.cli import app
 
 runner = CliRunner()
@@ -157,20 +158,7 @@ def test_counts_and_events_are_reproducible(tmp_path, video, yolov5n_pt):
 
 
 def test_truncated_video_processes_readable_frames_and_exits_2(tmp_path, video, yolov5n_pt):
-    import av
-
-    faststart = tmp_path / "faststart.mp4"  # index first, so that a cut file still opens
-    with av.open(str(video)) as src, av.open(str(faststart), "w", options={"movflags": "faststart"}) as dst:
-        s_in = src.streams.video[0]
-        s_out = dst.add_stream_from_template(s_in)
-        for i, packet in enumerate(src.demux(s_in)):
-            if packet.dts is None or i >= 200:
-                continue
-            packet.stream = s_out
-            dst.mux(packet)
-    data = faststart.read_bytes()
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(data[: int(len(data) * 0.6)])
+    cut = make_cut_clip(video, tmp_path)
     summary = tmp_path / "s.json"
     res = runner.invoke(
         app, _video_args(cut, yolov5n_pt, "--summary", str(summary), "--output", str(tmp_path / "o.mp4"))

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import make_cut_clip
 from yolo_accel.video.engine import EngineSettings, VideoEngine, run_sequential
 from yolo_accel.video.processor import StreamSettings
 from yolo_accel.video.sources import FrameSource, open_source
@@ -79,20 +80,7 @@ def test_engine_gives_the_sequential_events_for_every_stream(tmp_path, video, de
 def test_a_failing_stream_does_not_stop_the_others(tmp_path, video, detector, reference):
     """A truncated file, a file that cannot be opened, and a stream whose worker is killed mid-run:
     each is reported in its own summary; the healthy stream gets every frame and the reference events."""
-    import av
-
-    faststart = tmp_path / "faststart.mp4"
-    with av.open(str(video)) as src, av.open(str(faststart), "w", options={"movflags": "faststart"}) as dst:
-        s_in = src.streams.video[0]
-        s_out = dst.add_stream_from_template(s_in)
-        for i, packet in enumerate(src.demux(s_in)):
-            if packet.dts is None or i >= 200:
-                continue
-            packet.stream = s_out
-            dst.mux(packet)
-    cut = tmp_path / "cut.mp4"
-    data = faststart.read_bytes()
-    cut.write_bytes(data[: int(len(data) * 0.6)])
+    cut = make_cut_clip(video, tmp_path)
     bad = tmp_path / "not-a-video.mp4"
     bad.write_bytes(b"\x00" * 5000)
     sources: list = [
@@ -153,8 +141,11 @@ def test_live_source_keeps_the_newest_frames_and_counts_drops(detector, video):
     assert r["dropped_frames"] > 0 and r["frames"] + r["dropped_frames"] == src.sent == 400
 
 
-def _cli(*args: str) -> list[str]:
-    return [os.path.join(os.path.dirname(sys.executable), "yolo-accel"), *args]
+def _video_cli(sources: list, model, *extra: str) -> list[str]:
+    """The installed `yolo-accel video` on the CPU settings these tests share (ONNX Runtime at 416, one line)."""
+    exe = os.path.join(os.path.dirname(sys.executable), "yolo-accel")
+    common = ["--backend", "onnxruntime", "--imgsz", "416", "--classes", VEHICLES, "--line", LINE]
+    return [exe, "video", *map(str, sources), "--model", str(model), *common, *extra]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -163,28 +154,9 @@ def test_a_signal_ends_every_stream_cleanly(tmp_path, video, yolov5n_pt, sig):
     import av
 
     summary = tmp_path / "s.json"
+    outputs = ["--output", str(tmp_path / "o.mp4"), "--events", str(tmp_path / "e.jsonl"), "--summary", str(summary)]
     proc = subprocess.Popen(
-        _cli(
-            "video",
-            str(video),
-            str(video),
-            "--model",
-            str(yolov5n_pt),
-            "--backend",
-            "onnxruntime",
-            "--imgsz",
-            "416",
-            "--classes",
-            VEHICLES,
-            "--line",
-            LINE,
-            "--output",
-            str(tmp_path / "o.mp4"),
-            "--events",
-            str(tmp_path / "e.jsonl"),
-            "--summary",
-            str(summary),
-        ),
+        _video_cli([video, video], yolov5n_pt, *outputs),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -217,19 +189,9 @@ def test_soak_two_minutes_memory_stays_flat(tmp_path, video, yolov5n_pt):
     """One stream looping the clip for 2 minutes: host memory flat within 5 % after warm-up."""
     summary = tmp_path / "soak.json"
     res = subprocess.run(
-        _cli(
-            "video",
-            str(video),
-            "--model",
-            str(yolov5n_pt),
-            "--backend",
-            "onnxruntime",
-            "--imgsz",
-            "416",
-            "--classes",
-            VEHICLES,
-            "--line",
-            LINE,
+        _video_cli(
+            [video],
+            yolov5n_pt,
             "--events",
             str(tmp_path / "e.jsonl"),
             "--loop",

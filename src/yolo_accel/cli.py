@@ -476,6 +476,18 @@ def validate_cmd(
         Path | None, typer.Option("--report-dir", help="Where the reports go (default: a new runs/validate/run<N>/).")
     ] = None,
     force: ForceOpt = False,
+    speed_metric: Annotated[
+        str,
+        typer.Option(
+            "--speed-metric",
+            help="What the speed gate compares: model (model-only latency, as the acceptance thresholds "
+            "define it) or e2e (a decoded frame to detections).",
+        ),
+    ] = "model",
+    speed_batch: Annotated[int, typer.Option("--speed-batch", help="Batch size timed for the speed gate.")] = 1,
+    speed_iters: Annotated[
+        int, typer.Option("--speed-iters", help="Timed runs per backend (model-only and end-to-end each; 30+).")
+    ] = 50,
 ):
     """Accuracy (mAP), similarity to PyTorch FP32 and speed of each backend, against acceptance gates.
 
@@ -505,6 +517,9 @@ def validate_cmd(
         onnx=str(onnx) if onnx else None,
         clip_labels=clip_labels,
         images_dir=str(images) if images else None,
+        speed_metric=speed_metric,
+        speed_batch=speed_batch,
+        speed_iters=speed_iters,
     )
     from .outputs import check_folder, check_report_folder
 
@@ -527,7 +542,7 @@ def validate_cmd(
 
 
 def _print_validation(report: dict, console, escape, Table) -> None:
-    from .report.validation import GATE_HEADER, gate_rows, summary_rows
+    from .report.validation import GATE_HEADER, gate_rows, speed_statement, summary_rows
 
     d = report["data"]
     console.print(
@@ -543,6 +558,7 @@ def _print_validation(report: dict, console, escape, Table) -> None:
     for r in summary_rows(report):
         t.add_row(*map(escape, [r[0], r[1], r[2], r[5], r[6], r[8], r[9]]))
     console.print(t)
+    console.print(escape(speed_statement(report)), highlight=False)
     rows = gate_rows(report)
     if rows:
         g = Table(title=f"gates: {report['gates']['name']}", title_justify="left")

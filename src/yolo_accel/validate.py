@@ -1,7 +1,10 @@
 """`yolo-accel validate`: accuracy, similarity to the PyTorch FP32 reference, speed, and gates.
 
-Every backend sees the same letterboxed batch (made once per batch), so differences are the
-backends'. Images are streamed one batch at a time; only small per-box records are kept.
+Every backend sees the same images in the same batches, each run the way it runs deployed: on the
+CPU the NumPy/OpenCV pre- and post-processing, on CUDA the GPU pipeline wherever the backend takes
+device tensors (letterbox, network and NMS on the GPU), so that the accuracy verdict covers the
+code that runs in production. Speed comes from the same harness as `bench` (`speed.time_detector`).
+Images are streamed one batch at a time; only small per-box records are kept.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench.timing import Stats
 from .detector import Detector, YoloAccelWarning
 from .errors import DataError, SettingsError
 from .evaluate.datasets import load_dataset
@@ -23,6 +25,7 @@ from .evaluate.similarity import RawDiff, match_detections, match_rate
 from .images import read_image
 from .ops import postprocess, preprocess
 from .ops.letterbox import batch_shape
+from .speed import MIN_TIMED, Speed, SpeedSettings, time_detector
 
 IOU_BINS = np.linspace(0.5, 1.0, 51)
 
@@ -49,6 +52,14 @@ class ValidateSettings:
     clip_labels: bool = False
     images_dir: str | None = None
     names_file: str | None = None
+    speed_metric: str = "model"  # what the speed gate compares: model-only or end-to-end latency
+    speed_batch: int = 1  # the batch size timed for the speed gate
+    speed_iters: int = 50  # timed runs per backend (model-only and end-to-end each)
+    speed_warmup: int = 10
+    speed_duration_s: float = 10.0  # cap per backend and measure; never fewer than 3 runs
+
+
+SPEED_METRICS = ("model", "e2e")
 
 
 @dataclass
@@ -56,8 +67,7 @@ class _Run:
     key: str
     det: Detector
     half: bool
-    model_ms: list[float] = field(default_factory=list)
-    e2e_ms: list[float] = field(default_factory=list)
+    speed: Speed | None = None
     n_ref: int = 0
     n_test: int = 0
     matched: int = 0
@@ -84,6 +94,10 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
     src = check_model_path(model, (".pt",))
     if s.batch < 1:
         raise SettingsError(f"--batch must be at least 1 (got {s.batch})")
+    if s.speed_metric not in SPEED_METRICS:
+        raise SettingsError(f"--speed-metric is model or e2e (got {s.speed_metric!r})")
+    if s.speed_batch < 1 or s.speed_iters < 3:
+        raise SettingsError("--speed-batch must be at least 1 and --speed-iters at least 3")
     gates = load_gates(s.gates)
     dataset = load_dataset(data, s.clip_labels, s.images_dir)
     plan = parse_backends(s.backends, s.half)
@@ -140,7 +154,7 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
         dataset.items.sort(key=aspect)
     acc = CocoAccumulator(dataset.names)
     skipped: list[dict] = []
-    warmed = False
+    speed_frame = None
     for items in dataset.batches(s.batch):
         images, kept = [], []
         for it in items:
@@ -154,31 +168,26 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
             if progress:
                 progress(len(items))
             continue
-        t0 = time.perf_counter_ns()
+        if speed_frame is None:
+            speed_frame = images[0]
         shape = batch_shape([im.shape[:2] for im in images], imgsz[0], stride) if rect else None
-        batch, infos = preprocess(images, imgsz, stride, rect=False, shape=shape)
-        pre_ms = (time.perf_counter_ns() - t0) / 1e6
+        host = None  # the NumPy letterbox, made once for every backend on the host path
         for it, img in zip(kept, images):
             xyxy, cls = it.boxes(*img.shape[:2])
             acc.add_image(it.image_id, img.shape[0], img.shape[1], xyxy, cls, it.iscrowd)
-        if not warmed:  # one untimed pass per backend: lazy initialisation stays out of the latencies
-            for r in runs:
-                r.det.forward(batch.astype(r.det.backend.input_dtype, copy=False))
-            warmed = True
         raw_ref = None
-        n = len(images)
         for r in runs:
-            x = batch.astype(r.det.backend.input_dtype, copy=False)
-            t1 = time.perf_counter_ns()
-            raw = r.det.forward(x)
-            t2 = time.perf_counter_ns()
-            dets = r.det.postprocess(raw, infos)
-            t3 = time.perf_counter_ns()
-            r.model_ms += [(t2 - t1) / 1e6 / n] * n
-            r.e2e_ms += [(pre_ms + (t3 - t1) / 1e6) / n] * n
+            if r.det.gpu_ops:
+                raw, dets, sim = _on_device(r.det, images, shape, s)
+            else:
+                if host is None:
+                    host = preprocess(images, imgsz, stride, rect=False, shape=shape)
+                batch, infos = host
+                raw = r.det.forward(batch.astype(r.det.backend.input_dtype, copy=False))
+                dets = r.det.postprocess(raw, infos)
+                sim = postprocess(raw, infos, r.det.info.layout, names, s.sim_conf, s.sim_iou, None, s.max_det)
             for it, d in zip(kept, dets):
                 acc.add_detections(r.key, it.image_id, d)
-            sim = postprocess(raw, infos, r.det.info.layout, names, s.sim_conf, s.sim_iou, None, s.max_det)
             if r is ref:
                 raw_ref, sim_ref = raw, sim
                 continue
@@ -197,26 +206,25 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
             progress(len(items))
     if not acc.images:
         raise DataError(f"{data}: no readable images")
+    # speed: the bench harness on one frame of the dataset, at --speed-batch, after the accuracy pass
+    timing = SpeedSettings(s.speed_warmup, s.speed_iters, s.speed_duration_s, s.speed_iters)
+    for r in runs:
+        r.speed = time_detector(r.det, [speed_frame] * s.speed_batch, timing)
 
     results = {}
     ref_map = None
-    ref_model_ms = float(np.median(ref.model_ms))
     for r in runs:
         mres = acc.evaluate(r.key, s.max_det)
         if r is ref:
             ref_map = mres
         entry = {
-            "runtime": r.det.backend.describe(),  # validate feeds every backend the same host batch
+            "runtime": r.det.describe(),
             "artifact": str(r.det.info.path),
             "artifact_sha256": r.det.info.sha256,
             "artifact_bytes": r.det.info.path.stat().st_size,
             "half": r.half,
             "accuracy": mres.to_dict(),
-            "speed": {
-                "model_ms": Stats.of(r.model_ms).to_dict(),
-                "e2e_ms": Stats.of(r.e2e_ms).to_dict(),
-                "speedup": ref_model_ms / float(np.median(r.model_ms)),
-            },
+            "speed": _speed_entry(r.speed, ref.speed, s, speed_frame),
         }
         if r is not ref:
             sim_rate = match_rate(r.n_ref, r.n_test, r.matched)
@@ -250,6 +258,8 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
                 half=r.half,
                 mean_iou=entry["similarity"]["mean_iou"],
                 max_abs=r.max_abs,
+                on_device=bool(r.det.gpu_ops),
+                speed_metric=s.speed_metric,
             )
             entry["gates"] = [asdict(c) for c in checks]
             entry["passed"] = all(c.passed for c in checks)
@@ -282,3 +292,48 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
         "environment": describe_environment(s.device),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
+
+
+def _on_device(det: Detector, images: list, shape, s: ValidateSettings):
+    """One batch through the GPU pipeline, as it runs deployed: raw output (for the raw-output
+    comparison), the validation detections (multi-label, on the device) and the deployment-setting
+    detections (the production route: candidates on the device, NMS on the host)."""
+    import torch
+
+    from .ops.torch_ops import postprocess_torch, preprocess_torch
+
+    frames = det.upload(images)
+    channels_last = bool(getattr(getattr(det.backend, "options", None), "channels_last", False))
+    dtype = torch.float16 if det.backend.half else torch.float32
+    batch, infos = preprocess_torch(
+        frames, det.imgsz, det.info.stride, rect=False, dtype=dtype, shape=shape, channels_last=channels_last
+    )
+    raw = det.forward_device(batch)
+    dets = postprocess_torch(raw, infos, *det._post_settings(raw.shape))
+    layout = det.info.layout
+    sim = postprocess_torch(raw, infos, layout, det.names, s.sim_conf, s.sim_iou, None, s.max_det)
+    return raw.float().cpu().numpy(), dets, sim
+
+
+def _speed_entry(speed: Speed, ref: Speed, s: ValidateSettings, frame) -> dict:
+    """What the speed gate compares, stated: the metric, the batch, both latencies and both speedups."""
+    by = {"model": ref.model.median / speed.model.median, "e2e": ref.e2e.median / speed.e2e.median}
+    h, w = frame.shape[:2]
+    out = {
+        "metric": s.speed_metric,
+        "batch": s.speed_batch,
+        "frame": f"{w}x{h}",
+        "model_ms": speed.model.to_dict(),
+        "e2e_ms": speed.e2e.to_dict(),
+        "stages_ms": speed.stages,
+        "speedup": by[s.speed_metric],
+        "speedup_model": by["model"],
+        "speedup_e2e": by["e2e"],
+        "timed_runs": {"model": speed.model.n, "e2e": speed.e2e.n},
+    }
+    if not (speed.enough and ref.enough):
+        out["note"] = (
+            f"fewer than {MIN_TIMED} timed runs (the --speed-duration cap): the speedup rests on "
+            f"{min(speed.model.n, speed.e2e.n, ref.model.n, ref.e2e.n)} runs"
+        )
+    return out

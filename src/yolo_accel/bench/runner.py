@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ExportError, ModelError, SettingsError, YoloAccelError, summary
-from .timing import PeakRSS, Stats, measure, nvml_device_used, nvml_process_memory
+from ..speed import SpeedSettings, time_detector
+from .timing import PeakRSS, nvml_device_used, nvml_process_memory
 
 
 @dataclass
@@ -158,26 +159,10 @@ def _row(det, v, device: str, b: int, frame: np.ndarray, s: BenchSettings, artif
     }
     frames = [frame] * b
     try:
-        batch, _ = det.preprocess(frames)
         det.backend.reset_peak_memory()
         with PeakRSS() as rss:
-            run = det.backend.model_runner(batch)
-            torch_events = on_cuda and v.backend in ("torch", "compiled")
-            model_ms = measure(
-                run, s.warmup, s.iters, s.duration_s, sync=det.backend.synchronize, cuda_events=torch_events
-            )
+            speed = time_detector(det, frames, SpeedSettings(s.warmup, s.iters, s.duration_s, s.e2e_iters))
             gpu_proc = nvml_process_memory(int(device.split(":")[1]) if ":" in device else 0) if on_cuda else None
-            # end to end: decoded uint8 frames in host memory -> Detections, stage by stage
-            pre, inf, post = [], [], []
-            e2e_deadline = time.perf_counter() + (s.duration_s or 1e9) / 2
-            for i in range(max(3, s.e2e_iters) + 2):
-                _, per = det.detect_batch(frames)  # per-image stage times; the table reports whole batches
-                if i >= 2:  # two warm-up passes
-                    pre.append(per["pre"] * b)
-                    inf.append(per["infer"] * b)
-                    post.append(per["post"] * b)
-                    if len(pre) >= 3 and time.perf_counter() > e2e_deadline:
-                        break
     except Exception as e:
         if _is_oom(e):
             row["error"] = f"out of memory at batch {b}"
@@ -186,14 +171,13 @@ def _row(det, v, device: str, b: int, frame: np.ndarray, s: BenchSettings, artif
         # a failing row is recorded with its reason and the run goes on (as Ultralytics' benchmark does)
         row["error"] = str(e) if isinstance(e, YoloAccelError) else summary(e)
         return row
-    m = Stats.of(model_ms)
-    e2e = Stats.of(np.asarray(pre) + np.asarray(inf) + np.asarray(post))
+    m, e2e = speed.model, speed.e2e
     row.update(
         {
             "ok": True,
             "model_ms": m.to_dict(),
             "e2e_ms": e2e.to_dict(),
-            "stages_ms": {"pre": Stats.of(pre).median, "infer": Stats.of(inf).median, "post": Stats.of(post).median},
+            "stages_ms": speed.stages,
             "throughput_ips": b / (m.median / 1000),
             "e2e_throughput_ips": b / (e2e.median / 1000),
             "peak_host_rss_bytes": rss.peak,

@@ -3,85 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
-import numpy as np
+from ..speed import Stats, measure
 
-
-@dataclass
-class Stats:
-    """Summary of a latency sample in milliseconds."""
-
-    n: int
-    mean: float
-    std: float
-    median: float
-    p95: float
-    p99: float
-    min: float
-    max: float
-
-    @classmethod
-    def of(cls, values_ms) -> Stats:
-        a = np.asarray(values_ms, np.float64)
-        if a.size == 0:
-            raise ValueError("no samples")
-        return cls(
-            int(a.size),
-            float(a.mean()),
-            float(a.std()),
-            float(np.median(a)),
-            float(np.percentile(a, 95)),
-            float(np.percentile(a, 99)),
-            float(a.min()),
-            float(a.max()),
-        )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def measure(
-    fn: Callable[[], object],
-    warmup: int = 10,
-    iters: int = 100,
-    duration_s: float | None = None,
-    sync: Callable[[], None] | None = None,
-    cuda_events: bool = False,
-) -> list[float]:
-    """Run `fn` `warmup` times untimed, then time up to `iters` runs (stopping early after `duration_s`).
-
-    CPU work is timed with perf_counter_ns; with cuda_events=True each run is bracketed by CUDA
-    events on the current stream (the GPU's own clock), after `sync`.
-    """
-    for _ in range(max(0, warmup)):
-        fn()
-    if sync:
-        sync()
-    times: list[float] = []
-    deadline = None if duration_s is None else time.perf_counter() + duration_s
-    if cuda_events:
-        import torch
-
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    for _ in range(max(1, iters)):
-        if cuda_events:
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(float(start.elapsed_time(end)))
-        else:
-            t0 = time.perf_counter_ns()
-            fn()
-            if sync:
-                sync()
-            times.append((time.perf_counter_ns() - t0) / 1e6)
-        if deadline is not None and time.perf_counter() > deadline and len(times) >= 3:
-            break
-    return times
+__all__ = ["PeakRSS", "Stats", "measure", "nvml_device_used", "nvml_process_memory"]
 
 
 class PeakRSS:

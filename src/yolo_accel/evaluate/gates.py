@@ -83,6 +83,8 @@ def apply_gates(
     half: bool,
     mean_iou: float,
     max_abs: float,
+    on_device: bool = False,
+    speed_metric: str = "model",
 ) -> list[GateResult]:
     """Check the three criteria and attach advice that fits the measured cause of each failure."""
     results = [
@@ -101,11 +103,19 @@ def apply_gates(
                     "and FP16, or a smaller --imgsz; check ONNX Runtime's intra-op threads"
                 )
             elif not half:
-                r.advice = "try FP16 (--half), IO binding or the TensorRT execution provider"
+                r.advice = "try FP16 (-fp16 or --half), CUDA graphs (-graph) or torch.compile (-compile)" + (
+                    "" if on_device else ", and IO binding (-iobind) to keep inputs on the GPU"
+                )
+            elif not on_device:
+                r.advice = (
+                    "host copies may dominate: use IO binding (-iobind) to keep inputs and outputs on the GPU; "
+                    "try CUDA graphs (-graph) or a larger --speed-batch"
+                )
             else:
                 r.advice = (
-                    "host copies may dominate: use IO binding and keep inputs on the GPU; "
-                    "try the TensorRT execution provider or a larger batch"
+                    "the inputs already stay on the GPU: the network itself is not faster; try CUDA graphs "
+                    "(-graph), torch.compile (-compile) or a larger --speed-batch"
+                    + ("" if speed_metric == "e2e" else "; `yolo-accel bench` shows where the time goes")
                 )
         elif r.criterion == "similarity":
             if half:

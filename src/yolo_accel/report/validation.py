@@ -36,6 +36,28 @@ def summary_rows(report: dict) -> list[list[str]]:
     return rows
 
 
+def speed_statement(report: dict) -> str:
+    """What the speed column and the speed gate compare (reports without it predate the harness)."""
+    s = report["settings"]
+    metric = s.get("speed_metric")
+    if metric is None:
+        return "Speed: model-only latency per image on the validation batches."
+    ref = report["backends"].get(report.get("reference", "torch"), {}).get("speed", {})
+    runs = ref.get("timed_runs", {})
+    what = (
+        "model-only latency (the prepared batch already where the backend takes it)"
+        if metric == "model"
+        else ("end-to-end latency (a decoded frame in host memory to detections)")
+    )
+    notes = sorted({b["speed"]["note"] for b in report["backends"].values() if b["speed"].get("note")})
+    return (
+        f"Speed gate: {what}, batch {s['speed_batch']}, one {ref.get('frame', '?')} frame of the dataset, "
+        f"timed as `yolo-accel bench` times it ({runs.get('model', '?')} model-only and {runs.get('e2e', '?')} "
+        f"end-to-end runs of the reference after {s.get('speed_warmup', '?')} warm-up runs); latencies per batch."
+        + (" " + " ".join(notes) if notes else "")
+    )
+
+
 SUMMARY_HEADER = [
     "backend",
     "mAP50-95",
@@ -86,6 +108,8 @@ def markdown(report: dict) -> str:
         f"device {s['device']}. mAP: conf {s['conf']}, NMS IoU {s['iou']}, max_det {s['max_det']}, "
         f"multi-label {s['multi_label']}, COCO bbox metrics from faster-coco-eval (maxDets {s['max_det']}). "
         f"Similarity: conf {s['sim_conf']}, NMS IoU {s['sim_iou']}, matched at IoU >= {s['match_iou']}, same class.",
+        "",
+        speed_statement(report),
         "",
         _md_table(SUMMARY_HEADER, summary_rows(report)),
         "",
@@ -205,6 +229,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th
 <h1>Validation: {html.escape(Path(report["model"]["path"]).name)} on {html.escape(Path(report["data"]["source"]).name)}</h1>
 <p class="verdict">Verdict: <span class="{verdict.lower()}">{verdict}</span> (gates {html.escape(report["gates"]["name"])})</p>
 <p>{md_intro}</p>
+<p>{html.escape(speed_statement(report))}</p>
 {table(SUMMARY_HEADER, summary_rows(report))}
 <h2>Gates</h2>{table(GATE_HEADER, gate_rows(report))}
 <h2>Plots</h2>{imgs}

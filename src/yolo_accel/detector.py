@@ -297,6 +297,19 @@ class Detector:
             self._uploader = FrameUploader(str(self.backend.device))
         return self._uploader.upload(frames, stream)
 
+    def preprocess_device(self, frames: Sequence, shape: tuple[int, int] | None = None):
+        """`preprocess` for uint8 HWC tensors on the backend's device: the batch in the backend's dtype
+        and memory format, and the letterbox infos (`shape`: a fixed input shape, as validation uses)."""
+        import torch
+
+        from .ops.torch_ops import preprocess_torch
+
+        channels_last = bool(getattr(getattr(self.backend, "options", None), "channels_last", False))
+        dtype = torch.float16 if self.backend.half else torch.float32
+        return preprocess_torch(
+            frames, self.imgsz, self.info.stride, self.rect, dtype, shape=shape, channels_last=channels_last
+        )
+
     def detect_device(self, frames: Sequence, t0: int | None = None) -> tuple[list[Detections], dict[str, float]]:
         """The GPU pipeline on frames already on the device: letterbox, infer, candidates there; NMS and
         scale-back on the host after one wait (see `ops.torch_ops.postprocess_torch`)."""
@@ -315,20 +328,16 @@ class Detector:
         """
         import torch
 
-        from .ops.torch_ops import TOP_K, preprocess_torch, top_candidates
+        from .ops.torch_ops import TOP_K, top_candidates
 
         t_call = time.perf_counter_ns()
         t0 = t_call if t0 is None else t0
-        channels_last = bool(getattr(getattr(self.backend, "options", None), "channels_last", False))
-        dtype = torch.float16 if self.backend.half else torch.float32
         cuda = bool(frames[0].is_cuda)
         stream = torch.cuda.current_stream(frames[0].device) if cuda else None
         marks = [torch.cuda.Event(enable_timing=True) for _ in range(4)] if cuda else None
         if marks:
             marks[0].record(stream)
-        batch, infos = preprocess_torch(
-            frames, self.imgsz, self.info.stride, self.rect, dtype, channels_last=channels_last
-        )
+        batch, infos = self.preprocess_device(frames)
         if marks:
             marks[1].record(stream)
         t1 = time.perf_counter_ns()

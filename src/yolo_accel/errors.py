@@ -13,6 +13,12 @@ def summary(e: BaseException) -> str:
     return f"{type(e).__name__}: {text.splitlines()[0][:300] if text else ''}"
 
 
+def message(e: BaseException) -> str:
+    """One line for an error that stops one part of a run (a stream, a benchmark row): our own errors'
+    messages as they are, anything else as `summary` gives it."""
+    return str(e) if isinstance(e, YoloAccelError) else summary(e)
+
+
 class YoloAccelError(Exception):
     """Base class: bad input or a broken environment, with a message that says what and where."""
 

@@ -298,16 +298,9 @@ def _on_device(det: Detector, images: list, shape, s: ValidateSettings):
     """One batch through the GPU pipeline, as it runs deployed: raw output (for the raw-output
     comparison), the validation detections (multi-label, on the device) and the deployment-setting
     detections (the production route: candidates on the device, NMS on the host)."""
-    import torch
+    from .ops.torch_ops import postprocess_torch
 
-    from .ops.torch_ops import postprocess_torch, preprocess_torch
-
-    frames = det.upload(images)
-    channels_last = bool(getattr(getattr(det.backend, "options", None), "channels_last", False))
-    dtype = torch.float16 if det.backend.half else torch.float32
-    batch, infos = preprocess_torch(
-        frames, det.imgsz, det.info.stride, rect=False, dtype=dtype, shape=shape, channels_last=channels_last
-    )
+    batch, infos = det.preprocess_device(det.upload(images), shape)
     raw = det.forward_device(batch)
     dets = postprocess_torch(raw, infos, *det._post_settings(raw.shape))
     layout = det.info.layout

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ExportError, ModelError, SettingsError, YoloAccelError, summary
+from ..errors import ExportError, ModelError, SettingsError, message
 from ..speed import SpeedSettings, time_detector
 from .timing import PeakRSS, nvml_device_used, nvml_process_memory
 
@@ -169,7 +169,7 @@ def _row(det, v, device: str, b: int, frame: np.ndarray, s: BenchSettings, artif
             _free()
             return row
         # a failing row is recorded with its reason and the run goes on (as Ultralytics' benchmark does)
-        row["error"] = str(e) if isinstance(e, YoloAccelError) else summary(e)
+        row["error"] = message(e)
         return row
     m, e2e = speed.model, speed.e2e
     row.update(

@@ -108,20 +108,6 @@ def postprocess(
         if wanted is not None:
             sel = np.isin(class_id, wanted)
             xyxy, score, class_id = xyxy[sel], score[sel], class_id[sel]
-        out.append(suppress(xyxy, score, class_id, info, names, iou, max_det, agnostic))
+        keep = nms(xyxy, score, class_id, iou, max_det, agnostic)
+        out.append(Detections(scale_boxes(xyxy[keep], info), score[keep], class_id[keep], names, info.orig_shape))
     return out
-
-
-def suppress(
-    xyxy: np.ndarray,
-    score: np.ndarray,
-    class_id: np.ndarray,
-    info: LetterboxInfo,
-    names: Mapping[int, str],
-    iou: float,
-    max_det: int,
-    agnostic: bool = False,
-) -> Detections:
-    """One image's candidates (input pixels) -> its Detections: NMS, max_det, scale back to the original."""
-    keep = nms(xyxy, score, class_id, iou, max_det, agnostic)
-    return Detections(scale_boxes(xyxy[keep], info), score[keep], class_id[keep], names, info.orig_shape)

@@ -196,7 +196,7 @@ def top_candidates(raw, layout: str, conf: float, classes, k: int = TOP_K):
         raise ValueError(f"unknown head layout {layout!r}")
     above = best > conf
     if classes is not None:
-        above &= _class_mask(tuple(classes), rows.shape[-1] - (4 if layout == "v8" else 5), raw.device)[best_class]
+        above &= _class_mask(tuple(classes), num_classes(raw.shape, layout), raw.device)[best_class]
     k = min(k, best.shape[1])
     top, idx = torch.where(above, best, -1.0).topk(k, dim=1)
     boxes = rows[..., :4].gather(1, idx[..., None].expand(-1, -1, 4)).float()

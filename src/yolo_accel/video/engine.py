@@ -32,8 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import YoloAccelError
-from ..errors import summary as error_line
+from ..errors import YoloAccelError, message
 from .board import FrameBoard
 from .processor import StreamProcessor, StreamSettings
 from .sources import FrameSource, host_image
@@ -120,7 +119,7 @@ class VideoEngine:
         ]
         for st, s in zip(self.streams, sources):
             if not isinstance(s, FrameSource):
-                st.error = st.source_error = str(s) if isinstance(s, YoloAccelError) else error_line(s)
+                st.error = st.source_error = message(s)
         n_workers = self.es.worker_count(len(sources))
         if on_frame is not None and n_workers:
             raise ValueError("on_frame needs workers=0 (tracking in this process)")
@@ -249,10 +248,7 @@ class VideoEngine:
 
     def _gpu_index(self) -> int | None:
         dev = getattr(getattr(self.detector, "backend", None), "device", None)
-        if dev is None or "cuda" not in str(dev):
-            return None
-        text = str(dev)
-        return int(text.split(":")[1]) if ":" in text else 0
+        return dev.index if getattr(dev, "is_cuda", False) else None
 
     # -- workers --------------------------------------------------------------------------------
     def _start_workers(self, live: list[_Stream]) -> None:
@@ -296,19 +292,13 @@ class VideoEngine:
             except queue.Empty:
                 if time.perf_counter() > deadline or (self._procs and not all(p.is_alive() for p in self._procs)):
                     for sid in waiting:
-                        st = self.streams[sid]
-                        self._fail(st, "its worker process did not start")
-                        st.part = {}
-                        self.board.end(sid)
+                        self._abandon(self.streams[sid], "its worker process did not start")
                     break
                 continue
             if msg[0] == "ready":
                 waiting.discard(msg[1])
                 if msg[2]:
-                    st = self.streams[msg[1]]
-                    self._fail(st, msg[2])
-                    st.part = {}  # nothing will come from the worker for it
-                    self.board.end(st.sid)
+                    self._abandon(self.streams[msg[1]], msg[2])
 
     def _make_slots(self, st: _Stream, ctx) -> None:
         from multiprocessing import shared_memory
@@ -324,9 +314,8 @@ class VideoEngine:
             st.free.put(i)
         st.slot_spec = SlotSpec(st.shm.name, self.es.slots, shape)
 
-    def _send(self, st_or_worker, msg) -> bool:
-        """Put a message in a worker's inbox, waiting for room; False when that worker has died."""
-        w = st_or_worker
+    def _send(self, w: int, msg) -> bool:
+        """Put a message in worker `w`'s inbox, waiting for room; False when that worker has died."""
         inbox = self._inboxes[w]
         while True:
             try:
@@ -341,9 +330,13 @@ class VideoEngine:
         code = self._procs[w].exitcode
         for st in self.streams:
             if st.source is not None and st.worker == w and st.part is None:
-                self._fail(st, f"its worker process exited (code {code})")
-                st.part = {}
-                st.t_end = time.perf_counter()
+                self._abandon(st, f"its worker process exited (code {code})")
+
+    def _abandon(self, st: _Stream, error: str) -> None:
+        """A stream no worker will report on: failed, its summary part empty, its decoding ended."""
+        self._fail(st, error)
+        st.part, st.t_end = {}, time.perf_counter()
+        self.board.end(st.sid)
 
     def _fail(self, st: _Stream, error: str) -> None:
         with self._lock:
@@ -412,7 +405,7 @@ class VideoEngine:
                 except StopIteration:
                     break
                 except Exception as e:  # the source ended badly: the frames read so far are still processed
-                    st.source_error = str(e) if isinstance(e, YoloAccelError) else error_line(e)
+                    st.source_error = message(e)
                     with self._lock:
                         st.error = st.error or st.source_error
                     break
@@ -516,7 +509,7 @@ class VideoEngine:
         self.stop("error")
         for st in self._active():
             with self._lock:
-                st.error = st.error or (str(e) if isinstance(e, YoloAccelError) else error_line(e))
+                st.error = st.error or message(e)
             st.stopped = True
 
     def _drop(self, batch: list[tuple[int, _Item]]) -> None:
@@ -638,7 +631,7 @@ class VideoEngine:
         if part.get("stages") is not None:
             stages.merge(part["stages"])
         frames = part.get("frames", 0)
-        wall = ((st.t_end or time.perf_counter()) - self.t_start) if hasattr(self, "t_start") else 0.0
+        wall = (st.t_end or time.perf_counter()) - self.t_start
         error = st.error or part.get("error")
         return {
             "source": src.description if src is not None else "",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -92,6 +91,8 @@ def _gpu_probe(device_index: int | None):
         import torch
     except ImportError:
         return None
+    from ..nvml import nvml_process_memory
+
     nvml = None
     try:
         import pynvml
@@ -100,21 +101,18 @@ def _gpu_probe(device_index: int | None):
         nvml = pynvml.nvmlDeviceGetHandleByIndex(device_index)
     except Exception:  # no NVML (no driver, no nvidia-ml-py): the allocator's figure alone
         nvml = None
-    pid = os.getpid()
 
     def probe() -> tuple[float, float | None, float | None]:
         mem = torch.cuda.memory_reserved(device_index) / 2**20
         util = dec = None
         if nvml is not None:
-            try:
+            with contextlib.suppress(Exception):
                 util = float(pynvml.nvmlDeviceGetUtilizationRates(nvml).gpu)
                 dec = float(pynvml.nvmlDeviceGetDecoderUtilization(nvml)[0])
-                for p in pynvml.nvmlDeviceGetComputeRunningProcesses(nvml):
-                    if p.pid == pid and p.usedGpuMemory:
-                        # NVML's figure includes what the allocator does not see (NVDEC surfaces, CUDA context)
-                        mem = p.usedGpuMemory / 2**20
-            except Exception:
-                pass
+            # NVML's figure includes what the allocator does not see (NVDEC surfaces, CUDA context)
+            used = nvml_process_memory(device_index)
+            if used:
+                mem = used / 2**20
         return mem, util, dec
 
     return probe

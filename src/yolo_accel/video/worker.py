@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import YoloAccelError
+from ..errors import message
 from ..errors import summary as error_line
 
 
@@ -112,7 +112,7 @@ def serve(inbox, outbox, on_frame=None, parent_pid: int | None = None, free_slot
                         slots[sid] = _Slots(slot_spec, (free_slots or {})[sid])
                     outbox.put(("ready", sid, None))
                 except Exception as e:
-                    outbox.put(("ready", sid, str(e) if isinstance(e, YoloAccelError) else error_line(e)))
+                    outbox.put(("ready", sid, message(e)))
             elif kind == "end":
                 _finish(msg[1], processors, slots, outbox)
             elif kind == "stop":

@@ -20,6 +20,7 @@ _EXTRAS = {
     "yolov5": ("the yolov5 package (original YOLOv5 checkpoints)", "yolov5"),
     "onnxruntime": ("ONNX Runtime", None),
     "onnxslim": ("onnxslim", None),
+    "faster_coco_eval": ("faster-coco-eval (mAP)", None),
     "pynvml": ("nvidia-ml-py", "gpu"),
     "supervision": ("supervision", "video"),
     "trackers": ("trackers", "video"),

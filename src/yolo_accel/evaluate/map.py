@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._deps import require
 from ..detections import Detections
 
 
@@ -81,7 +82,8 @@ class CocoAccumulator:
 
     def evaluate(self, key: str, max_det: int = 300) -> MapResult:
         """COCO evaluation of one backend's detections."""
-        from faster_coco_eval import COCO, COCOeval_faster
+        fce = require("faster_coco_eval")
+        COCO, COCOeval_faster = fce.COCO, fce.COCOeval_faster
 
         dets = self.detections.get(key, [])
         with contextlib.redirect_stdout(io.StringIO()):

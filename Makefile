@@ -28,6 +28,7 @@ test-gpu: install
 lint: install
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff format src tests bench

@@ -123,7 +123,8 @@ def test_cpu_run_two_backends_two_batches(tmp_path, yolov5n_pt):
         assert r["ok"], r
         for part in ("model_ms", "e2e_ms"):
             st = r[part]
-            assert set(st) == {"n", "mean", "std", "median", "p95", "p99", "min", "max"}
+            assert set(st) == {"n", "mean", "std", "median", "p95", "p99", "min", "max", "cv"}
+            assert st["cv"] == pytest.approx(st["std"] / st["mean"], abs=1e-4)
             assert 0 < st["min"] <= st["median"] <= st["p95"] <= st["p99"] <= st["max"]
         assert r["model_ms"]["n"] == 5 and r["e2e_ms"]["n"] == 4
         assert r["throughput_ips"] == pytest.approx(r["batch"] / r["model_ms"]["median"] * 1000)
@@ -135,6 +136,11 @@ def test_cpu_run_two_backends_two_batches(tmp_path, yolov5n_pt):
     assert env["cpu"] and env["cpu_threads"] and env["packages"]["onnxruntime"]
     assert (tmp_path / "bench.md").read_text().count("\n| ") >= 5
     assert (tmp_path / "bench.html").read_text().count("data:image/png") == 3
+    page = (tmp_path / "bench.html").read_text()
+    assert "Machine and versions" in page and env["packages"]["onnxruntime"] in page
+    # the terminal table fits 80 columns with every backend name whole
+    table = [line for line in res.output.splitlines() if line.strip().startswith(("torch", "onnxruntime"))]
+    assert len(table) == 4 and all(len(line) <= 80 for line in res.output.splitlines())
     # `report` re-renders Markdown and HTML from the JSON alone
     (tmp_path / "bench.md").unlink()
     (tmp_path / "bench.html").unlink()

@@ -18,6 +18,7 @@ from tests.conftest import read_bgr, static_libstdcxx_compiler
 from typer.testing import CliRunner
 
 from yolo_accel import Detector
+from yolo_accel.backends import aoti
 from yolo_accel.cli import app
 from yolo_accel.errors import ModelError, SettingsError
 from yolo_accel.evaluate.similarity import match_detections
@@ -147,39 +148,34 @@ def test_package_errors(package, tmp_path):
 def test_loader_runs_in_a_child_first_and_remembers_it(package, monkeypatch):
     """torch's AOTInductor loader once killed whole processes (SIGSEGV, H100): a child loads first."""
     from yolo_accel.assets import cache_dir
-    from yolo_accel.export import compiled
 
     path, _ = package
-    compiled.check_loads_in_child(path, -1)
+    aoti.check_loads_in_child(path, -1)
     assert list((cache_dir() / "compiled" / "load-checks").glob("*.ok"))  # the verdict is kept
 
     def no_child(*a, **k):
         raise AssertionError("a second child process for the same package")
 
-    monkeypatch.setattr(compiled.subprocess, "run", no_child)
+    monkeypatch.setattr(aoti.subprocess, "run", no_child)
     with Detector(path) as det:
         assert det.info.path == path
 
 
 def test_a_loader_crash_in_the_child_is_one_error_line(package, tmp_path, monkeypatch):
-    from yolo_accel.export import compiled
-
     path, _ = package
     monkeypatch.setenv("YOLO_ACCEL_CACHE", str(tmp_path / "cache"))  # no verdict cached yet
-    monkeypatch.setattr(compiled, "CHILD_LOAD", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    monkeypatch.setattr(aoti, "CHILD_LOAD", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
     res = runner.invoke(app, ["predict", str(sample_image_dummy(tmp_path)), "-m", str(path)])
     assert res.exit_code == 2, res.output
     assert "crashed (SIGSEGV)" in res.output and "export it again here" in res.output
     assert "Traceback" not in res.output
-    monkeypatch.setattr(compiled, "CHILD_LOAD", "import sys; sys.exit('RuntimeError: no kernels for this GPU')")
+    monkeypatch.setattr(aoti, "CHILD_LOAD", "import sys; sys.exit('RuntimeError: no kernels for this GPU')")
     with pytest.raises(ModelError, match="cannot load it: RuntimeError: no kernels for this GPU"):
         Detector(path)
 
 
 def test_an_export_whose_package_crashes_the_loader_keeps_nothing(package, yolov5n_pt, tmp_path, monkeypatch):
     import torch
-
-    from yolo_accel.export import compiled
 
     path, _ = package
 
@@ -192,7 +188,7 @@ def test_an_export_whose_package_crashes_the_loader_keeps_nothing(package, yolov
 
     monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", fake_compile)
     monkeypatch.setenv("YOLO_ACCEL_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(compiled, "CHILD_LOAD", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    monkeypatch.setattr(aoti, "CHILD_LOAD", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
     out = tmp_path / "out" / "y.pt2"
     res = runner.invoke(app, ["export", str(yolov5n_pt), "--format", "compiled", "--max-batch", "4", "-o", str(out)])
     assert res.exit_code != 0 and "y.pt2: torch's AOTInductor loader crashed (SIGSEGV)" in res.output, res.output

@@ -71,6 +71,11 @@ def test_coco128_run_passes_and_writes_reports(coco128_run):
     per_class = report["backends"]["torch"]["accuracy"]["per_class"]
     assert len(per_class) == 71  # classes present in coco128
     assert sum(c["instances"] for c in per_class) == 929
+    # the HTML page carries what the Markdown has: per-class AP, similarity details, machine and versions
+    assert "<title>yolo-accel validation: yolov5n.pt on coco128</title>" in html
+    assert html.count("<tr>") >= 71 + 1 and "Per-class AP (reference)" in html
+    assert "reference detections matched" in html and "Machine and versions" in html
+    assert report["environment"]["packages"]["torch"] in html
 
 
 def test_torch_map_close_to_yolov5_val(coco128_run):

@@ -6,7 +6,7 @@ Public API (imported lazily, so `import yolo_accel` stays cheap):
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["Detections", "Detector", "OnnxExportSettings", "YoloAccelError", "__version__", "export_onnx"]
 

@@ -31,7 +31,7 @@ def _run_steps(model: Path, images: list, run: Path, device: str, out: Console, 
     from rich.markup import escape
 
     from .annotate import draw_detections
-    from .cli import _parity_table
+    from .console import parity_table
     from .detector import Detector
     from .export.onnx import OnnxExportSettings, export_onnx
     from .runs import write_json_atomic
@@ -46,7 +46,7 @@ def _run_steps(model: Path, images: list, run: Path, device: str, out: Console, 
             device=device,
             status=lambda t: status.update(t),
         )
-    out.print(_parity_table(result.parity, f"parity: {result.parity.reference}  vs  {result.parity.test}"))
+    out.print(parity_table(result.parity, f"parity: {result.parity.reference}  vs  {result.parity.test}"))
     if not result.ok:
         from .errors import YoloAccelError
 
@@ -72,7 +72,7 @@ def _run_steps(model: Path, images: list, run: Path, device: str, out: Console, 
     from rich.table import Table
 
     from .assets import DEFAULT_DATASET, find_asset
-    from .cli import _print_validation
+    from .console import print_validation
     from .evaluate.datasets import load_dataset
     from .report import write_validation_report
     from .validate import ValidateSettings, run_validation
@@ -87,12 +87,12 @@ def _run_steps(model: Path, images: list, run: Path, device: str, out: Console, 
             progress=lambda n: progress.advance(task, n),
         )
     paths = write_validation_report(report, run / "validate")
-    _print_validation(report, out, escape, Table)
+    print_validation(report, out, escape, Table)
     summary["validate"] = {"verdict": report["verdict"], "report": str(paths["json"])}
 
     out.rule("[bold]4. video: detect, track and count vehicles on the first 150 frames of the traffic clip")
     from .assets import DEFAULT_VIDEO, find_asset
-    from .cli import _print_video_summary
+    from .console import print_video_summary
     from .video.engine import VideoEngine, single_stream_summary
     from .video.processor import StreamSettings
     from .video.sources import open_source
@@ -104,7 +104,7 @@ def _run_steps(model: Path, images: list, run: Path, device: str, out: Console, 
         source = open_source(str(find_asset(DEFAULT_VIDEO)), max_frames=150)
         settings = StreamSettings(lines=["0,450,1280,450"], output=str(video_out), events=str(run / "events.jsonl"))
         video_summary = single_stream_summary(VideoEngine(det, [source], [settings]).run())
-    _print_video_summary(video_summary)
+    print_video_summary(video_summary)
     write_json_atomic(run / "video-summary.json", video_summary)
     summary["video"] = {"output": str(video_out), "frames": video_summary["frames"], "counts": video_summary["counts"]}
     write_json_atomic(run / "demo.json", summary)

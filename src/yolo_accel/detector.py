@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,36 +11,16 @@ from typing import Any
 import numpy as np
 
 from .backends import Backend, get_backend_spec
-from .backends.base import BACKENDS
+from .backends.base import BACKENDS, forward_host, in_fixed_batches, takes_any_size
 from .detections import Detections
 from .device import parse_device
 from .errors import SettingsError
 from .images import read_image
 from .names import parse_classes
 from .ops import postprocess, preprocess
-from .ops.letterbox import LetterboxInfo, make_divisible
+from .ops.letterbox import LetterboxInfo, check_imgsz
 
 ImageLike = str | Path | np.ndarray
-
-
-class YoloAccelWarning(UserWarning):
-    """A setting was adjusted (e.g. an image size rounded up to the stride)."""
-
-
-def check_imgsz(imgsz: int | Sequence[int], stride: int) -> tuple[int, int]:
-    """(h, w) multiples of the stride; rounds up with a warning as Ultralytics does."""
-    hw = (int(imgsz), int(imgsz)) if isinstance(imgsz, (int, np.integer)) else tuple(int(v) for v in imgsz)
-    if len(hw) != 2 or min(hw) <= 0:
-        raise SettingsError(f"--imgsz must be a positive size, got {imgsz!r}")
-    fixed = tuple(make_divisible(v, stride) for v in hw)
-    if fixed != hw:
-        warnings.warn(
-            f"--imgsz {hw[0] if hw[0] == hw[1] else hw} is not a multiple of the model stride "
-            f"{stride}: using {fixed[0] if fixed[0] == fixed[1] else fixed}",
-            YoloAccelWarning,
-            stacklevel=3,
-        )
-    return fixed
 
 
 def resolve_backend_name(model: str | Path, backend: str | None) -> str:
@@ -172,7 +151,7 @@ class Detector:
         # rect (minimal padding, as Ultralytics predict / YOLOv5 AutoShape): on by default wherever the
         # artifact takes any input size, except ONNX Runtime on CUDA, where every new input shape
         # triggers cuDNN's exhaustive algorithm search (seconds per shape); fixed-size files are square
-        auto = fixed is None and not self.backend.prefers_fixed_shape
+        auto = takes_any_size(self.backend)
         self.rect = auto if rect is None else bool(rect and fixed is None)
         self.conf, self.iou, self.max_det, self.agnostic_nms = conf, iou, max_det, agnostic_nms
         self.multi_label = multi_label
@@ -195,28 +174,14 @@ class Detector:
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """Raw head output for a prepared NCHW batch (padded to a fixed batch size when the file has one)."""
-        return self._in_fixed_batches(batch, self.backend.forward, np.concatenate, np.zeros, lambda a: a)
+        return forward_host(self.backend, batch)
 
     def forward_device(self, batch):
         """`forward` for a torch batch on the backend's device; the result stays there."""
         import torch
 
-        return self._in_fixed_batches(batch, self.backend.forward_device, torch.cat, batch.new_zeros, torch.clone)
-
-    def _in_fixed_batches(self, batch, run, cat, zeros, keep):
-        n = len(batch)
-        fixed = self.backend.batch_size
-        if fixed is None or fixed == n:
-            return run(batch)
-        outs = []
-        for i in range(0, n, fixed):
-            part = batch[i : i + fixed]
-            k = len(part)
-            if k < fixed:
-                part = cat([part, zeros((fixed - k, *part.shape[1:]), dtype=part.dtype)])
-            # `keep` copies out of a backend's reused output buffer before the next run overwrites it
-            outs.append(keep(run(part)[:k]))
-        return cat(outs)
+        run = self.backend.forward_device
+        return in_fixed_batches(self.backend, batch, run, torch.cat, batch.new_zeros, torch.clone)
 
     def postprocess(self, raw: np.ndarray, infos: Sequence[LetterboxInfo]) -> list[Detections]:
         """Raw head output -> Detections in original-image pixels."""

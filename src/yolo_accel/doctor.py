@@ -8,7 +8,7 @@ import sys
 from dataclasses import asdict, dataclass
 from importlib import metadata
 
-from . import __version__
+from ._version import __version__
 
 OK, MISSING, WARN = "OK", "MISSING", "WARN"
 

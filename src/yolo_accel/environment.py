@@ -8,7 +8,7 @@ import platform
 import sys
 from importlib import metadata
 
-from . import __version__
+from ._version import __version__
 
 
 def _cpu_model() -> str:

@@ -69,3 +69,7 @@ def os_error_line(e: OSError) -> str:
 
 class SettingsError(YoloAccelError):
     """An option value that cannot be used."""
+
+
+class YoloAccelWarning(UserWarning):
+    """A setting was adjusted (e.g. an image size rounded up to the stride)."""

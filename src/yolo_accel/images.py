@@ -11,6 +11,18 @@ import numpy as np
 from .errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
+STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
+
+
+def not_a_video(source: str | Path) -> None:
+    """DataError pointing to `yolo-accel video` when an image command is given a video or a stream."""
+    s = str(source)
+    if s.lower().startswith(STREAM_PREFIXES) or Path(s).suffix.lower() in VIDEO_SUFFIXES:
+        raise DataError(
+            f"{s} is a video or a stream; predict reads images: use `yolo-accel video {s} --model ...` "
+            "(it decodes, detects, tracks and counts)"
+        )
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -30,6 +42,7 @@ def read_image(path: str | Path) -> np.ndarray:
 def expand_source(source: str | Path) -> list[Path]:
     """Image paths from one file, a folder (not recursive) or a glob pattern, sorted."""
     s = str(source)
+    not_a_video(s)
     p = Path(s).expanduser()
     if p.is_dir():
         files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())

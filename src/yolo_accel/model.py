@@ -6,6 +6,7 @@ user names (with weights_only=False, which these checkpoints need).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import zipfile
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError
+from .errors import ExportError, ModelError
 
 FAMILIES = ("ultralytics", "yolov5")
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
@@ -326,3 +327,23 @@ def info_from_metadata(path: Path, format: str, meta: dict, half: bool) -> Model
         sha256=file_sha256(path),
         metadata=meta,
     )
+
+
+def prepare_for_export(module, family: str, dynamic: bool):
+    """A copy of the model whose detection head returns one decoded tensor, as exporters expect."""
+    m = copy.deepcopy(module)
+    for sub in m.modules():
+        if type(sub).__name__ in ("Detect", "v10Detect"):
+            if getattr(sub, "end2end", False):
+                raise ExportError(
+                    "end-to-end (NMS-free) heads are not supported yet; export a standard Detect head model"
+                )
+            sub.export = True
+            # dynamic: grids/anchors computed in the graph from the input size, so that the
+            # declared dynamic height/width really work (a static file bakes them as constants)
+            sub.dynamic = dynamic
+            if family == "ultralytics":
+                sub.format = "onnx"
+            else:
+                sub.inplace = False
+    return m

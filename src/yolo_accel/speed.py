@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 MIN_TIMED = 30  # fewer timed runs than this and a median says little: reports say so
+NOISY_CV = 0.10  # a spread (std / mean) above this: the machine was busy or clocks moved; reports say so
 
 
 @dataclass
@@ -45,8 +46,23 @@ class Stats:
             float(a.max()),
         )
 
+    @property
+    def cv(self) -> float:
+        """Coefficient of variation: std / mean."""
+        return self.std / self.mean if self.mean > 0 else 0.0
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "cv": round(self.cv, 4)}
+
+
+def spread_note(stats: Stats, what: str) -> str | None:
+    """A warning when a sample spreads too much to trust its median to a few percent, else None."""
+    if stats.cv <= NOISY_CV:
+        return None
+    return (
+        f"{what} times spread widely (coefficient of variation {stats.cv:.0%}, over {NOISY_CV:.0%}): "
+        "the machine was busy or its clocks changed; run again with more --iters"
+    )
 
 
 def measure(

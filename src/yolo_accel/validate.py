@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .detector import Detector, YoloAccelWarning
-from .errors import DataError, SettingsError
+from .detector import Detector
+from .errors import DataError, SettingsError, YoloAccelWarning
 from .evaluate.datasets import load_dataset
 from .evaluate.gates import apply_gates, load_gates
 from .evaluate.map import CocoAccumulator

@@ -102,6 +102,35 @@ class Backend(ABC):
         self.close()
 
 
+def in_fixed_batches(backend: Backend, batch, run, cat, zeros, keep):
+    """`run` over `batch` in the artifact's fixed batch size (the last part padded with zeros), or in one
+    call when it takes any batch size. `cat`/`zeros`/`keep` are NumPy's or torch's: `keep` copies out
+    of a backend's reused output buffer before the next run overwrites it."""
+    n = len(batch)
+    fixed = backend.batch_size
+    if fixed is None or fixed == n:
+        return run(batch)
+    outs = []
+    for i in range(0, n, fixed):
+        part = batch[i : i + fixed]
+        k = len(part)
+        if k < fixed:
+            part = cat([part, zeros((fixed - k, *part.shape[1:]), dtype=part.dtype)])
+        outs.append(keep(run(part)[:k]))
+    return cat(outs)
+
+
+def forward_host(backend: Backend, batch: np.ndarray) -> np.ndarray:
+    """Raw head output for a prepared NumPy batch of any size."""
+    return in_fixed_batches(backend, batch, backend.forward, np.concatenate, np.zeros, lambda a: a)
+
+
+def takes_any_size(backend: Backend) -> bool:
+    """Whether rectangular (minimally padded) input suits this backend: any input size, and a new
+    shape is cheap (not ONNX Runtime on CUDA, where each one starts a cuDNN algorithm search)."""
+    return backend.input_hw is None and not backend.prefers_fixed_shape
+
+
 @dataclass(frozen=True)
 class BackendSpec:
     """One row of the registry: how to find, check and build a backend."""

@@ -222,7 +222,7 @@ class TorchBackend(_TorchRunner):
         """The export-ready copy of the model that every input shape is traced from (made once:
         the traced programs share its weights)."""
         if self._export_copy is None:
-            from ..export.common import prepare_for_export
+            from ..model import prepare_for_export
 
             graph = prepare_for_export(self.module, self.info.family, dynamic=True)
             if self.info.family == "ultralytics":
@@ -287,7 +287,7 @@ class CompiledBackend(_TorchRunner):
     def __init__(
         self, model_path, device: Device, half: bool = False, torch_options: TorchOptions | None = None, **_: object
     ):
-        from ..export.compiled import load_compiled
+        from .aoti import load_compiled
 
         options = torch_options or TorchOptions()
         if options.compile or options.channels_last:

@@ -7,6 +7,7 @@ GPU machine: TensorRT cannot be installed there.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,6 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
 
     def __init__(self, model_path, device: Device, half: bool = False, metadata: dict | None = None, **_: object):
-        from ..export.tensorrt import read_engine_metadata
-
         trt = require("tensorrt")
         self._torch = torch = require("torch")
         check_torch_cuda(device)
@@ -126,3 +125,9 @@ class TensorRTBackend(Backend):
         self._outputs.clear()
         self.context = None
         self.engine = None
+
+
+def read_engine_metadata(path: Path) -> dict:
+    """The metadata beside an engine (`<engine>.json`), or an empty dict when there is none."""
+    side = path.with_name(path.name + ".json")
+    return json.loads(side.read_text()) if side.is_file() else {}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ExportError, ModelError, SettingsError, message
-from ..speed import SpeedSettings, time_detector
+from ..errors import ExportError, ModelError, SettingsError, YoloAccelWarning, message
+from ..speed import SpeedSettings, spread_note, time_detector
 from .timing import PeakRSS, nvml_device_used, nvml_process_memory
 
 
@@ -172,6 +173,10 @@ def _row(det, v, device: str, b: int, frame: np.ndarray, s: BenchSettings, artif
         row["error"] = message(e)
         return row
     m, e2e = speed.model, speed.e2e
+    notes = [n for n in (spread_note(m, "model-only"), spread_note(e2e, "end-to-end")) if n]
+    if notes:
+        row["warnings"] = notes
+        warnings.warn(f"{v.key} batch {b}: {'; '.join(notes)}", YoloAccelWarning, stacklevel=2)
     row.update(
         {
             "ok": True,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -36,30 +35,10 @@ class ExportResult:
         return self.path is not None
 
 
-def prepare_for_export(module, family: str, dynamic: bool):
-    """A copy of the model whose detection head returns one decoded tensor, as exporters expect."""
-    m = copy.deepcopy(module)
-    for sub in m.modules():
-        if type(sub).__name__ in ("Detect", "v10Detect"):
-            if getattr(sub, "end2end", False):
-                raise ExportError(
-                    "end-to-end (NMS-free) heads are not supported yet; export a standard Detect head model"
-                )
-            sub.export = True
-            # dynamic: grids/anchors computed in the graph from the input size, so that the
-            # declared dynamic height/width really work (a static file bakes them as constants)
-            sub.dynamic = dynamic
-            if family == "ultralytics":
-                sub.format = "onnx"
-            else:
-                sub.inplace = False
-    return m
-
-
 def load_for_export(src: Path, imgsz: int | None, say) -> tuple:
     """(module, ModelInfo, (h, w)) of the checkpoint to export; imgsz defaults to its training size."""
-    from ..detector import check_imgsz
     from ..model import load_pytorch
+    from ..ops.letterbox import check_imgsz
 
     say(f"loading {src.name}")
     module, info = load_pytorch(src)
@@ -81,15 +60,13 @@ def check_target(target: Path, suffix: str, force: bool) -> Path:
 def check_parity(module, info: ModelInfo, dev, imgsz, test_backend, images: list[Path]) -> ParityReport:
     """The exported artifact (already opened as a Backend) against the FP32 PyTorch model on real images."""
     from ..backends.pytorch import from_module
-    from ..detector import Detector
-    from ..parity import compare_detectors
+    from .parity import compare_backends
 
-    reference = Detector(from_module(module, info, dev, half=False), imgsz=imgsz)
-    test = Detector(test_backend)
+    reference = from_module(module, info, dev, half=False)
     try:
-        return compare_detectors(reference, test, images, threshold=PARITY_THRESHOLD)
+        return compare_backends(reference, test_backend, images, imgsz, threshold=PARITY_THRESHOLD)
     finally:
-        test.close()
+        test_backend.close()
 
 
 @contextlib.contextmanager

@@ -11,19 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import signal
-import subprocess
-import sys
 import time
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .. import __version__
 from .._deps import quiet, require
+from .._version import __version__
+from ..backends.aoti import METADATA_NAME, check_loads_in_child, gpu_name
+from ..backends.pytorch import inductor_cache
 from ..device import Device, check_torch_cuda, parse_device
-from ..errors import ExportError, ModelError, SettingsError
-from ..model import ModelInfo, check_model_path, file_sha256, info_from_metadata
+from ..errors import ExportError, SettingsError
+from ..model import ModelInfo, check_model_path, file_sha256, prepare_for_export
 from .common import (
     PARITY_THRESHOLD,
     ExportResult,
@@ -32,11 +31,8 @@ from .common import (
     keep_if_parity,
     load_for_export,
     partial_file,
-    prepare_for_export,
 )
 from .cxx import package_compiler
-
-METADATA_NAME = "yolo_accel.json"  # stored as <archive>/extra/yolo_accel.json
 
 
 @dataclass
@@ -59,12 +55,6 @@ def default_output(model_path: Path, s: CompiledExportSettings, dev: Device) -> 
     return model_path.with_name(f"{model_path.stem}{'-fp16' if s.half else ''}-{dev.kind}.pt2")
 
 
-def _gpu_name(dev: Device) -> str:
-    import torch
-
-    return torch.cuda.get_device_name(dev.index) if dev.is_cuda else "cpu"
-
-
 def _metadata(info: ModelInfo, s: CompiledExportSettings, imgsz, dev: Device, compile_s: float) -> dict:
     import torch
 
@@ -77,7 +67,7 @@ def _metadata(info: ModelInfo, s: CompiledExportSettings, imgsz, dev: Device, co
         "half": s.half,
         "max_batch": s.max_batch,
         "device_type": dev.kind,
-        "gpu": _gpu_name(dev),
+        "gpu": gpu_name(dev),
         "torch_version": torch.__version__,
         "source": info.path.name,
         "source_sha256": info.sha256,
@@ -94,100 +84,6 @@ def _write_metadata(path: Path, meta: dict) -> None:
         prefix = next(n for n in z.namelist() if n.endswith("archive_format")).rsplit("archive_format", 1)[0]
     with zipfile.ZipFile(path, "a") as z:
         z.writestr(f"{prefix}extra/{METADATA_NAME}", json.dumps(meta, indent=1))
-
-
-def read_compiled_metadata(path: str | Path) -> dict:
-    """Our metadata from a `.pt2` package, or ModelError when it is not one of ours."""
-    p = check_model_path(path, (".pt2",))
-    try:
-        with zipfile.ZipFile(p) as z:
-            name = next((n for n in z.namelist() if n.endswith(f"extra/{METADATA_NAME}")), None)
-            if name is None:
-                raise ModelError(f"{p}: a .pt2 package without yolo-accel metadata; export it with yolo-accel")
-            return json.loads(z.read(name))
-    except zipfile.BadZipFile as e:
-        raise ModelError(f"{p}: not a .pt2 package (not a zip archive)") from e
-
-
-# what the child process runs: torch alone, the same loader call as load_compiled
-CHILD_LOAD = "import sys, torch; torch._inductor.aoti_load_package(sys.argv[1], device_index=int(sys.argv[2]))"
-
-
-def check_loads_in_child(path: Path, device_index: int, timeout_s: float = 600.0, shown: str | None = None) -> None:
-    """Load the package once in a child process before this process does; ModelError if the child fails.
-
-    Why: on the project's H100 torch's AOTInductor loader killed whole processes with SIGSEGV
-    inside the package (the std::regex of torch's `parse_device_str`, run while the model is
-    constructed): the package had been built by a compiler that links libstdc++ statically
-    (export/cxx.py now avoids that, but a `.pt2` from elsewhere may still be one). A crash cannot
-    be caught in Python: a child takes the risk, and a bench or a video run gets one error line
-    instead of dying. The verdict is cached per package content, torch, interpreter and
-    device, so the check costs one child start per package and environment. `shown`: the name to put in
-    messages (an export checks its temporary file under the final name).
-    """
-    from ..assets import cache_dir
-
-    torch = require("torch")
-    key_parts = [file_sha256(path), torch.__version__, sys.executable, device_index]
-    key = hashlib.sha256(json.dumps(key_parts).encode()).hexdigest()[:16]
-    marker = cache_dir() / "compiled" / "load-checks" / f"{key}.ok"
-    if marker.is_file():
-        return
-    name = shown or path.name
-    try:
-        child = subprocess.run(
-            [sys.executable, "-c", CHILD_LOAD, str(path), str(device_index)],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-        )
-    except subprocess.TimeoutExpired as e:
-        raise ModelError(f"{name}: loading it in a test process took over {timeout_s:.0f} s") from e
-    if child.returncode < 0:
-        try:
-            why = signal.Signals(-child.returncode).name
-        except ValueError:
-            why = f"signal {-child.returncode}"
-        raise ModelError(
-            f"{name}: torch's AOTInductor loader crashed ({why}) loading it in a test process, so this "
-            "process does not load it; packages built by a C++ compiler that links libstdc++ statically do "
-            "this: export it again here (`yolo-accel doctor` names the compiler) or run the .pt with --cuda-graph"
-        )
-    if child.returncode != 0:
-        last = (child.stderr.strip().splitlines() or ["no message"])[-1][:300]
-        raise ModelError(f"{name}: torch {torch.__version__} cannot load it: {last}")
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"package": str(path), "torch": torch.__version__, "python": sys.executable}))
-
-
-def load_compiled(path: str | Path, device: Device):
-    """(callable, ModelInfo) for a `.pt2` package; the device and torch version must be the package's."""
-    torch = require("torch")
-    p = check_model_path(path, (".pt2",))
-    meta = read_compiled_metadata(p)
-    if meta["device_type"] != device.kind:
-        raise SettingsError(
-            f"{p.name} was compiled for {meta['device_type']}; run it with --device {meta['device_type']} "
-            f"or export again with --device {device}"
-        )
-    built, running = meta["torch_version"].split("+")[0], torch.__version__.split("+")[0]
-    if built.split(".")[:2] != running.split(".")[:2]:
-        raise ModelError(
-            f"{p.name} was compiled with torch {built}; this is torch {running}: export it again here "
-            "(compiled packages are tied to the torch version)"
-        )
-    if device.is_cuda and meta.get("gpu") != _gpu_name(device):
-        import warnings
-
-        warnings.warn(
-            f"{p.name} was compiled on {meta.get('gpu')}, this is {_gpu_name(device)}: export again if it fails",
-            stacklevel=2,
-        )
-    index = device.index if device.is_cuda else -1
-    check_loads_in_child(p, index)
-    with quiet():
-        fn = torch._inductor.aoti_load_package(str(p), device_index=index)
-    return fn, info_from_metadata(p, "pt2", {**meta, "batch": None}, half=bool(meta.get("half")))
 
 
 def export_compiled(
@@ -218,8 +114,6 @@ def export_compiled(
         images = parity_images or sample_images()
     torch = require("torch")
     check_torch_cuda(dev)
-    from ..backends.pytorch import inductor_cache
-
     inductor_cache()
     module, info, imgsz = load_for_export(src, s.imgsz, say)
     s.imgsz = imgsz[0] if imgsz[0] == imgsz[1] else None
@@ -239,7 +133,7 @@ def export_compiled(
         cxx = package_compiler()
         if cxx.note:
             say(cxx.note)
-        say(f"compiling with AOTInductor for {_gpu_name(dev)} (a minute or more)")
+        say(f"compiling with AOTInductor for {gpu_name(dev)} (a minute or more)")
         t0 = time.perf_counter()
         with quiet(), torch._inductor.config.patch({"cpp.cxx": (None, cxx.cxx)}):
             torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp))
@@ -275,7 +169,7 @@ def cached_compiled(model_path: str | Path, imgsz: int | None, half: bool, devic
     sha = file_sha256(src)
     check_torch_cuda(dev)
     cxx = package_compiler().cxx  # a package built by another compiler may crash the loader (export/cxx.py)
-    key_parts = [sha, asdict(s), __version__, torch.__version__, dev.kind, _gpu_name(dev), cxx]
+    key_parts = [sha, asdict(s), __version__, torch.__version__, dev.kind, gpu_name(dev), cxx]
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir() / "compiled" / f"{src.stem}-{sha[:8]}-{dev.kind}-{key}.pt2"
     if path.is_file():

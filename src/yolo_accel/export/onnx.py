@@ -14,11 +14,11 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .. import __version__
 from .._deps import quiet, require
+from .._version import __version__
 from ..device import Device, check_torch_cuda, parse_device
 from ..errors import ExportError, SettingsError
-from ..model import ModelInfo, check_model_path
+from ..model import ModelInfo, check_model_path, prepare_for_export
 from .common import (
     PARITY_THRESHOLD,
     ExportResult,
@@ -27,7 +27,6 @@ from .common import (
     keep_if_parity,
     load_for_export,
     partial_file,
-    prepare_for_export,
 )
 
 
@@ -108,7 +107,7 @@ def export_onnx(
     check_torch_cuda(dev)
 
     module, info, imgsz = load_for_export(src, s.imgsz, say)
-    from ..detector import YoloAccelWarning
+    from ..errors import YoloAccelWarning
 
     s.imgsz = imgsz[0] if imgsz[0] == imgsz[1] else None
     with partial_file(target, f"ONNX export of {src.name}") as tmp:

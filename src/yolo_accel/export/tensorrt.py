@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
 from .._deps import available, require
+from .._version import __version__
 from ..device import Device, check_torch_cuda, parse_device
 from ..errors import ExportError, MissingDependencyError, SettingsError
 from ..model import ModelInfo, check_model_path
@@ -324,12 +324,6 @@ def export_engine(
         return keep_if_parity(
             result, tmp, t_start, run_parity, before_keep=lambda: meta_path.write_text(json.dumps(meta, indent=1))
         )
-
-
-def read_engine_metadata(path: Path) -> dict:
-    """The metadata beside an engine (`<engine>.json`), or an ExportError-free empty dict."""
-    side = path.with_name(path.name + ".json")
-    return json.loads(side.read_text()) if side.is_file() else {}
 
 
 def cached_engine(model_path: str | Path, imgsz: int | None, half: bool, device: str | Device) -> Path:

@@ -7,11 +7,14 @@ as round(d - 0.1) / round(d + 0.1)), so that our inputs equal theirs pixel for p
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from ..errors import SettingsError, YoloAccelWarning
 
 PAD_VALUE = 114
 
@@ -134,3 +137,19 @@ def preprocess(
         np.multiply(boxed[..., ::-1].transpose(2, 0, 1), 1 / 255.0, out=batch[i], casting="unsafe")
         infos.append(info)
     return batch, infos
+
+
+def check_imgsz(imgsz: int | Sequence[int], stride: int) -> tuple[int, int]:
+    """(h, w) multiples of the stride; rounds up with a warning as Ultralytics does."""
+    hw = (int(imgsz), int(imgsz)) if isinstance(imgsz, (int, np.integer)) else tuple(int(v) for v in imgsz)
+    if len(hw) != 2 or min(hw) <= 0:
+        raise SettingsError(f"--imgsz must be a positive size, got {imgsz!r}")
+    fixed = tuple(make_divisible(v, stride) for v in hw)
+    if fixed != hw:
+        warnings.warn(
+            f"--imgsz {hw[0] if hw[0] == hw[1] else hw} is not a multiple of the model stride "
+            f"{stride}: using {fixed[0] if fixed[0] == fixed[1] else fixed}",
+            YoloAccelWarning,
+            stacklevel=3,
+        )
+    return fixed

@@ -9,6 +9,15 @@ from pathlib import Path
 from ..runs import write_json_atomic, write_text_atomic
 from . import plots
 
+# readable at any width: system fonts at 16 px, tables that scroll rather than squeeze
+STYLE = (
+    "body{font:16px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1200px;"
+    "padding:0 1em;color:#222}table{border-collapse:collapse;margin:1em 0;display:block;overflow-x:auto}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}"
+    "td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}"
+    ".plots img{max-width:49%;margin:4px}.warn{color:#8a5300}h2{margin-top:1.5em}"
+)
+
 HEADER = [
     "backend",
     "batch",
@@ -70,33 +79,39 @@ def rows(report: dict) -> list[list[str]]:
     return out
 
 
-def markdown(report: dict) -> str:
-    env, s = report["environment"], report["settings"]
-    lines = [
-        f"# Benchmark: {report['model']['name']}",
-        "",
+def _intro(report: dict) -> str:
+    s = report["settings"]
+    return (
         f"{report['date']}; device {s['device']}; imgsz {s['imgsz'] or 'model default'}; warm-up {s['warmup']}, "
         f"up to {s['iters']} timed iterations (at most {s['duration_s']} s per row); baseline "
-        f"`{report['baseline']}`. {report['timing']} Model-only: the prepared batch already where the backend "
-        f"wants it (GPU tensor for torch, bound device buffer with -iobind). End-to-end: decoded uint8 frame(s) in "
-        f"host memory -> Detections (letterbox, inference with copies, decode + NMS).",
-        "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "---|" * len(HEADER),
+        f"`{report['baseline']}`. {report['timing']}"
+    )
+
+
+def _machine(report: dict) -> str:
+    env = report["environment"]
+    gpu = env.get("gpu")
+    extra = f"; {gpu}, driver {env.get('driver', '?')}, CUDA {env.get('cuda')}, cuDNN {env.get('cudnn')}" if gpu else ""
+    return f"Machine: {env.get('cpu')} ({env.get('cpu_threads')} threads){extra}"
+
+
+def _versions(report: dict) -> str:
+    return "Versions: " + ", ".join(f"{k} {v}" for k, v in report["environment"]["packages"].items())
+
+
+def _warnings(report: dict) -> list[str]:
+    return [
+        f"{r['backend']} batch {r['batch']}: {'; '.join(r['warnings'])}" for r in report["rows"] if r.get("warnings")
     ]
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# Benchmark: {report['model']['name']}", "", _intro(report), ""]
+    lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows(report)]
-    lines += [
-        "",
-        f"Machine: {env.get('cpu')} ({env.get('cpu_threads')} threads)"
-        + (
-            f"; {env['gpu']}, driver {env.get('driver', '?')}, CUDA {env.get('cuda')}, cuDNN {env.get('cudnn')}"
-            if env.get("gpu")
-            else ""
-        ),
-        "",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
-        "",
-    ]
+    if _warnings(report):
+        lines += ["", "Warnings:", "", *(f"- {w}" for w in _warnings(report))]
+    lines += ["", _machine(report), "", _versions(report), ""]
     return "\n".join(lines)
 
 
@@ -114,17 +129,18 @@ def figures(report: dict) -> dict[str, bytes]:
         "model-only latency by backend and batch (median)",
         "ms per batch",
     )
-    fig, ax = plots.figure()
-    for k in backends:
-        pts = [(b, get[(k, b)]["throughput_ips"]) for b in batches if (k, b) in get]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=k)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("images / s (model-only)")
-    ax.set_title("throughput by batch size")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    out["throughput"] = plots.to_png(fig)
+    if len(batches) > 1:  # a throughput curve needs two batch sizes; one would be a lone dot
+        fig, ax = plots.figure()
+        for k in backends:
+            pts = [(b, get[(k, b)]["throughput_ips"]) for b in batches if (k, b) in get]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=k)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("images / s (model-only)")
+        ax.set_title("throughput by batch size")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        out["throughput"] = plots.to_png(fig)
 
     def gpu_mb(r):
         g = r.get("gpu_memory") or {}
@@ -147,14 +163,14 @@ def html_page(report: dict, images: dict[str, bytes]) -> str:
     imgs = "".join(
         f"<img alt='{k}' src='data:image/png;base64,{base64.b64encode(v).decode()}'>" for k, v in images.items()
     )
-    paragraphs = markdown(report).split("\n\n")
-    intro, env = html.escape(paragraphs[1]), html.escape(paragraphs[-2])
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>yolo-accel bench: {html.escape(report["model"]["name"])}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
-img{{max-width:32%;margin:4px}}</style></head><body>
-<h1>Benchmark: {html.escape(report["model"]["name"])}</h1><p>{intro}</p>
-<table><tr>{head}</tr>{body}</table>{imgs}<p>{env}</p>
+    warn = "".join(f"<li>{html.escape(w)}</li>" for w in _warnings(report))
+    warn = f"<h2>Warnings</h2><ul class='warn'>{warn}</ul>" if warn else ""
+    name = html.escape(report["model"]["name"])
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>yolo-accel bench: {name}</title>
+<style>{STYLE}</style></head><body>
+<h1>Benchmark: {name}</h1><p>{html.escape(_intro(report))}</p>
+<table><tr>{head}</tr>{body}</table>{warn}<div class="plots">{imgs}</div>
+<h2>Machine and versions</h2><p>{html.escape(_machine(report))}</p><p>{html.escape(_versions(report))}</p>
 <p>Machine-readable: bench.json beside this file.</p></body></html>"""
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..runs import write_json_atomic, write_text_atomic
 from . import plots
+from .bench import STYLE
 
 
 def _pct(v: float) -> str:
@@ -96,10 +97,58 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def dataset_name(report: dict) -> str:
+    """coco128 for .../coco128/data.yaml; the folder or file name otherwise."""
+    src = Path(report["data"]["source"])
+    return src.parent.name if src.suffix.lower() in (".yaml", ".yml", ".json") and src.parent.name else src.name
+
+
+def _similarity_lines(report: dict) -> list[tuple[str, list[str]]]:
+    """(backend line, worst-image lines) per compared backend."""
+    out = []
+    for key, b in report["backends"].items():
+        sim = b.get("similarity")
+        if not sim:
+            continue
+        head = (
+            f"{key}: {sim['matched']}/{sim['reference_detections']} reference detections matched "
+            f"({_pct(sim['match_rate'])}), {sim['detections']} found; mean IoU {sim['mean_iou']:.4f}; "
+            f"mean |Δconf| {sim['mean_abs_conf_diff']:.2e}; raw output cosine min {sim['raw_cosine_min']:.6f}, "
+            f"max |Δ| {sim['raw_max_abs_diff']:.3g}"
+        )
+        worst = [
+            f"{w['image']}: {w['matched']} matched of {w['reference']} (backend found {w['detections']})"
+            for w in sim["worst_images"]
+        ]
+        out.append((head, worst))
+    return out
+
+
+PER_CLASS_HEADER = ["class", "instances", "AP50", "AP50-95"]
+
+
+def _per_class_rows(report: dict) -> list[list[str]]:
+    ref = report["backends"].get("torch")
+    if not ref or not ref["accuracy"]["per_class"]:
+        return []
+    return [
+        [c["name"], str(c["instances"]), f"{c['ap50']:.3f}", f"{c['ap50_95']:.3f}"]
+        for c in ref["accuracy"]["per_class"]
+    ]
+
+
+def _environment_lines(report: dict) -> tuple[str, str]:
+    env = report["environment"]
+    machine = f"{env.get('cpu')}, {env.get('cpu_threads')} threads" + (
+        f"; GPU {env['gpu']}, CUDA {env.get('cuda')}, cuDNN {env.get('cudnn')}" if env.get("gpu") else ""
+    )
+    return machine, ", ".join(f"{k} {v}" for k, v in env["packages"].items())
+
+
 def markdown(report: dict) -> str:
     d, s = report["data"], report["settings"]
     parts = [
-        f"# Validation: {Path(report['model']['path']).name} on {Path(d['source']).name}",
+        f"# Validation: {Path(report['model']['path']).name} on {dataset_name(report)}",
         "",
         f"**Verdict: {report['verdict']}** (gates `{report['gates']['name']}`; reference: torch FP32)",
         "",
@@ -120,39 +169,14 @@ def markdown(report: dict) -> str:
         "## Similarity to the reference",
         "",
     ]
-    for key, b in report["backends"].items():
-        sim = b.get("similarity")
-        if not sim:
-            continue
-        parts.append(
-            f"- **{key}**: {sim['matched']}/{sim['reference_detections']} reference detections matched "
-            f"({_pct(sim['match_rate'])}), {sim['detections']} found; mean IoU {sim['mean_iou']:.4f}; "
-            f"mean |Δconf| {sim['mean_abs_conf_diff']:.2e}; raw output cosine min {sim['raw_cosine_min']:.6f}, "
-            f"max |Δ| {sim['raw_max_abs_diff']:.3g}"
-        )
-        for w in sim["worst_images"]:
-            parts.append(
-                f"  - {w['image']}: {w['matched']} matched of {w['reference']} (backend found {w['detections']})"
-            )
-    ref = report["backends"].get("torch")
-    if ref and ref["accuracy"]["per_class"]:
-        parts += ["", "## Per-class AP (reference)", ""]
-        rows = [
-            [c["name"], str(c["instances"]), f"{c['ap50']:.3f}", f"{c['ap50_95']:.3f}"]
-            for c in ref["accuracy"]["per_class"]
-        ]
-        parts.append(_md_table(["class", "instances", "AP50", "AP50-95"], rows))
-    env = report["environment"]
-    parts += [
-        "",
-        "## Environment",
-        "",
-        f"`{env.get('cpu')}`, {env.get('cpu_threads')} threads"
-        + (f"; GPU {env['gpu']}, CUDA {env.get('cuda')}, cuDNN {env.get('cudnn')}" if env.get("gpu") else ""),
-        "",
-        ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
-        "",
-    ]
+    for head, worst in _similarity_lines(report):
+        key, rest = head.split(": ", 1)
+        parts.append(f"- **{key}**: {rest}")
+        parts += [f"  - {w}" for w in worst]
+    if _per_class_rows(report):
+        parts += ["", "## Per-class AP (reference)", "", _md_table(PER_CLASS_HEADER, _per_class_rows(report))]
+    machine, versions = _environment_lines(report)
+    parts += ["", "## Environment", "", f"`{machine}`", "", versions, ""]
     return "\n".join(parts)
 
 
@@ -220,19 +244,27 @@ def html_page(report: dict, images: dict[str, bytes]) -> str:
     )
     md_intro = html.escape(markdown(report).split("\n\n")[2])
     verdict = report["verdict"]
+    title = f"{Path(report['model']['path']).name} on {dataset_name(report)}"
+    sim = "".join(
+        f"<li>{html.escape(head)}<ul>{''.join(f'<li>{html.escape(w)}</li>' for w in worst)}</ul></li>"
+        for head, worst in _similarity_lines(report)
+    )
+    per_class = _per_class_rows(report)
+    machine, versions = _environment_lines(report)
     return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>yolo-accel validation: {html.escape(Path(report["model"]["path"]).name)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
-.pass{{color:#070;font-weight:bold}}.fail{{color:#b00;font-weight:bold}}img{{max-width:48%;margin:4px}}
-.verdict{{font-size:1.4em}}</style></head><body>
-<h1>Validation: {html.escape(Path(report["model"]["path"]).name)} on {html.escape(Path(report["data"]["source"]).name)}</h1>
+<title>yolo-accel validation: {html.escape(title)}</title>
+<style>{STYLE}.pass{{color:#070;font-weight:bold}}.fail{{color:#b00;font-weight:bold}}.verdict{{font-size:1.4em}}</style>
+</head><body>
+<h1>Validation: {html.escape(title)}</h1>
 <p class="verdict">Verdict: <span class="{verdict.lower()}">{verdict}</span> (gates {html.escape(report["gates"]["name"])})</p>
 <p>{md_intro}</p>
 <p>{html.escape(speed_statement(report))}</p>
 {table(SUMMARY_HEADER, summary_rows(report))}
 <h2>Gates</h2>{table(GATE_HEADER, gate_rows(report))}
-<h2>Plots</h2>{imgs}
+<h2>Similarity to the reference</h2><ul>{sim}</ul>
+{f"<h2>Per-class AP (reference)</h2>{table(PER_CLASS_HEADER, per_class)}" if per_class else ""}
+<h2>Plots</h2><div class="plots">{imgs}</div>
+<h2>Machine and versions</h2><p>{html.escape(machine)}</p><p>{html.escape(versions)}</p>
 <p>Machine-readable: report.json beside this file. {html.escape(report["date"])}</p>
 </body></html>"""
 

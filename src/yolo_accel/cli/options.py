@@ -1,0 +1,105 @@
+"""Options shared by several commands, defined once."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..errors import YoloAccelError
+
+BACKEND_HELP = (
+    "torch (.pt), onnxruntime (.onnx), compiled (.pt2, AOTInductor) or tensorrt (.engine); default: from the "
+    "model's suffix. A .pt asked to run on another backend is exported once into the cache."
+)
+VARIANTS_HELP = (
+    "Comma-separated variants NAME[-fp16][-cl][-compile][-iobind][-graph][-cpu]. NAME: torch (.pt), onnxruntime "
+    "(.onnx), compiled (.pt2) or tensorrt (.engine); a .pt model is exported once for the others. -fp16: half "
+    "precision (CUDA); -cl: channels_last; -compile: torch.compile; -iobind: ONNX Runtime IO binding (inputs and "
+    "outputs stay on the GPU); -graph: CUDA graphs; -cpu: this row on the CPU. "
+    "e.g. torch,torch-fp16-cl-compile-graph,onnxruntime-fp16-iobind."
+)
+BackendOpt = Annotated[str | None, typer.Option("--backend", "-b", help=BACKEND_HELP)]
+MaxDetOpt = Annotated[int, typer.Option("--max-det", help="Most detections per image (300, as Ultralytics).")]
+
+# -- shared options -----------------------------------------------------------------------------
+DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="cpu, cuda or cuda:N.")]
+HalfOpt = Annotated[bool, typer.Option("--half", help="FP16 (CUDA only).")]
+ImgszOpt = Annotated[
+    int | None,
+    typer.Option("--imgsz", help="Input size in pixels (a stride multiple; default: the model's own)."),
+]
+OpsetOpt = Annotated[int, typer.Option("--opset", help="ONNX opset (12 and up; 17 recommended).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace existing output files.")]
+# speed options of the GPU path (none changes outputs beyond float rounding; FP16 is --half)
+CudaGraphOpt = Annotated[
+    bool,
+    typer.Option(
+        "--cuda-graph",
+        help="Capture one CUDA graph per input shape and replay it (torch on CUDA; onnxruntime with "
+        "--io-binding uses ONNX Runtime's own; not compiled .pt2 packages, whose runner breaks capture).",
+    ),
+]
+ChannelsLastOpt = Annotated[bool, typer.Option("--channels-last", help="NHWC memory format (torch backend).")]
+CompileOpt = Annotated[
+    bool,
+    typer.Option(
+        "--compile",
+        help="torch.export + torch.compile the model, one graph per input shape (first call compiles; cached on disk).",
+    ),
+]
+IoBindingOpt = Annotated[
+    bool, typer.Option("--io-binding", help="onnxruntime on CUDA: inputs and outputs stay in device buffers.")
+]
+GpuOpsOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--gpu-ops/--cpu-ops",
+        help="Letterbox, NMS and scale-back on the GPU (frames go up once, only boxes come back). "
+        "Default: on wherever the backend takes device tensors (torch/compiled on CUDA, onnxruntime "
+        "with --io-binding).",
+    ),
+]
+
+
+def check_imgsz_option(imgsz: int | None) -> None:
+    if imgsz is not None and imgsz <= 0:
+        from ..errors import SettingsError
+
+        raise SettingsError(f"--imgsz must be a positive number of pixels (got {imgsz})")
+
+
+def speed_options(
+    cuda_graph: bool, channels_last: bool, compile: bool, io_binding: bool, gpu_ops: bool | None, threads: int = 0
+) -> dict:
+    """Detector keyword arguments for the speed flags shared by predict and video."""
+    from ..backends.ort import OrtOptions
+    from ..backends.pytorch import TorchOptions
+
+    return {
+        "torch_options": TorchOptions(channels_last=channels_last, cuda_graph=cuda_graph, compile=compile),
+        "ort_options": OrtOptions(
+            intra_op_threads=threads, io_binding=io_binding, cuda_graph=cuda_graph and io_binding
+        ),
+        "gpu_ops": gpu_ops,
+    }
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise YoloAccelError(f"--batch takes comma-separated whole numbers, e.g. 1,8,32 (got {text!r})") from None
+    if not values or min(values) < 1:
+        raise YoloAccelError(f"--batch sizes must be at least 1 (got {text!r})")
+    return values
+
+
+def parse_frame_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise YoloAccelError(f"--frame-size takes WxH, e.g. 1920x1080 (got {text!r})") from None
+    if w < 1 or h < 1:
+        raise YoloAccelError(f"--frame-size must be positive (got {text!r})")
+    return w, h

@@ -1,0 +1,119 @@
+"""yolo-accel validate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from ..console import err, out, print_validation
+from .app import command
+from .options import VARIANTS_HELP, DeviceOpt, ForceOpt, ImgszOpt, MaxDetOpt, check_imgsz_option
+
+
+@command("validate")
+def validate_cmd(
+    model: Annotated[Path, typer.Option("--model", "-m", help="PyTorch checkpoint (.pt): the FP32 reference.")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            help="data.yaml (its val split), a folder of images with YOLO labels, or a COCO annotations .json.",
+        ),
+    ],
+    backends: Annotated[
+        str,
+        typer.Option("--backends", help=VARIANTS_HELP + " Each is compared with torch FP32 on the same device."),
+    ] = "torch,onnxruntime",
+    device: DeviceOpt = "cpu",
+    half: Annotated[
+        bool, typer.Option("--half", help="Run every listed backend in FP16 (CUDA); the reference stays FP32.")
+    ] = False,
+    gates: Annotated[str, typer.Option("--gates", help="onnx, tensorrt, or a YAML file of thresholds.")] = "onnx",
+    imgsz: ImgszOpt = None,
+    batch: Annotated[int, typer.Option("--batch", help="Images per batch.")] = 8,
+    conf: Annotated[float, typer.Option("--conf", help="Confidence threshold for mAP.")] = 0.001,
+    iou: Annotated[
+        float,
+        typer.Option(
+            "--iou",
+            help="NMS IoU (0.7, not predict's 0.45: mAP is measured as Ultralytics val measures it, "
+            "at a low --conf, so that the numbers compare with theirs).",
+        ),
+    ] = 0.7,
+    max_det: MaxDetOpt = 300,
+    onnx: Annotated[
+        Path | None, typer.Option("--onnx", help="Validate this ONNX file instead of the cached export of --model.")
+    ] = None,
+    images: Annotated[Path | None, typer.Option("--images", help="Image folder of a COCO .json dataset.")] = None,
+    clip_labels: Annotated[
+        bool, typer.Option("--clip-labels", help="Clip label coordinates outside [0, 1] instead of failing.")
+    ] = False,
+    report_dir: Annotated[
+        Path | None, typer.Option("--report-dir", help="Where the reports go (default: a new runs/validate/run<N>/).")
+    ] = None,
+    force: ForceOpt = False,
+    speed_metric: Annotated[
+        str,
+        typer.Option(
+            "--speed-metric",
+            help="What the speed gate compares: model (model-only latency, as the acceptance thresholds "
+            "define it) or e2e (a decoded frame to detections).",
+        ),
+    ] = "model",
+    speed_batch: Annotated[int, typer.Option("--speed-batch", help="Batch size timed for the speed gate.")] = 1,
+    speed_iters: Annotated[
+        int, typer.Option("--speed-iters", help="Timed runs per backend (model-only and end-to-end each; 30+).")
+    ] = 50,
+):
+    """Accuracy (mAP), similarity to PyTorch FP32 and speed of each backend, against acceptance gates.
+
+    Exit code 0 when every gate passes, 1 when any fails, 2 for bad input.
+
+    Example: yolo-accel validate --model yolov5n.pt --data coco128/data.yaml --backends torch,onnxruntime
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from ..evaluate.datasets import load_dataset
+    from ..report import write_validation_report
+    from ..runs import next_run_dir
+    from ..validate import ValidateSettings, run_validation
+
+    settings = ValidateSettings(
+        backends=tuple(backends.split(",")),
+        device=device,
+        half=half,
+        imgsz=imgsz,
+        batch=batch,
+        conf=conf,
+        iou=iou,
+        max_det=max_det,
+        gates=gates,
+        onnx=str(onnx) if onnx else None,
+        clip_labels=clip_labels,
+        images_dir=str(images) if images else None,
+        speed_metric=speed_metric,
+        speed_batch=speed_batch,
+        speed_iters=speed_iters,
+    )
+    from ..outputs import check_folder, check_report_folder
+
+    check_report_folder(report_dir, ("report.json", "report.md", "report.html"), force, "--report-dir")
+    if report_dir is None:
+        check_folder(Path("runs") / "validate", "runs folder")
+    check_imgsz_option(imgsz)
+    n_images = len(load_dataset(data, clip_labels, images).items)  # fails fast on bad labels
+    with Progress(
+        TextColumn("validating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True
+    ) as progress:
+        task = progress.add_task("validate", total=n_images)
+        report = run_validation(model, data, settings, progress=lambda n: progress.advance(task, n))
+    print_validation(report, out, escape, Table)  # the results first: a write that fails still leaves them
+    folder = report_dir or next_run_dir("validate")
+    paths = write_validation_report(report, folder)
+    out.print(f"reports: {paths['html']}  {paths['md']}  {paths['json']}")
+    if report["verdict"] != "PASS":
+        raise typer.Exit(1)

@@ -1,0 +1,265 @@
+"""yolo-accel video."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from ..console import err, out, print_engine_line, print_video_summary
+from ..errors import YoloAccelError
+from .app import command
+from .options import (
+    BackendOpt,
+    ChannelsLastOpt,
+    CompileOpt,
+    CudaGraphOpt,
+    DeviceOpt,
+    GpuOpsOpt,
+    HalfOpt,
+    ImgszOpt,
+    IoBindingOpt,
+    check_imgsz_option,
+    speed_options,
+)
+
+
+@command("video")
+def video_cmd(
+    source: Annotated[
+        list[str],
+        typer.Argument(
+            help="A video file, a folder of images, an rtsp:// or http:// URL, or a webcam index (0). "
+            "Several sources run as concurrent streams sharing one batched detector."
+        ),
+    ],
+    model: Annotated[Path, typer.Option("--model", "-m", help=".pt, .onnx, .pt2 or .engine model.")],
+    backend: BackendOpt = None,
+    device: DeviceOpt = "cpu",
+    half: HalfOpt = False,
+    imgsz: ImgszOpt = None,
+    classes: Annotated[str | None, typer.Option("--classes", help="e.g. car,motorcycle,bus,truck")] = None,
+    conf: Annotated[float, typer.Option("--conf", help="Confidence threshold.")] = 0.25,
+    iou: Annotated[
+        float,
+        typer.Option("--iou", help="NMS IoU threshold (0.5 here: vehicles in traffic overlap more than in photos)."),
+    ] = 0.5,
+    max_det: Annotated[
+        int, typer.Option("--max-det", help="Most detections per frame (30: a road scene, and a faster tracker).")
+    ] = 30,
+    tracker: Annotated[str, typer.Option("--tracker", help="bytetrack, sort or none.")] = "bytetrack",
+    line: Annotated[list[str] | None, typer.Option("--line", help="Counting line x1,y1,x2,y2 (repeatable).")] = None,
+    zone: Annotated[
+        list[str] | None, typer.Option("--zone", help="Counting zone x1,y1,x2,y2,x3,y3,... (repeatable).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Annotated MP4 (H.264).")] = None,
+    save_frames: Annotated[Path | None, typer.Option("--save-frames", help="Annotated JPEG frames here.")] = None,
+    events: Annotated[Path | None, typer.Option("--events", help="One JSON line per crossing.")] = None,
+    summary: Annotated[Path | None, typer.Option("--summary", help="The summary as JSON.")] = None,
+    max_frames: Annotated[int | None, typer.Option("--max-frames", help="Stop after N frames per stream.")] = None,
+    stride: Annotated[int, typer.Option("--stride", help="Process every K-th frame.")] = 1,
+    loop: Annotated[
+        bool,
+        typer.Option("--loop", help="Play files and folders again from the start when they end (with --duration)."),
+    ] = False,
+    duration: Annotated[
+        float | None, typer.Option("--duration", help="Stop after this many seconds (a planned end: exit code 0).")
+    ] = None,
+    batch: Annotated[
+        int | None,
+        typer.Option("--batch", help="Frames per stream in one detector batch (default 8 on CUDA, 1 on the CPU)."),
+    ] = None,
+    max_wait_ms: Annotated[
+        float, typer.Option("--max-wait-ms", help="A batch closes after waiting this long for more frames.")
+    ] = 2.0,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Processes that track, count and write (default: one per stream, at most 8 and cores - 2; "
+            "0: a thread in this process).",
+        ),
+    ] = None,
+    hud: Annotated[bool, typer.Option("--hud/--no-hud", help="FPS and counts panel on annotated frames.")] = True,
+    serve_mjpeg: Annotated[
+        int | None, typer.Option("--serve-mjpeg", help="Serve annotated frames as MJPEG on http://127.0.0.1:PORT/.")
+    ] = None,
+    retries: Annotated[int, typer.Option("--retries", help="Reconnect attempts for streams.")] = 5,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
+    cuda_graph: CudaGraphOpt = False,
+    channels_last: ChannelsLastOpt = False,
+    compile: CompileOpt = False,
+    io_binding: IoBindingOpt = False,
+    gpu_ops: GpuOpsOpt = None,
+    nvdec: Annotated[
+        bool, typer.Option("--nvdec", help="Decode video files on the GPU (NVDEC via PyNvVideoCodec); --device cuda.")
+    ] = False,
+):
+    """Detect, track, count, annotate and write or stream videos, with a per-stage timing table.
+
+    Each stream is decoded in its own thread (NVDEC frames stay on the GPU); frames of all streams
+    are detected in shared batches; tracking, counting and writing run in worker processes. A stream
+    that fails is reported in its summary and the others go on. Ctrl-C or SIGTERM stops cleanly:
+    every file is finished and the summary written (exit code 130). Exit code 2 when a stream failed
+    (e.g. a truncated file), after its readable frames are processed.
+
+    Examples:
+      yolo-accel video traffic.mp4 --model yolov5n.pt --classes car,bus,truck --line 0,450,1280,450 -o out.mp4
+      yolo-accel video cam1.mp4 cam2.mp4 --model yolov5n.pt --device cuda --half --cuda-graph --nvdec
+        (two streams, one batched GPU detector; outputs get -0, -1 suffixes)
+      yolo-accel video clip.mp4 --model yolov5n.pt --loop --duration 600 --summary soak.json
+        (a soak: the memory curve is in the summary)
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..detector import Detector
+    from ..device import parse_device
+    from ..errors import SettingsError
+    from ..runs import write_json_atomic
+    from ..video.engine import EngineSettings, VideoEngine, per_stream_settings, single_stream_summary
+    from ..video.processor import StreamSettings
+    from ..video.sources import open_source
+
+    n = len(source)
+    settings = per_stream_settings(
+        StreamSettings(
+            tracker=tracker,
+            lines=list(line or []),
+            zones=list(zone or []),
+            output=str(output) if output else None,
+            save_frames=str(save_frames) if save_frames else None,
+            events=str(events) if events else None,
+            serve_mjpeg=serve_mjpeg,
+            hud=hud,
+        ),
+        n,
+    )
+    from ..outputs import check_file, check_folder
+
+    for st in settings:  # every path this run writes, checked before any work
+        check_file(st.output, force, "--output")
+        check_file(st.events, force, "--events")
+        check_folder(st.save_frames, "--save-frames")
+    check_file(summary, force, "--summary")
+    check_imgsz_option(imgsz)
+    if stride < 1 or (batch is not None and batch < 1) or max_wait_ms < 0:
+        raise SettingsError("--stride and --batch must be at least 1, --max-wait-ms at least 0")
+    if duration is not None and duration <= 0:
+        raise SettingsError("--duration must be positive")
+    if workers is not None and workers < 0:
+        raise SettingsError("--workers must be 0 or more")
+    if n > 1 and serve_mjpeg is not None:
+        raise SettingsError("--serve-mjpeg serves one stream; run one source per port")
+    if loop and duration is None and max_frames is None:
+        raise SettingsError("--loop plays forever: give --duration (or --max-frames), or stop it with Ctrl-C")
+    from ..video.counting import parse_line, parse_zone
+    from ..video.tracking import make_tracker
+
+    for i, t in enumerate(line or []):
+        parse_line(t, i + 1)
+    for i, t in enumerate(zone or []):
+        parse_zone(t, i + 1)
+    make_tracker(tracker, 25.0)  # an unknown tracker name fails here, before the model loads
+    speed = speed_options(cuda_graph, channels_last, compile, io_binding, gpu_ops)
+    with err.status(f"loading {model.name}"):
+        det = Detector(
+            model,
+            backend=backend,
+            device=device,
+            half=half,
+            imgsz=imgsz,
+            conf=conf,
+            iou=iou,
+            classes=classes,
+            max_det=max_det,
+            rect=False,
+            **speed,
+        )
+        if nvdec and not det.gpu_ops:
+            raise SettingsError(
+                "--nvdec frames stay on the GPU: use a backend that takes device tensors (torch or compiled "
+                "with --device cuda, or onnxruntime with --io-binding) and leave out --cpu-ops"
+            )
+        nvdec_device = str(parse_device(device)) if nvdec else None
+        srcs: list = []
+        for x in source:
+            try:
+                srcs.append(open_source(x, stride, max_frames, retries, nvdec_device=nvdec_device, loop=loop))
+            except YoloAccelError as e:
+                if n == 1:
+                    raise
+                err.print(f"[yellow]warning:[/] stream {len(srcs)}: {escape(str(e))}", highlight=False)
+                srcs.append(e)
+    for src in srcs:
+        if not isinstance(src, Exception):
+            err.print(f"{src.description} -> {det.describe()}", highlight=False)
+    if serve_mjpeg is not None:
+        err.print(f"MJPEG stream on http://127.0.0.1:{serve_mjpeg}/", highlight=False)
+    counts = [getattr(src, "frame_count", 0) for src in srcs]
+    total = None if (None in counts or loop) else sum(-(-min(c, max_frames or c) // stride) for c in counts)
+    use_batch = batch if batch is not None else (8 if parse_device(device).is_cuda else 1)
+    engine_settings = EngineSettings(batch=use_batch, max_wait_ms=max_wait_ms, workers=workers, duration_s=duration)
+    with Progress(
+        TextColumn("video"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("video", total=total, fps="")
+        t0 = time.perf_counter()
+        seen = [0]
+
+        def tick(k: int) -> None:
+            seen[0] += k
+            progress.update(task, advance=k, fps=f"{seen[0] / max(time.perf_counter() - t0, 1e-9):.1f} FPS")
+
+        engine = VideoEngine(det, srcs, settings, engine_settings, progress=tick)
+        result = engine.run()
+    det.close()
+    result["settings"] = {
+        "model": str(model),
+        "backend": det.backend.name,
+        "device": device,
+        "imgsz": list(det.imgsz),
+        "conf": conf,
+        "iou": iou,
+        "classes": det.classes,
+        "tracker": tracker,
+        "lines": list(line or []),
+        "zones": list(zone or []),
+        "stride": stride,
+        "batch": use_batch,
+        "max_wait_ms": max_wait_ms,
+        "workers": engine.n_workers,
+        "nvdec": nvdec,
+        "loop": loop,
+        "duration_s": duration,
+        "runtime": det.describe(),
+    }
+    if n > 1:
+        for i, r in enumerate(result["streams"]):
+            out.print(f"[bold]stream {i}[/] ({escape(r['source'])})")
+            print_video_summary(r)
+        b = result["batcher"]
+        out.print(
+            f"[bold]{n} streams[/]: {result['frames']} frames in {result['wall_s']:.1f} s, "
+            f"{result['fps']:.1f} FPS in total; {b['batches']} batches, mean batch {b['mean_batch']}"
+        )
+    else:
+        result = {**single_stream_summary(result), "settings": result["settings"]}
+        print_video_summary(result)
+    print_engine_line(result)
+    if summary:
+        write_json_atomic(summary, result)
+        out.print(f"summary written to {summary}")
+    if result["error"]:
+        err.print(f"[bold red]error:[/] {escape(result['error'])}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    if result["interrupted"]:
+        raise typer.Exit(130)

@@ -22,7 +22,14 @@ h264=$clips/traffic_1080p_h264.mp4
 vp9=$clips/traffic_1080p_vp9.webm
 engine="--model $model --device cuda --half --cuda-graph --channels-last --classes car,motorcycle,bus,truck
   --line 0,675,1920,675 --loop --duration ${DURATION:-20} --force"
-source bench/run_step.sh
+# run NAME LIMIT_S COMMAND...: COMMAND under a time limit, its output in OUT/NAME.txt with the exit status
+run() {
+  local name=$1 limit=$2; shift 2
+  echo "== $name $(date +%T)"
+  timeout "$limit" "$@" > "$out/$name.txt" 2>&1
+  echo "rc=$?" >> "$out/$name.txt"
+  tail -n 20 "$out/$name.txt"
+}
 repeat() { for _ in $(seq "$1"); do printf '%s ' "$2"; done; }
 for case in "$@"; do
   case $case in

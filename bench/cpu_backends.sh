@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The CPU rows of BENCHMARKS.md (2-core development machine): batch 1, 640, torch vs ONNX Runtime CPU.
-# Usage: bench/run_cpu.sh OUT_DIR
+# BENCHMARKS.md, "CPU backends": batch 1, 640, torch against ONNX Runtime's CPU provider, three models.
+# Usage: bash bench/cpu_backends.sh OUT_DIR
 set -euo pipefail
 out=${1:-runs/bench-cpu}
 py=${PYTHON:-.venv/bin/python}

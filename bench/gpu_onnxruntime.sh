@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU rows of BENCHMARKS.md: one model per call, every backend variant, batch 1/8/32/64, 640.
-# Usage: bench/run_gpu.sh MODEL.pt OUT_DIR   (on the GPU machine, with onnxruntime-gpu installed)
+# BENCHMARKS.md, "ONNX Runtime on CUDA": torch against every ONNX Runtime variant, batch 1/8/32/64, 640.
+# Usage: bash bench/gpu_onnxruntime.sh MODEL.pt OUT_DIR   (on a CUDA machine with onnxruntime-gpu installed)
 set -euo pipefail
 model=$1
 out=$2

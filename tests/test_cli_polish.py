@@ -113,3 +113,30 @@ def test_bench_table_fits_80_columns_with_the_longest_variant_name_whole():
     text = console.export_text()
     assert "…" not in text and max(len(line.rstrip()) for line in text.splitlines()) <= 80
     assert text.count("torch-fp16-cl-compile-graph ") == 3 and "12,625" in text
+
+
+def test_fps_overlay_is_optional(sample_images):
+    """With --no-fps-overlay the annotated frame depends only on the frame and its detections; with it
+    the FPS shows."""
+    import numpy as np
+    import supervision as sv
+
+    from yolo_accel.images import read_image
+    from yolo_accel.video.counting import Counter, parse_line
+    from yolo_accel.video.processor import Annotator
+
+    img = read_image(sample_images[0])
+    d = sv.Detections(
+        xyxy=np.array([[100, 300, 300, 600], [110, 305, 310, 610]], np.float32),
+        confidence=np.array([0.9, 0.8], np.float32),
+        class_id=np.array([0, 0]),
+        tracker_id=np.array([1, 2]),
+    )
+    names = {0: "person"}
+
+    def draw(hud_fps: bool, fps: float) -> np.ndarray:
+        counter = Counter([parse_line("0,500,810,500", 1)], [], names)
+        return Annotator(names, counter, hud=True, hud_fps=hud_fps).draw(img.copy(), d, fps)
+
+    assert np.array_equal(draw(False, 12.3), draw(False, 456.7))
+    assert not np.array_equal(draw(True, 12.3), draw(True, 456.7))

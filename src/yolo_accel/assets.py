@@ -1,11 +1,14 @@
 """Where the default model, sample images, datasets and videos are found.
 
 Order: an explicit path; $YOLO_ACCEL_ASSETS (a folder with the shared layout);
-../shared/assets beside the repository root; the user cache (~/.cache/yolo-accel/assets).
+../shared/assets beside the repository root; the user cache (~/.cache/yolo-accel/assets). The two
+sample images (export's parity check, bench's frame) are downloaded into that cache when none of
+these has them, so that a plain `pip install` works on a machine that is online.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -15,6 +18,14 @@ DEFAULT_MODEL = "models/yolov5n.pt"
 SAMPLE_IMAGES = ("images/bus.jpg", "images/zidane.jpg")
 DEFAULT_DATASET = "datasets/coco128/data.yaml"
 DEFAULT_VIDEO = "videos/highway_traffic_720p.mp4"
+# the sample images at a fixed revision of ultralytics/yolov5 (AGPL-3.0), with their SHA-256
+SAMPLES_URL = (
+    "https://raw.githubusercontent.com/ultralytics/yolov5/5081342f04fb287fc2e5f2b5a4e06752b7937b1c/data/images/"
+)
+SAMPLE_SHA256 = {
+    "bus.jpg": "33b198a1d2839bb9ac4c65d61f9e852196793cae9a0781360859425f6022b69c",
+    "zidane.jpg": "356dad2107bb0254e4e4a81bc1d9c7140043e88569d546e5b404b19bffa77d0a",
+}
 
 
 def cache_dir() -> Path:
@@ -57,5 +68,34 @@ def find_asset(relative: str) -> Path:
 
 
 def sample_images() -> list[Path]:
-    """The shared sample images (bus.jpg, zidane.jpg)."""
-    return [find_asset(rel) for rel in SAMPLE_IMAGES]
+    """The sample images (bus.jpg, zidane.jpg): from the asset folders, else downloaded once into the
+    cache ($YOLO_ACCEL_SAMPLES_URL overrides where from) and checked against their SHA-256."""
+    out = []
+    for rel in SAMPLE_IMAGES:
+        try:
+            out.append(find_asset(rel))
+        except DataError as missing:
+            out.append(_download_sample(Path(rel).name, missing))
+    return out
+
+
+def _download_sample(name: str, missing: DataError) -> Path:
+    import urllib.request
+
+    target = cache_dir() / "assets" / "images" / name
+    url = os.environ.get("YOLO_ACCEL_SAMPLES_URL", SAMPLES_URL).rstrip("/") + "/" + name
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            data = r.read()
+    except OSError as e:  # offline, refused, HTTP error
+        raise DataError(
+            f"{missing} Downloading {url} failed too ({getattr(e, 'reason', e)}): give images explicitly "
+            "(export --parity-images, bench --frame)"
+        ) from None
+    if hashlib.sha256(data).hexdigest() != SAMPLE_SHA256[name]:
+        raise DataError(f"{url} is not the expected {name} (SHA-256 differs); nothing was kept")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{name}.{os.getpid()}.partial")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+    return target

@@ -84,6 +84,13 @@ def video_cmd(
         ),
     ] = None,
     hud: Annotated[bool, typer.Option("--hud/--no-hud", help="FPS and counts panel on annotated frames.")] = True,
+    fps_overlay: Annotated[
+        bool,
+        typer.Option(
+            "--fps-overlay/--no-fps-overlay",
+            help="FPS in that panel (off: the written frames depend only on the video, not on the machine).",
+        ),
+    ] = True,
     serve_mjpeg: Annotated[
         int | None, typer.Option("--serve-mjpeg", help="Serve annotated frames as MJPEG on http://127.0.0.1:PORT/.")
     ] = None,
@@ -134,6 +141,7 @@ def video_cmd(
             events=str(events) if events else None,
             serve_mjpeg=serve_mjpeg,
             hud=hud,
+            hud_fps=fps_overlay,
         ),
         n,
     )

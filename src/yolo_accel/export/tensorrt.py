@@ -265,6 +265,7 @@ def export_engine(
     force: bool = False,
     check: bool = True,
     status=None,
+    parity_images: list[Path] | None = None,
 ) -> ExportResult:
     """Build a TensorRT engine from the cached ONNX export of a `.pt`; metadata goes to `<engine>.json`.
 
@@ -316,7 +317,7 @@ def export_engine(
 
             say("checking parity with the PyTorch model")
             engine = TensorRTBackend(tmp, dev, metadata=meta)
-            return check_parity(module, info, dev, imgsz, engine, sample_images())
+            return check_parity(module, info, dev, imgsz, engine, parity_images or sample_images())
 
         if check and not available("tensorrt"):
             result.notes.append("parity not checked: running an engine needs TensorRT's Python module")

@@ -34,6 +34,7 @@ class StreamSettings:
     events: str | None = None  # one JSON line per crossing
     serve_mjpeg: int | None = None  # port
     hud: bool = True  # the panel with FPS and counts on annotated frames
+    hud_fps: bool = True  # FPS in that panel (off: frames that depend only on the video, not on the machine)
 
     @property
     def annotates(self) -> bool:
@@ -43,9 +44,9 @@ class StreamSettings:
 class Annotator:
     """Boxes, labels, traces, lines, zones and a HUD panel (FPS, counts) with supervision."""
 
-    def __init__(self, names: dict[int, str], counter: Counter, hud: bool = True):
+    def __init__(self, names: dict[int, str], counter: Counter, hud: bool = True, hud_fps: bool = True):
         sv = require("supervision")
-        self.sv, self.names, self.counter, self.hud = sv, names, counter, hud
+        self.sv, self.names, self.counter, self.hud, self.hud_fps = sv, names, counter, hud, hud_fps
         self.box = sv.BoxAnnotator(thickness=2)
         self.label = sv.LabelAnnotator(text_scale=0.5, text_padding=3, smart_position=True)
         self.trace = sv.TraceAnnotator(trace_length=30)
@@ -67,7 +68,7 @@ class Annotator:
         for spec, _ in self.counter.zones:
             img = sv.draw_polygon(img, spec.polygon, sv.Color.YELLOW, thickness=2)
         if self.hud:
-            texts = [f"FPS {fps:.1f}"] + [
+            texts = [f"FPS {fps:.1f}"] * self.hud_fps + [
                 f"{c} {n}: in {v['in']} out {v['out']}"
                 for c, per in self.counter.as_dict().items()
                 for n, v in per.items()
@@ -113,7 +114,7 @@ class StreamProcessor:
         self._events = None
         self._writer = self._mjpeg = None
         self._frames_dir = None
-        self.annotator = Annotator(names, self.counter, settings.hud) if settings.annotates else None
+        self.annotator = Annotator(names, self.counter, settings.hud, settings.hud_fps) if settings.annotates else None
         if settings.events:
             Path(settings.events).parent.mkdir(parents=True, exist_ok=True)
             self._events = open(settings.events, "w", encoding="utf-8")  # noqa: SIM115 (closed in finish)

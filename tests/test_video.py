@@ -304,3 +304,50 @@ def test_nvdec_needs_cuda_or_the_package(video, yolov5n_pt):
     res = runner.invoke(app, _video_args(video, yolov5n_pt, "--max-frames", "2", "--nvdec"))
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert "PyNvVideoCodec" in res.output or "--device cuda" in res.output
+
+
+def test_auto_encoder_falls_back_to_the_cpu_and_says_why(tmp_path, monkeypatch):
+    """Where NVENC cannot start (here: no PyNvVideoCodec, or no GPU), --encoder auto writes the MP4 on
+    the CPU and the summary notes why; --encoder nvenc is an error instead; a CPU run never tries."""
+    import cv2
+
+    from yolo_accel.video import sinks
+
+    def no_nvenc(*a, **k):
+        raise RuntimeError("no NVENC on this machine")
+
+    monkeypatch.setattr(sinks, "NvencMp4Writer", no_nvenc)
+    frame = np.full((64, 96, 3), 90, np.uint8)
+    writer, note = sinks.open_video_writer(tmp_path / "a.mp4", 25.0, (96, 64), "auto", gpu_id=0)
+    for _ in range(5):
+        writer.write(frame)
+    writer.close()
+    assert writer.backend in ("pyav-libx264", "opencv-mp4v") and "no NVENC on this machine" in note
+    assert int(cv2.VideoCapture(str(tmp_path / "a.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    with pytest.raises(RuntimeError, match="no NVENC"):
+        sinks.open_video_writer(tmp_path / "b.mp4", 25.0, (96, 64), "nvenc", gpu_id=0)
+    writer, note = sinks.open_video_writer(tmp_path / "c.mp4", 25.0, (96, 64), "auto", gpu_id=None)
+    writer.discard()
+    assert note is None and not list(tmp_path.glob("*c*.mp4"))
+    with pytest.raises(ValueError, match="unknown encoder"):
+        sinks.open_video_writer(tmp_path / "d.mp4", 25.0, (96, 64), "x264")
+
+
+def test_bad_encoder_option_is_one_line(video, yolov5n_pt, tmp_path):
+    out = str(tmp_path / "o.mp4")
+    res = runner.invoke(app, ["video", str(video), "-m", str(yolov5n_pt), "--encoder", "x264", "-o", out])
+    assert res.exit_code == 2 and "unknown --encoder" in res.output and "Traceback" not in res.output
+
+
+def test_nvenc_probe_names_the_reason():
+    """The reason a GPU run encodes on the CPU, in words: NVENC's 'no encode device' (error 2, what a
+    GPU without video encoders such as the H200 answers) or the missing package."""
+    from yolo_accel._deps import available
+    from yolo_accel.video import sinks
+
+    h200 = RuntimeError(
+        "PyNvEncoderCaps : \nError code : 2\nError Type : m_nvenc.nvEncOpenEncodeSessionEx(...) returned error 2"
+    )
+    assert sinks._nvenc_reason(h200) == "this GPU has no video encoder (NVENC)"
+    if not available("PyNvVideoCodec"):
+        assert "PyNvVideoCodec" in sinks.nvenc_problem(0)

@@ -65,8 +65,12 @@ def test_engine_gives_the_sequential_events_for_every_stream(tmp_path, video, de
     ref_summary, ref_events = reference
     settings = [StreamSettings(lines=[LINE], zones=[ZONE], events=str(tmp_path / f"e{i}.jsonl")) for i in range(3)]
     sources = [open_source(str(video), max_frames=300) for _ in range(3)]
-    result = VideoEngine(detector, sources, settings, EngineSettings(batch=4, workers=2)).run()
+    es = EngineSettings(batch=4, workers=2, memory_interval_s=0.2)
+    result = VideoEngine(detector, sources, settings, es).run()
     assert result["workers"] == 2 and result["error"] is None
+    # the memory curve covers the run only: every sample has the workers in it (none after they stop)
+    samples = result["memory"]["samples"]
+    assert len(samples) >= 3 and all(s[2] > 0 for s in samples)
     assert result["batcher"]["frames"] == 900 and result["batcher"]["mean_batch"] > 1  # batches span streams
     for i, r in enumerate(result["streams"]):
         assert r["frames"] == 300 and r["dropped_frames"] == 0

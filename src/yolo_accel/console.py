@@ -115,6 +115,8 @@ def print_video_summary(r: dict) -> None:
             f"video written to {r['output']['video']} ({r['output']['video_frames']} frames, "
             f"{r['output']['video_backend']})"
         )
+    for note in r["output"].get("notes", []):
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
 
 
 def bench_table(report: dict):

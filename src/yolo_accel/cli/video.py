@@ -84,6 +84,14 @@ def video_cmd(
         ),
     ] = None,
     hud: Annotated[bool, typer.Option("--hud/--no-hud", help="FPS and counts panel on annotated frames.")] = True,
+    encoder: Annotated[
+        str,
+        typer.Option(
+            "--encoder",
+            help="MP4 encoder for --output: nvenc (the GPU's video encoder), cpu (libx264 through PyAV, else "
+            "OpenCV), or auto: NVENC on a --device cuda run when it starts there, else the CPU.",
+        ),
+    ] = "auto",
     fps_overlay: Annotated[
         bool,
         typer.Option(
@@ -131,6 +139,18 @@ def video_cmd(
     from ..video.sources import open_source
 
     n = len(source)
+    dev = parse_device(device)
+    if encoder.lower() not in ("auto", "nvenc", "cpu"):
+        raise SettingsError(f"unknown --encoder {encoder!r}; use auto, nvenc or cpu")
+    encoder = encoder.lower()
+    if encoder == "auto" and output and dev.is_cuda:
+        from ..video.sinks import nvenc_problem
+
+        problem = nvenc_problem(dev.index)  # probed once here, not in every stream's worker
+        encoder = "nvenc" if problem is None else "cpu"
+        if problem:
+            note = f"NVENC unavailable ({escape(problem)}): MP4 encoded on the CPU"
+            err.print(f"[yellow]note:[/] {note}", highlight=False)
     settings = per_stream_settings(
         StreamSettings(
             tracker=tracker,
@@ -142,6 +162,8 @@ def video_cmd(
             serve_mjpeg=serve_mjpeg,
             hud=hud,
             hud_fps=fps_overlay,
+            encoder=encoder,
+            encoder_gpu=dev.index if dev.is_cuda else None,
         ),
         n,
     )

@@ -188,13 +188,13 @@ class VideoEngine:
             for st in self.streams:  # every stream's end has been sent: wait for its summary
                 self._wait_done(st)
         self.wall_s = time.perf_counter() - self.t_start
+        memory = monitor.stop()  # before the workers go: a sample without them is no part of the run
         self._stop_workers()
         self._stop.set()
         for t in threads:
             t.join(timeout=5)
         self._collect_done.set()
         collect.join(timeout=5)
-        memory = monitor.stop()
         if self._fatal is not None and not isinstance(self._fatal, YoloAccelError):
             raise self._fatal
         return self._summary(memory)

@@ -35,6 +35,8 @@ class StreamSettings:
     serve_mjpeg: int | None = None  # port
     hud: bool = True  # the panel with FPS and counts on annotated frames
     hud_fps: bool = True  # FPS in that panel (off: frames that depend only on the video, not on the machine)
+    encoder: str = "auto"  # MP4 encoder: auto (NVENC on a GPU run when it starts), nvenc, cpu
+    encoder_gpu: int | None = None  # the GPU of the run (None: a CPU run, so auto means the CPU)
 
     @property
     def annotates(self) -> bool:
@@ -110,6 +112,7 @@ class StreamProcessor:
         self.frames = self.detections = 0
         self.track_ids: set[int] = set()
         self.error: str | None = None
+        self.notes: list[str] = []  # e.g. why the MP4 is encoded on the CPU
         self._t_first: float | None = None
         self._events = None
         self._writer = self._mjpeg = None
@@ -166,10 +169,14 @@ class StreamProcessor:
     def _write(self, index: int, img: np.ndarray) -> None:
         if self.s.output:
             if self._writer is None:
-                from .sinks import Mp4Writer
+                from .sinks import open_video_writer
 
                 h, w = img.shape[:2]
-                self._writer = Mp4Writer(Path(self.s.output), self.fps, (w, h))
+                self._writer, note = open_video_writer(
+                    Path(self.s.output), self.fps, (w, h), self.s.encoder, self.s.encoder_gpu
+                )
+                if note:
+                    self.notes.append(note)
             self._writer.write(img)
         if self._frames_dir is not None:
             import cv2
@@ -211,6 +218,7 @@ class StreamProcessor:
                 "frames_dir": self.s.save_frames,
                 "events": self.s.events,
                 "mjpeg_port": self._mjpeg.port if self._mjpeg else None,
+                "notes": self.notes,
             },
             "error": self.error,
         }

@@ -19,7 +19,7 @@ from yolo_accel.export import cxx
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
 
 # the regex that torch's AOTInductor runtime (model_base.h, parse_device_str) compiles, in a library
-REGEX_SOURCE = Path(__file__).parents[1] / "bench" / "aoti_regex" / "regex_probe.cpp"
+REGEX_SOURCE = Path(__file__).parent / "data" / "regex_probe.cpp"
 LOAD_AFTER_TORCH = "import ctypes, sys, torch; print(ctypes.CDLL(sys.argv[1]).probe_regex(b'cuda:3'))"
 
 

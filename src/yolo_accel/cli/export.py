@@ -92,22 +92,20 @@ def export_cmd(
 
         images = expand_source(parity_images)
     with err.status("exporting") as status:
+        common = {
+            "device": device,
+            "force": force,
+            "check": check,
+            "status": lambda t: status.update(t),
+            "parity_images": images,
+        }
         if fmt == "onnx":
             from ..export.onnx import OnnxExportSettings, export_onnx
 
             settings = OnnxExportSettings(
                 imgsz=imgsz, opset=opset, dynamic=dynamic, half=half, batch=batch, simplify=simplify
             )
-            result = export_onnx(
-                model,
-                output,
-                settings,
-                device=device,
-                force=force,
-                check=check,
-                status=lambda t: status.update(t),
-                parity_images=images,
-            )
+            result = export_onnx(model, output, settings, **common)
         elif fmt == "engine":
             from ..export.tensorrt import EngineExportSettings, export_engine
 
@@ -125,30 +123,12 @@ def export_cmd(
                 workspace_gb=workspace,
                 builder=builder,
             )
-            result = export_engine(
-                model,
-                output,
-                settings,
-                device=device,
-                force=force,
-                check=check,
-                status=lambda t: status.update(t),
-                parity_images=images,
-            )
+            result = export_engine(model, output, settings, **common)
         else:
             from ..export.compiled import CompiledExportSettings, export_compiled
 
             settings = CompiledExportSettings(imgsz=imgsz, half=half, max_batch=max_batch or 128)
-            result = export_compiled(
-                model,
-                output,
-                settings,
-                device=device,
-                force=force,
-                check=check,
-                status=lambda t: status.update(t),
-                parity_images=images,
-            )
+            result = export_compiled(model, output, settings, **common)
     _report_export(result, json_out)
     if not result.ok:
         raise typer.Exit(1)

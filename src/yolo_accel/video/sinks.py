@@ -11,7 +11,31 @@ from pathlib import Path
 import numpy as np
 
 
-class Mp4Writer:
+class _TemporaryFileWriter:
+    """Frames go to `self.tmp` beside the target; `close()` finishes the encoder and moves the file into
+    place, `discard()` finishes it and removes the file: a failed run leaves no half-written video."""
+
+    tmp: Path
+    path: Path
+
+    def _finish_encoder(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        try:
+            self._finish_encoder()
+            os.replace(self.tmp, self.path)
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        try:
+            self._finish_encoder()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+class Mp4Writer(_TemporaryFileWriter):
     """H.264 through PyAV when it is installed (yuv420p, constant frame rate), else OpenCV's mp4v.
 
     Frames go to a temporary file beside the target, moved into place by `close()`; `discard()`
@@ -69,24 +93,11 @@ class Mp4Writer:
         else:
             self._writer.release()
 
-    def close(self) -> None:
-        try:
-            self._finish_encoder()
-            os.replace(self.tmp, self.path)
-        finally:
-            self.tmp.unlink(missing_ok=True)
-
-    def discard(self) -> None:
-        try:
-            self._finish_encoder()
-        finally:
-            self.tmp.unlink(missing_ok=True)
-
 
 ENCODERS = ("auto", "nvenc", "cpu")
 
 
-class NvencMp4Writer:
+class NvencMp4Writer(_TemporaryFileWriter):
     """H.264 on the GPU's video encoder (NVENC, through PyNvVideoCodec), muxed into MP4 by its FFmpeg muxer.
 
     The annotated frame is a host BGR image (drawing happens in the stream's worker process); the
@@ -156,19 +167,6 @@ class NvencMp4Writer:
             self._mux_packets(self._enc.EndEncode())
         finally:
             self._mux.Finalize()
-
-    def close(self) -> None:
-        try:
-            self._finish_encoder()
-            os.replace(self.tmp, self.path)
-        finally:
-            self.tmp.unlink(missing_ok=True)
-
-    def discard(self) -> None:
-        try:
-            self._finish_encoder()
-        finally:
-            self.tmp.unlink(missing_ok=True)
 
 
 def nvenc_problem(gpu_id: int = 0) -> str | None:

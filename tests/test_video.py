@@ -317,6 +317,7 @@ def test_auto_encoder_falls_back_to_the_cpu_and_says_why(tmp_path, monkeypatch):
         raise RuntimeError("no NVENC on this machine")
 
     monkeypatch.setattr(sinks, "NvencMp4Writer", no_nvenc)
+    monkeypatch.setattr(sinks, "nvenc_problem", lambda gpu_id: "no NVENC on this machine")
     frame = np.full((64, 96, 3), 90, np.uint8)
     writer, note = sinks.open_video_writer(tmp_path / "a.mp4", 25.0, (96, 64), "auto", gpu_id=0)
     for _ in range(5):
@@ -349,5 +350,5 @@ def test_nvenc_probe_names_the_reason():
         "PyNvEncoderCaps : \nError code : 2\nError Type : m_nvenc.nvEncOpenEncodeSessionEx(...) returned error 2"
     )
     assert sinks._nvenc_reason(h200) == "this GPU has no video encoder (NVENC)"
-    if not available("PyNvVideoCodec"):
+    if not available("PyNvVideoCodec"):  # the probe's child process says what is missing
         assert "PyNvVideoCodec" in sinks.nvenc_problem(0)

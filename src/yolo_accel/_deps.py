@@ -25,7 +25,7 @@ _EXTRAS = {
     "supervision": ("supervision", "video"),
     "trackers": ("trackers", "video"),
     "av": ("PyAV", "video"),
-    "PyNvVideoCodec": ("PyNvVideoCodec (NVDEC decoding)", "nvdec"),
+    "PyNvVideoCodec": ("PyNvVideoCodec (NVDEC decoding, NVENC encoding)", "nvdec"),
     "tensorrt": ("TensorRT 10 (Python module)", None),
 }
 

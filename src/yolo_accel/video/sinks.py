@@ -169,16 +169,40 @@ class NvencMp4Writer(_TemporaryFileWriter):
             self._mux.Finalize()
 
 
-def nvenc_problem(gpu_id: int = 0) -> str | None:
-    """None when NVENC starts on this GPU, else why not, in a few words (probed with a small encoder)."""
+def nvenc_problem(gpu_id: int = 0, timeout_s: float = 60.0) -> str | None:
+    """None when NVENC starts on this GPU, else why not, in a few words.
+
+    The probe (a small encoder) runs in a child process: on a GPU without video encoders,
+    PyNvVideoCodec's failed encoder leaves the calling process's CUDA state broken (seen on an H200:
+    later torch calls failed with "invalid resource handle" and the process aborted at exit).
+    """
+    import subprocess
+    import sys
+
+    code = "import sys; from yolo_accel.video.sinks import _probe_nvenc; _probe_nvenc(int(sys.argv[1]))"
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", code, str(gpu_id)], capture_output=True, text=True, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired:
+        return f"the NVENC probe took over {timeout_s:.0f} s"
+    if child.returncode == 0:
+        return None
+    lines = [x for x in child.stderr.strip().splitlines() if x.strip()]
+    return lines[-1] if lines else f"the NVENC probe exited with code {child.returncode}"
+
+
+def _probe_nvenc(gpu_id: int) -> None:
+    """In a child process: start a small encoder, or print why not on stderr and exit 1."""
+    import sys
     import tempfile
 
     try:
         with tempfile.TemporaryDirectory() as d:
             NvencMp4Writer(Path(d) / "probe.mp4", 25.0, (256, 144), gpu_id).discard()
     except Exception as e:
-        return _nvenc_reason(e)
-    return None
+        print(_nvenc_reason(e), file=sys.stderr)
+        sys.exit(1)
 
 
 def _nvenc_reason(e: Exception) -> str:
@@ -189,19 +213,18 @@ def _nvenc_reason(e: Exception) -> str:
 
 
 def open_video_writer(path: Path, fps: float, size: tuple[int, int], encoder: str = "auto", gpu_id: int | None = None):
-    """The MP4 writer for `encoder`: "nvenc" (GPU encoder; an error where it cannot start), "cpu"
-    (PyAV's libx264, else OpenCV), or "auto": NVENC when the run is on a GPU and the encoder starts
-    there, else the CPU. Returns (writer, note): the note says why auto fell back, or is None."""
+    """The MP4 writer for `encoder`: "nvenc" (the GPU's encoder; an error where it cannot start), "cpu"
+    (PyAV's libx264, else OpenCV), or "auto": NVENC when the run is on a GPU and a probe (in a child
+    process) starts it there, else the CPU. Returns (writer, note): the note says why auto fell back."""
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}; use one of {', '.join(ENCODERS)}")
-    if encoder == "nvenc" or (encoder == "auto" and gpu_id is not None):
-        try:
-            return NvencMp4Writer(path, fps, size, gpu_id or 0), None
-        except Exception as e:  # no PyNvVideoCodec, no NVENC on this GPU, odd frame size, no session left
-            if encoder == "nvenc":
-                raise
-            note = f"NVENC unavailable ({_nvenc_reason(e)}): encoding on the CPU"
-            return Mp4Writer(path, fps, size), note
+    if encoder == "nvenc":
+        return NvencMp4Writer(path, fps, size, gpu_id or 0), None
+    if encoder == "auto" and gpu_id is not None:
+        problem = nvenc_problem(gpu_id)
+        if problem is None:
+            return NvencMp4Writer(path, fps, size, gpu_id), None
+        return Mp4Writer(path, fps, size), f"NVENC unavailable ({problem}): encoding on the CPU"
     return Mp4Writer(path, fps, size), None
 
 

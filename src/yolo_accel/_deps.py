@@ -27,6 +27,10 @@ _EXTRAS = {
     "av": ("PyAV", "video"),
     "PyNvVideoCodec": ("PyNvVideoCodec (NVDEC decoding, NVENC encoding)", "nvdec"),
     "tensorrt": ("TensorRT 10 (Python module)", None),
+    "fastapi": ("FastAPI", "serve"),
+    "uvicorn": ("uvicorn", "serve"),
+    "sqlalchemy": ("SQLAlchemy", "serve"),
+    "prometheus_client": ("prometheus-client", "serve"),
 }
 
 

@@ -1,0 +1,76 @@
+"""yolo-accel serve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..console import err, out
+from .app import command
+from .options import BackendOpt, DeviceOpt, HalfOpt, ImgszOpt, check_imgsz_option
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@command("serve")
+def serve_cmd(
+    model: Annotated[Path, typer.Option("--model", "-m", help="The detector every stream uses (.pt, .onnx, ...).")],
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; anything but loopback needs --token.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    device: DeviceOpt = "cpu",
+    backend: BackendOpt = None,
+    half: HalfOpt = False,
+    imgsz: ImgszOpt = None,
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Uploads, events files and the SQLite database live here.")
+    ] = Path("runs/serve"),
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="SQLAlchemy URL, e.g. postgresql://user@host/db (default: SQLite in --data-dir)."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="YOLO_ACCEL_TOKEN", help="Bearer token for the page and the API."),
+    ] = None,
+    max_upload_mb: Annotated[int, typer.Option("--max-upload-mb", min=1, help="Largest video upload.")] = 2048,
+):
+    """The traffic-monitoring web app: add a camera or upload a video, watch it live with boxes and
+    counts, read the crossing events from the database, the API (/docs) and /metrics.
+
+    Example: yolo-accel serve --model yolov5n.pt --device cuda --half    (then open http://127.0.0.1:8000/)
+    """
+    from .._deps import require
+    from ..detector import Detector
+    from ..errors import SettingsError
+    from ..outputs import check_folder
+    from ..serve.app import create_app
+    from ..serve.manager import ServeSettings
+
+    if host not in LOOPBACK and not token:
+        raise SettingsError(f"--host {host} serves beyond this machine: give --token (or YOLO_ACCEL_TOKEN)")
+    check_folder(data_dir, "--data-dir")
+    check_imgsz_option(imgsz)
+    uvicorn = require("uvicorn")
+    # a model that cannot load fails here, not later in every stream
+    with err.status(f"loading {model.name}"), Detector(model, backend=backend, device=device, half=half) as det:
+        names = dict(det.names)
+    settings = ServeSettings(
+        model=str(model),
+        data_dir=data_dir,
+        device=device,
+        backend=backend,
+        half=half,
+        imgsz=imgsz,
+        db_url=db,
+        host=host,
+        port=port,
+        token=token,
+        max_upload_mb=max_upload_mb,
+    )
+    app = create_app(settings, names)
+    out.print(f"serving on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,324 @@
+"""The FastAPI app: the page at `/`, the API under `/api` (OpenAPI at `/docs`), `/metrics`, `/healthz`.
+
+Security: a bearer token (header, `token` cookie, or `?token=` once on the page) guards everything
+but `/healthz` when the server was started with one (it must be, off loopback); uploads are size
+limited, must decode, and are stored under a generated name; file sources only from inside the
+data folder; URL sources only rtsp, http and https. Every bad request is a 4xx with a JSON error.
+"""
+
+import asyncio
+import csv
+import hmac
+import io
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+from .._deps import require
+from ..images import VIDEO_SUFFIXES
+from .manager import ServeSettings, StreamManager
+from .page import PAGE
+from .store import EVENT_FIELDS, Store
+
+URL_SCHEMES = ("rtsp://", "http://", "https://")
+
+
+def first_frame(path: str):
+    """The first decoded frame of a video file or stream, or None."""
+    import cv2
+
+    cap = cv2.VideoCapture(path)
+    try:
+        ok, img = cap.read()
+    finally:
+        cap.release()
+    return img if ok and img is not None and img.size else None
+
+
+def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
+    """The app and its manager; `names` (the model's classes) validate --classes-like inputs early."""
+    require("fastapi")
+    prom = require("prometheus_client")
+    from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+    from pydantic import BaseModel, Field
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    data_dir = Path(settings.data_dir).resolve()
+    (data_dir / "uploads").mkdir(parents=True, exist_ok=True)
+    store = Store(settings.database)
+    registry = prom.CollectorRegistry()
+    frames_total = prom.Counter("yolo_accel_frames", "Frames processed", ["stream"], registry=registry)
+    events_total = prom.Counter("yolo_accel_events", "Crossing events stored", ["stream"], registry=registry)
+    fps_gauge = prom.Gauge("yolo_accel_stream_fps", "FPS of a running stream", ["stream"], registry=registry)
+    running_gauge = prom.Gauge("yolo_accel_streams_running", "Streams running", registry=registry)
+    api_latency = prom.Histogram("yolo_accel_api_seconds", "API request latency", ["route"], registry=registry)
+    manager = StreamManager(
+        store,
+        settings,
+        on_events=lambda sid, n: events_total.labels(str(sid)).inc(n),
+        on_frames=lambda sid, n: frames_total.labels(str(sid)).inc(n),
+    )
+    manager.mark_interrupted()
+    app = FastAPI(title="yolo-accel serve", version="1", docs_url="/docs", redoc_url=None)
+    app.state.manager, app.state.store = manager, store
+
+    @app.on_event("shutdown")
+    def _stop_streams() -> None:
+        manager.stop_all()
+
+    # -- errors: JSON, never a traceback page ----------------------------------------------------
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException and unknown routes alike
+    async def _http_error(_request, exc):
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request, exc):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", []) if x != "body")
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request, exc):
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    @app.middleware("http")
+    async def _timed(request: Request, call_next):
+        route = request.url.path if request.url.path.startswith("/api") else "other"
+        with api_latency.labels(route.split("/")[2] if route != "other" and route.count("/") >= 2 else route).time():
+            return await call_next(request)
+
+    # -- auth ------------------------------------------------------------------------------------
+    def auth(request: Request) -> None:
+        if not settings.token:
+            return
+        header = request.headers.get("authorization", "")
+        given = header[7:] if header.lower().startswith("bearer ") else None
+        given = given or request.cookies.get("token") or request.query_params.get("token") or ""
+        if not hmac.compare_digest(given.encode(), settings.token.encode()):
+            raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+
+    guarded = [Depends(auth)]
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def stream_or_404(sid: int) -> dict:
+        row = store.stream(sid)
+        if row is None:
+            raise HTTPException(404, f"no stream {sid}")
+        return row
+
+    def live(row: dict) -> dict:
+        run = manager.running(row["id"])
+        out = {**row, "counts": store.counts(row["id"])}
+        if run is not None:
+            out.update(frames=run.frames, fps=round(run.fps, 1))
+            fps_gauge.labels(str(row["id"])).set(run.fps)
+        return out
+
+    def resolve_source(source: str) -> tuple[str, str]:
+        """(source for the engine, kind) or a 400: URLs of allowed schemes, files inside the data folder."""
+        s = source.strip()
+        if "://" in s:
+            if not s.lower().startswith(URL_SCHEMES):
+                raise HTTPException(400, "URL sources must be rtsp://, http:// or https://")
+            return s, "url"
+        if s.startswith(("/", "~")) or ".." in Path(s).parts:
+            raise HTTPException(400, "file sources are paths inside the data folder (no '..', not absolute)")
+        path = (data_dir / s).resolve()  # follows symlinks: one that leads out is refused below
+        if not path.is_relative_to(data_dir):
+            raise HTTPException(400, "file sources must stay inside the data folder")
+        if not path.is_file():
+            raise HTTPException(400, f"no file {s} in the data folder")
+        if path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise HTTPException(400, f"{s} is not a video file ({', '.join(VIDEO_SUFFIXES)})")
+        return str(path), "file"
+
+    # -- API -------------------------------------------------------------------------------------
+    class NewStream(BaseModel):
+        source: str = Field(description="uploads/NAME from /api/uploads, a file in the data folder, or a URL")
+        name: str | None = None
+        classes: str | None = Field(None, description="e.g. car,bus,truck,motorcycle (default: every class)")
+        lines: list[str] = Field(default_factory=list, description='counting lines "x1,y1,x2,y2"')
+        zones: list[str] = Field(default_factory=list, description='zones "x1,y1,x2,y2,x3,y3,..."')
+        loop: bool = Field(False, description="play a file source again and again (until stopped)")
+        start: bool = True
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"ok": True, "streams_running": sum(1 for r in store.streams() if manager.running(r["id"]))}
+
+    @app.get("/metrics", dependencies=guarded)
+    def metrics() -> Response:
+        running_gauge.set(sum(1 for sid in list(manager.runs) if manager.running(sid)))
+        for sid in list(manager.runs):
+            run = manager.running(sid)
+            fps_gauge.labels(str(sid)).set(run.fps if run else 0.0)
+        return Response(prom.generate_latest(registry), media_type=prom.CONTENT_TYPE_LATEST)
+
+    @app.post("/api/uploads", dependencies=guarded, status_code=201)
+    async def upload(file: UploadFile = File(...)) -> dict:
+        suffix = Path(file.filename or "").suffix.lower()
+        if suffix not in VIDEO_SUFFIXES:
+            raise HTTPException(400, f"uploads must be video files ({', '.join(VIDEO_SUFFIXES)})")
+        name = f"{uuid.uuid4().hex}{suffix}"
+        tmp = data_dir / "uploads" / f".{name}.partial"
+        limit, size = settings.max_upload_mb * 2**20, 0
+        try:
+            with open(tmp, "wb") as f:
+                while chunk := await file.read(2**20):
+                    size += len(chunk)
+                    if size > limit:
+                        raise HTTPException(413, f"the upload is larger than {settings.max_upload_mb} MB")
+                    f.write(chunk)
+            if await asyncio.to_thread(first_frame, str(tmp)) is None:
+                raise HTTPException(400, "the upload is not a readable video (its first frame does not decode)")
+            os.replace(tmp, data_dir / "uploads" / name)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return {"source": f"uploads/{name}", "bytes": size}
+
+    @app.get("/api/preview", dependencies=guarded)
+    def preview(source: str) -> Response:
+        """The first frame of a source as JPEG (the page draws counting lines on it)."""
+        import cv2
+
+        path, _ = resolve_source(source)
+        img = first_frame(path)
+        if img is None:
+            raise HTTPException(400, "the source's first frame does not decode")
+        return Response(cv2.imencode(".jpg", img)[1].tobytes(), media_type="image/jpeg")
+
+    @app.get("/api/streams", dependencies=guarded)
+    def list_streams() -> list[dict]:
+        return [live(r) for r in store.streams()]
+
+    @app.post("/api/streams", dependencies=guarded, status_code=201)
+    def add_stream(body: NewStream) -> dict:
+        from ..errors import YoloAccelError
+        from ..names import parse_classes
+        from ..video.counting import parse_line, parse_zone
+
+        source, kind = resolve_source(body.source)
+        try:
+            for i, t in enumerate(body.lines):
+                parse_line(t, i + 1)
+            for i, t in enumerate(body.zones):
+                parse_zone(t, i + 1)
+            if body.classes and names:
+                parse_classes(body.classes, names)
+        except YoloAccelError as e:
+            raise HTTPException(400, str(e)) from None
+        if body.loop and kind != "file":
+            raise HTTPException(400, "loop applies to file sources only")
+        name = body.name or Path(body.source).name
+        row = store.add_stream(name, source, kind, body.classes, body.lines, body.zones, body.loop)
+        if body.start:
+            manager.start(row["id"])
+        return live(store.stream(row["id"]))
+
+    @app.get("/api/streams/{sid}", dependencies=guarded)
+    def get_stream(sid: int) -> dict:
+        return live(stream_or_404(sid))
+
+    @app.post("/api/streams/{sid}/stop", dependencies=guarded)
+    def stop_stream(sid: int) -> dict:
+        stream_or_404(sid)
+        manager.stop(sid)
+        return live(store.stream(sid))
+
+    @app.post("/api/streams/{sid}/start", dependencies=guarded)
+    def start_stream(sid: int) -> dict:
+        """Run the stream again from its beginning (its earlier events are dropped)."""
+        stream_or_404(sid)
+        manager.start(sid)
+        return live(store.stream(sid))
+
+    @app.delete("/api/streams/{sid}", dependencies=guarded, status_code=204, response_model=None)
+    def delete_stream(sid: int) -> Response:
+        stream_or_404(sid)
+        manager.stop(sid)
+        store.delete_stream(sid)
+        return Response(status_code=204)
+
+    @app.get("/api/streams/{sid}/events", dependencies=guarded)
+    def stream_events(sid: int, after: int = 0, limit: int = 1000, format: str = "json") -> Response:
+        stream_or_404(sid)
+        rows = store.events(sid, after, min(max(limit, 1), 100_000))
+        if format == "csv":
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=EVENT_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+            headers = {"Content-Disposition": f'attachment; filename="stream{sid}-events.csv"'}
+            return Response(buf.getvalue(), media_type="text/csv", headers=headers)
+        if format != "json":
+            raise HTTPException(400, "format must be json or csv")
+        return JSONResponse(rows)
+
+    @app.get("/api/events", dependencies=guarded)
+    def all_events(after: int = 0, limit: int = 200) -> list[dict]:
+        return store.events(None, after, min(max(limit, 1), 10_000))
+
+    @app.get("/api/streams/{sid}/video.mjpg", dependencies=guarded)
+    def video(sid: int) -> StreamingResponse:
+        """The stream's annotated frames (multipart JPEG), relayed from its loopback MJPEG server."""
+        import http.client
+
+        stream_or_404(sid)
+        run = manager.running(sid)
+        if run is None:
+            raise HTTPException(409, f"stream {sid} is not running")
+
+        def relay():
+            deadline = time.monotonic() + 30  # the stream's MJPEG server starts with its first frames
+            while True:
+                conn = http.client.HTTPConnection("127.0.0.1", run.mjpeg_port, timeout=10)
+                try:
+                    conn.request("GET", "/")
+                    resp = conn.getresponse()
+                    while not run.done.is_set():
+                        chunk = resp.read1(65536)
+                        if not chunk:
+                            return
+                        yield chunk
+                    return
+                except OSError:
+                    if run.done.is_set() or time.monotonic() > deadline:
+                        return
+                    time.sleep(0.1)
+                finally:
+                    conn.close()
+
+        return StreamingResponse(relay(), media_type="multipart/x-mixed-replace; boundary=frame")
+
+    @app.get("/api/live", dependencies=guarded)
+    async def live_updates(request: Request, after: int = 0) -> StreamingResponse:
+        """Server-Sent Events: every second, every stream's status, FPS and counts, and the new events."""
+
+        async def events():
+            last = after
+            while not await request.is_disconnected():
+                streams = await asyncio.to_thread(lambda: [live(r) for r in store.streams()])
+                new = await asyncio.to_thread(store.events, None, last, 500)
+                if new:
+                    last = new[-1]["id"]
+                yield f"data: {json.dumps({'streams': streams, 'events': new})}\n\n"
+                await asyncio.sleep(1.0)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @app.get("/", response_class=HTMLResponse)
+    def page(request: Request, token: str | None = None) -> Response:
+        if settings.token and token is not None:  # the link with ?token= once: a cookie from then on
+            if not hmac.compare_digest(token.encode(), settings.token.encode()):
+                raise HTTPException(401, "a valid bearer token is required")
+            resp = HTMLResponse(PAGE)
+            resp.set_cookie("token", token, httponly=True, samesite="strict")
+            return resp
+        auth(request)
+        return HTMLResponse(PAGE)
+
+    return app

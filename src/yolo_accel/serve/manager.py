@@ -1,0 +1,193 @@
+"""Runs the app's streams: one video engine per running stream, in a thread of the server process.
+
+Each run writes its crossing events to a JSON-lines file (as `video --events` does) that a tailer
+thread commits to the database as they appear (the engine flushes them after every batch), and
+serves its annotated frames on a loopback MJPEG port that the app relays to the page.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import message
+from .store import Store
+
+
+@dataclass
+class ServeSettings:
+    """`yolo-accel serve` options (the model's and the server's)."""
+
+    model: str
+    data_dir: Path
+    device: str = "cpu"
+    backend: str | None = None
+    half: bool = False
+    imgsz: int | None = None
+    conf: float = 0.25
+    iou: float = 0.5  # as `video`: vehicles in traffic overlap more than objects in photos
+    max_det: int = 30
+    db_url: str | None = None  # default: SQLite in data_dir
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str | None = None
+    max_upload_mb: int = 2048
+
+    @property
+    def database(self) -> str:
+        return self.db_url or f"sqlite:///{(Path(self.data_dir) / 'yolo-accel.db').resolve()}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Run:
+    """One running stream."""
+
+    sid: int
+    mjpeg_port: int
+    events_path: Path
+    started: float = field(default_factory=time.perf_counter)
+    frames: int = 0
+    engine: object = None
+    stop_requested: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    @property
+    def fps(self) -> float:
+        wall = time.perf_counter() - self.started
+        return self.frames / wall if wall > 0 else 0.0
+
+
+class StreamManager:
+    """Starts, stops and watches the streams stored in `store`."""
+
+    def __init__(self, store: Store, settings: ServeSettings, on_events=None, on_frames=None):
+        self.store, self.s = store, settings
+        self.on_events = on_events or (lambda sid, n: None)  # metrics hooks
+        self.on_frames = on_frames or (lambda sid, n: None)
+        self.runs: dict[int, Run] = {}
+        self._lock = threading.Lock()
+        (Path(settings.data_dir) / "events").mkdir(parents=True, exist_ok=True)
+
+    def mark_interrupted(self) -> None:
+        """At start-up: streams the last server left running (it was killed) are stopped, resumable."""
+        for row in self.store.streams():
+            if row["status"] in ("starting", "running"):
+                self.store.update_stream(row["id"], status="interrupted")
+
+    def running(self, sid: int) -> Run | None:
+        with self._lock:
+            run = self.runs.get(sid)
+        return run if run is not None and not run.done.is_set() else None
+
+    def start(self, sid: int, fresh: bool = True) -> None:
+        """Run the stream from its beginning; `fresh` drops its earlier events (a restart counts anew)."""
+        if self.running(sid):
+            return
+        if fresh:
+            with self.store.engine.begin() as c:
+                c.execute(self.store.events_t.delete().where(self.store.events_t.c.stream_id == sid))
+        run = Run(sid, _free_port(), Path(self.s.data_dir) / "events" / f"stream{sid}.jsonl")
+        run.events_path.unlink(missing_ok=True)  # the last run's lines are in the database already
+        self.store.update_stream(sid, status="starting", error=None, frames=0, fps=0.0)
+        run.thread = threading.Thread(target=self._run, args=(run,), name=f"stream{sid}", daemon=True)
+        with self._lock:
+            self.runs[sid] = run
+        run.thread.start()
+
+    def stop(self, sid: int, wait_s: float = 30.0) -> None:
+        run = self.running(sid)
+        if run is None:
+            return
+        run.stop_requested = True
+        if run.engine is not None:
+            run.engine.stop("stopped")
+        run.done.wait(wait_s)
+
+    def stop_all(self) -> None:
+        for sid in list(self.runs):
+            self.stop(sid)
+
+    def _run(self, run: Run) -> None:
+        from ..detector import Detector
+        from ..video.engine import EngineSettings, VideoEngine
+        from ..video.processor import StreamSettings
+        from ..video.sources import open_source
+
+        row = self.store.stream(run.sid)
+        s, det, tail = self.s, None, None
+        try:
+            det = Detector(
+                s.model,
+                backend=s.backend,
+                device=s.device,
+                half=s.half,
+                imgsz=s.imgsz,
+                conf=s.conf,
+                iou=s.iou,
+                max_det=s.max_det,
+                classes=row["classes"] or None,
+                rect=False,
+            )
+            source = open_source(row["source"], loop=bool(row["loop"]))
+            settings = StreamSettings(
+                lines=row["lines"], zones=row["zones"], events=str(run.events_path), serve_mjpeg=run.mjpeg_port
+            )
+            cuda = det.backend.device.is_cuda
+
+            def progress(n: int) -> None:
+                run.frames += n
+                self.on_frames(run.sid, n)
+
+            engine = VideoEngine(
+                det, [source], [settings], EngineSettings(batch=8 if cuda else 1, workers=0), progress=progress
+            )
+            run.engine = engine
+            if run.stop_requested:
+                engine.stop("stopped")
+            tail = threading.Thread(target=self._tail, args=(run,), name=f"events{run.sid}", daemon=True)
+            tail.start()
+            run.started = time.perf_counter()
+            self.store.update_stream(run.sid, status="running")
+            result = engine.run()
+            stream = result["streams"][0]
+            status = "stopped" if run.stop_requested else ("failed" if stream["error"] else "finished")
+            fields = {"status": status, "error": stream["error"], "frames": stream["frames"], "fps": stream["fps"]}
+        except Exception as e:  # a source that cannot be opened, a model that cannot load: the stream's error
+            fields = {"status": "failed", "error": message(e), "frames": run.frames, "fps": run.fps}
+        finally:
+            run.done.set()
+            if tail is not None:
+                tail.join(timeout=10)
+            if det is not None:
+                det.close()
+        self.store.update_stream(run.sid, **fields)
+
+    def _tail(self, run: Run) -> None:
+        """Commit the events file's complete lines as they appear, until the run is over."""
+        offset, buf = 0, ""
+        while True:
+            finished = run.done.is_set()
+            if run.events_path.is_file():
+                with open(run.events_path, encoding="utf-8") as f:
+                    f.seek(offset)
+                    chunk = f.read()
+                    offset = f.tell()
+                buf += chunk
+                *lines, buf = buf.split("\n")
+                events = [json.loads(x) for x in lines if x.strip()]
+                if events:
+                    self.on_events(run.sid, self.store.add_events(run.sid, events))
+            if finished:
+                return
+            time.sleep(0.2)

@@ -1,0 +1,137 @@
+"""The page at `/`: plain HTML and JavaScript (no build step, nothing fetched from the internet)."""
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>yolo-accel: traffic</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1d1d1f;background:#f5f5f7}
+header{background:#1d1d1f;color:#fff;padding:10px 20px;font-weight:600}
+main{padding:16px 20px;display:grid;gap:16px}
+section{background:#fff;border-radius:8px;padding:12px 16px;box-shadow:0 1px 3px #0002}
+h2{font-size:16px;margin:0 0 8px}
+label{display:inline-block;margin:4px 12px 4px 0}
+input[type=text]{width:260px}
+#grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:12px}
+.stream img{width:100%;background:#000;min-height:120px;border-radius:4px}
+.stream .bar{display:flex;justify-content:space-between;align-items:center;gap:8px;margin:4px 0}
+.status{font-size:13px;padding:1px 6px;border-radius:4px;background:#eee}
+.running{background:#d7f5dd}.failed{background:#fbd5d5}
+table{border-collapse:collapse;width:100%;font-size:13px}
+td,th{border-bottom:1px solid #e5e5e5;padding:3px 6px;text-align:left}
+#preview{max-width:640px;cursor:crosshair;display:none;margin-top:8px}
+#msg{color:#b00}
+</style></head><body>
+<header>yolo-accel &middot; traffic monitoring</header>
+<main>
+<section><h2>Add a source</h2>
+<form id="add">
+<label>Video file <input type="file" id="file" accept="video/*"></label>
+<label>or path in the data folder / URL <input type="text" id="source" placeholder="uploads/... or rtsp://..."></label><br>
+<label>Classes <input type="text" id="classes" placeholder="car,bus,truck,motorcycle"></label>
+<label>Counting line <input type="text" id="line" placeholder="x1,y1,x2,y2 (click twice on the frame)"></label>
+<button type="button" id="show">Show first frame</button>
+<button type="submit" id="go">Start</button> <span id="msg"></span>
+<br><img id="preview" alt="first frame: click two points for the counting line">
+</form></section>
+<section><h2>Streams</h2><div id="grid"></div></section>
+<section><h2>Events</h2>
+<table><thead><tr><th>time</th><th>stream</th><th>track</th><th>class</th><th>line</th><th>direction</th></tr></thead>
+<tbody id="events"></tbody></table></section>
+</main>
+<script>
+const $ = (id) => document.getElementById(id);
+const api = (path, opts) => fetch(path, Object.assign({credentials: 'same-origin'}, opts || {}));
+let clicks = [], uploaded = null;
+function say(text) { $('msg').textContent = text || ''; }
+async function errorOf(r) { try { return (await r.json()).error; } catch (e) { return r.statusText; } }
+async function sourceValue() {
+  const f = $('file').files[0];
+  if (f && uploaded === null) {
+    say('uploading ' + f.name + ' ...');
+    const body = new FormData(); body.append('file', f);
+    const r = await api('/api/uploads', {method: 'POST', body});
+    if (!r.ok) { throw new Error(await errorOf(r)); }
+    uploaded = (await r.json()).source; $('source').value = uploaded; say('');
+  }
+  return $('source').value.trim();
+}
+$('file').addEventListener('change', () => { uploaded = null; });
+$('show').addEventListener('click', async () => {
+  try {
+    const src = await sourceValue();
+    const img = $('preview'); clicks = [];
+    img.src = '/api/preview?source=' + encodeURIComponent(src); img.style.display = 'block';
+  } catch (e) { say(e.message); }
+});
+$('preview').addEventListener('click', (ev) => {
+  const img = ev.target, k = img.naturalWidth / img.clientWidth;
+  clicks.push([Math.round(ev.offsetX * k), Math.round(ev.offsetY * k)]);
+  if (clicks.length === 2) { $('line').value = clicks.flat().join(','); clicks = []; }
+});
+$('add').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  try {
+    const f = $('file').files[0];
+    const body = {source: await sourceValue(), lines: $('line').value ? [$('line').value] : []};
+    if (f) { body.name = f.name; }
+    if ($('classes').value.trim()) { body.classes = $('classes').value.trim(); }
+    const r = await api('/api/streams', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                          body: JSON.stringify(body)});
+    if (!r.ok) { say(await errorOf(r)); return; }
+    say(''); uploaded = null; $('file').value = ''; $('source').value = ''; $('preview').style.display = 'none';
+  } catch (e) { say(e.message); }
+});
+function countsText(counts) {
+  const out = [];
+  for (const [line, per] of Object.entries(counts || {}))
+    for (const [cls, v] of Object.entries(per)) out.push(line + ' ' + cls + ': in ' + v.in + ' out ' + v.out);
+  return out.join(' | ') || 'no crossings yet';
+}
+async function act(id, what) {
+  const r = await api('/api/streams/' + id + (what === 'remove' ? '' : '/' + what),
+                      {method: what === 'remove' ? 'DELETE' : 'POST'});
+  if (!r.ok) say(await errorOf(r));
+}
+function render(streams) {
+  const grid = $('grid');
+  const seen = new Set();
+  for (const s of streams) {
+    seen.add('s' + s.id);
+    let el = $('s' + s.id);
+    if (!el) {
+      el = document.createElement('div'); el.className = 'stream'; el.id = 's' + s.id;
+      el.innerHTML = '<div class="bar"><b class="name"></b><span class="status"></span></div>' +
+        '<img alt="live video"><div class="counts"></div><div class="bar"><span class="fps"></span><span>' +
+        '<button data-a="stop">stop</button> <button data-a="start">restart</button> ' +
+        '<button data-a="remove">remove</button> <a class="csv">CSV</a> <a class="json">JSON</a></span></div>';
+      el.querySelectorAll('button').forEach((b) => b.addEventListener('click', () => act(s.id, b.dataset.a)));
+      el.querySelector('.csv').href = '/api/streams/' + s.id + '/events?format=csv&limit=100000';
+      el.querySelector('.json').href = '/api/streams/' + s.id + '/events?limit=100000';
+      grid.appendChild(el);
+    }
+    el.querySelector('.name').textContent = '#' + s.id + ' ' + s.name;
+    const st = el.querySelector('.status'); st.textContent = s.status + (s.error ? ': ' + s.error : '');
+    st.className = 'status ' + s.status;
+    el.querySelector('.counts').textContent = countsText(s.counts);
+    el.querySelector('.fps').textContent = s.frames + ' frames, ' + s.fps.toFixed(1) + ' FPS';
+    const img = el.querySelector('img');
+    const want = s.status === 'running' ? '/api/streams/' + s.id + '/video.mjpg?run=' + s.created_at : '';
+    if (img.dataset.src !== want) { img.dataset.src = want; if (want) img.src = want; }
+  }
+  for (const el of Array.from(grid.children)) if (!seen.has(el.id)) el.remove();
+}
+function addEvents(events) {
+  const body = $('events');
+  for (const e of events) {
+    const tr = document.createElement('tr');
+    for (const v of [e.time_s.toFixed(1) + ' s', '#' + e.stream_id, e.track_id, e.class_name, e.counter, e.direction]) {
+      const td = document.createElement('td'); td.textContent = v; tr.appendChild(td);
+    }
+    body.insertBefore(tr, body.firstChild);
+  }
+  while (body.children.length > 200) body.removeChild(body.lastChild);
+}
+const live = new EventSource('/api/live');
+live.onmessage = (m) => { const d = JSON.parse(m.data); render(d.streams); addEvents(d.events); };
+</script></body></html>
+"""

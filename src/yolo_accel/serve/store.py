@@ -1,0 +1,163 @@
+"""Streams, their settings and their crossing events in a database (SQLite by default, any SQLAlchemy URL).
+
+Events are committed as they arrive; SQLite runs in WAL mode with full sync, so a crash or a
+`kill -9` loses no committed event, and the stream list survives a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+
+from .._deps import require
+
+
+def _tables(sa):
+    meta = sa.MetaData()
+    streams = sa.Table(
+        "streams",
+        meta,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("source", sa.Text, nullable=False),
+        sa.Column("kind", sa.String(10), nullable=False),  # file or url
+        sa.Column("classes", sa.Text),
+        sa.Column("lines", sa.Text, nullable=False, default="[]"),  # JSON list of "x1,y1,x2,y2"
+        sa.Column("zones", sa.Text, nullable=False, default="[]"),
+        sa.Column("loop", sa.Boolean, nullable=False, default=False),  # a file played again and again
+        sa.Column("status", sa.String(20), nullable=False, default="stopped"),
+        sa.Column("error", sa.Text),
+        sa.Column("frames", sa.Integer, nullable=False, default=0),
+        sa.Column("fps", sa.Float, nullable=False, default=0.0),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
+    events = sa.Table(
+        "events",
+        meta,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("stream_id", sa.Integer, sa.ForeignKey("streams.id", ondelete="CASCADE"), index=True),
+        sa.Column("frame", sa.Integer, nullable=False),
+        sa.Column("time_s", sa.Float, nullable=False),
+        sa.Column("counter", sa.String(100), nullable=False),
+        sa.Column("track_id", sa.Integer, nullable=False),
+        sa.Column("class_name", sa.String(100), nullable=False),
+        sa.Column("direction", sa.String(10), nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
+    return meta, streams, events
+
+
+EVENT_FIELDS = ("id", "stream_id", "frame", "time_s", "counter", "track_id", "class_name", "direction", "created_at")
+
+
+class Store:
+    """The app's database. Thread-safe: every call opens its own connection from the engine's pool."""
+
+    def __init__(self, url: str):
+        sa = require("sqlalchemy")
+        self.sa, self.url = sa, url
+        sqlite = url.startswith("sqlite")
+        self.engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30} if sqlite else {})
+        if sqlite:
+
+            @sa.event.listens_for(self.engine, "connect")
+            def _pragmas(conn, _record):  # per connection: WAL, durable commits, foreign keys
+                cur = conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=FULL")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+
+        self.meta, self.streams_t, self.events_t = _tables(sa)
+        self.meta.create_all(self.engine)
+
+    # -- streams --------------------------------------------------------------------------------
+    def add_stream(
+        self, name: str, source: str, kind: str, classes: str | None, lines: list, zones: list, loop: bool = False
+    ) -> dict:
+        row = {
+            "name": name,
+            "source": source,
+            "kind": kind,
+            "classes": classes,
+            "lines": json.dumps(lines),
+            "zones": json.dumps(zones),
+            "loop": bool(loop),
+            "status": "stopped",
+            "frames": 0,
+            "fps": 0.0,
+            "created_at": time.time(),
+        }
+        with self.engine.begin() as c:
+            sid = c.execute(self.streams_t.insert().values(**row)).inserted_primary_key[0]
+        return self.stream(sid)
+
+    def _stream_dict(self, r) -> dict:
+        d = dict(r._mapping)
+        d["lines"], d["zones"] = json.loads(d["lines"]), json.loads(d["zones"])
+        return d
+
+    def streams(self) -> list[dict]:
+        with self.engine.connect() as c:
+            rows = c.execute(self.streams_t.select().order_by(self.streams_t.c.id)).all()
+        return [self._stream_dict(r) for r in rows]
+
+    def stream(self, sid: int) -> dict | None:
+        with self.engine.connect() as c:
+            r = c.execute(self.streams_t.select().where(self.streams_t.c.id == sid)).first()
+        return self._stream_dict(r) if r else None
+
+    def update_stream(self, sid: int, **fields) -> None:
+        with self.engine.begin() as c:
+            c.execute(self.streams_t.update().where(self.streams_t.c.id == sid).values(**fields))
+
+    def delete_stream(self, sid: int) -> None:
+        with self.engine.begin() as c:
+            c.execute(self.events_t.delete().where(self.events_t.c.stream_id == sid))
+            c.execute(self.streams_t.delete().where(self.streams_t.c.id == sid))
+
+    # -- events ---------------------------------------------------------------------------------
+    def add_events(self, sid: int, events: list[dict]) -> int:
+        """Commit one stream's crossing records (as `video --events` writes them); returns how many."""
+        if not events:
+            return 0
+        now = time.time()
+        rows = [
+            {
+                "stream_id": sid,
+                "frame": int(e["frame"]),
+                "time_s": float(e["time_s"]),
+                "counter": str(e["counter"]),
+                "track_id": int(e["track_id"]),
+                "class_name": str(e["class_name"]),
+                "direction": str(e["direction"]),
+                "created_at": now,
+            }
+            for e in events
+        ]
+        with self.engine.begin() as c:
+            c.execute(self.events_t.insert(), rows)
+        return len(rows)
+
+    def events(self, sid: int | None = None, after_id: int = 0, limit: int = 1000) -> list[dict]:
+        t = self.events_t
+        q = t.select().where(t.c.id > after_id).order_by(t.c.id).limit(limit)
+        if sid is not None:
+            q = q.where(t.c.stream_id == sid)
+        with self.engine.connect() as c:
+            return [dict(r._mapping) for r in c.execute(q).all()]
+
+    def counts(self, sid: int) -> dict:
+        """{counter: {class: {"in": n, "out": n}}} from the stored events."""
+        sa, t = self.sa, self.events_t
+        q = (
+            sa.select(t.c.counter, t.c.class_name, t.c.direction, sa.func.count())
+            .where(t.c.stream_id == sid)
+            .group_by(t.c.counter, t.c.class_name, t.c.direction)
+        )
+        out: dict = defaultdict(lambda: defaultdict(lambda: {"in": 0, "out": 0}))
+        with self.engine.connect() as c:
+            for counter, name, direction, n in c.execute(q).all():
+                out[counter][name][direction] = int(n)
+        return {k: dict(v) for k, v in out.items()}

@@ -1,0 +1,271 @@
+"""`yolo-accel serve` over HTTP on loopback, as a client uses it: upload the shared clip, watch it run,
+read its events from the API and the database, and every bad request answered with a 4xx JSON error.
+
+The stream's stored events are compared with an independent run of the same settings through the
+video engine's sequential path (the reference every engine run is held to)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+
+from yolo_accel.serve.app import create_app  # noqa: E402
+from yolo_accel.serve.manager import ServeSettings  # noqa: E402
+from yolo_accel.serve.store import Store  # noqa: E402
+
+LINE = "0,450,1280,450"
+VEHICLES = "car,motorcycle,bus,truck"
+IMGSZ = 320  # the 2-core machine: a short clip in seconds
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, assets_root) -> Path:
+    """The first 150 frames of the shared traffic clip (written here, in the test's temporary folder)."""
+    import cv2
+
+    src = cv2.VideoCapture(str(assets_root / "videos" / "highway_traffic_720p.mp4"))
+    out = tmp_path_factory.mktemp("clip") / "traffic150.mp4"
+    w = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (1280, 720))
+    for _ in range(150):
+        ok, img = src.read()
+        assert ok
+        w.write(img)
+    w.release()
+    return out
+
+
+class Server:
+    """The app under uvicorn in a thread, on a free loopback port."""
+
+    def __init__(self, settings: ServeSettings, names=None):
+        import uvicorn
+
+        self.settings = settings
+        self.app = create_app(settings, names)
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started:
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def close(self):
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def names(yolov5n_pt) -> dict:
+    from yolo_accel import Detector
+
+    with Detector(yolov5n_pt) as det:
+        return dict(det.names)
+
+
+@pytest.fixture
+def make_server(tmp_path, yolov5n_pt, names):
+    servers = []
+
+    def make(**kw):
+        kw.setdefault("data_dir", tmp_path / "data")
+        s = Server(ServeSettings(model=str(yolov5n_pt), imgsz=IMGSZ, **kw), names=names)
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+def _wait(client, sid: int, states=("finished", "failed", "stopped"), timeout=180) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        row = client.get(f"/api/streams/{sid}").json()
+        if row["status"] in states:
+            return row
+        time.sleep(0.3)
+    raise AssertionError(f"stream {sid} still {row['status']}")
+
+
+def test_upload_run_and_read_the_events(make_server, clip, yolov5n_pt, tmp_path):
+    srv = make_server()
+    with httpx.Client(base_url=srv.url, timeout=60) as c:
+        assert c.get("/healthz").json()["ok"] is True
+        page = c.get("/")
+        assert page.status_code == 200 and "EventSource('/api/live')" in page.text
+        with open(clip, "rb") as f:
+            up = c.post("/api/uploads", files={"file": ("traffic.mp4", f, "video/mp4")})
+        assert up.status_code == 201, up.text
+        source = up.json()["source"]
+        assert source.startswith("uploads/") and (srv.settings.data_dir / source).is_file()
+        assert c.get("/api/preview", params={"source": source}).content[:2] == b"\xff\xd8"  # a JPEG
+        r = c.post("/api/streams", json={"source": source, "classes": VEHICLES, "lines": [LINE]})
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        # while it runs: the live video relays JPEG frames, and the SSE feed reports it
+        with c.stream("GET", f"/api/streams/{sid}/video.mjpg") as v:
+            if v.status_code == 200:
+                head = b""
+                for chunk in v.iter_bytes():
+                    head += chunk
+                    if b"\xff\xd8" in head or len(head) > 2**20:
+                        break
+                assert b"Content-Type: image/jpeg" in head and b"\xff\xd8" in head
+        with c.stream("GET", "/api/live") as sse:
+            line = next(x for x in sse.iter_lines() if x.startswith("data: "))
+        assert any(s["id"] == sid for s in json.loads(line[6:])["streams"])
+        row = _wait(c, sid)
+        assert row["status"] == "finished" and row["frames"] == 150, row
+        events = c.get(f"/api/streams/{sid}/events").json()
+        counts = c.get(f"/api/streams/{sid}").json()["counts"]
+        rows = list(csv.DictReader(io.StringIO(c.get(f"/api/streams/{sid}/events", params={"format": "csv"}).text)))
+        metrics = c.get("/metrics").text
+    # the stored events are those of the same settings run through the sequential reference path
+    from yolo_accel import Detector
+    from yolo_accel.video.engine import run_sequential
+    from yolo_accel.video.processor import StreamSettings
+    from yolo_accel.video.sources import open_source
+
+    ref_events = tmp_path / "ref.jsonl"
+    with Detector(yolov5n_pt, imgsz=IMGSZ, conf=0.25, iou=0.5, max_det=30, classes=VEHICLES, rect=False) as det:
+        ref = run_sequential(open_source(str(clip)), det, StreamSettings(lines=[LINE], events=str(ref_events)))
+    expected = [json.loads(x) for x in ref_events.read_text().splitlines()]
+    assert len(expected) > 0
+    keys = ("frame", "counter", "track_id", "class_name", "direction")
+    assert [tuple(e[k] for k in keys) for e in events] == [tuple(e[k] for k in keys) for e in expected]
+    assert counts == ref["counts"]
+    assert [int(r["id"]) for r in rows] == [e["id"] for e in events]
+    assert [r["class_name"] for r in rows] == [e["class_name"] for e in events]
+    assert f'yolo_accel_frames_total{{stream="{sid}"}} 150.0' in metrics
+    assert f'yolo_accel_events_total{{stream="{sid}"}} {float(len(events))}' in metrics
+    # in the database itself
+    assert Store(srv.settings.database).counts(sid) == counts
+
+
+def test_bad_requests_get_a_4xx_json_error(make_server, clip, tmp_path):
+    srv = make_server(max_upload_mb=1)
+    data = srv.settings.data_dir
+    outside = tmp_path / "outside.mp4"
+    outside.write_bytes(clip.read_bytes())
+    (data / "link.mp4").symlink_to(outside)
+    (data / "clip.mp4").write_bytes(clip.read_bytes())
+    with httpx.Client(base_url=srv.url, timeout=60) as c:
+        cases = [
+            (c.post("/api/streams", json={"source": "../outside.mp4"}), 400, "data folder"),
+            (c.post("/api/streams", json={"source": str(outside)}), 400, "data folder"),
+            (c.post("/api/streams", json={"source": "link.mp4"}), 400, "inside the data folder"),
+            (c.post("/api/streams", json={"source": "ftp://cam/1"}), 400, "rtsp://, http:// or https://"),
+            (c.post("/api/streams", json={"source": "missing.mp4"}), 400, "no file"),
+            (c.post("/api/streams", json={"source": "clip.mp4", "lines": ["1,2,3"]}), 400, "x1,y1,x2,y2"),
+            (c.post("/api/streams", json={"source": "clip.mp4", "classes": "unicorn"}), 400, "unicorn"),
+            (c.post("/api/streams", json={"lines": []}), 422, "source"),
+            (c.post("/api/streams", content=b"{not json", headers={"content-type": "application/json"}), 422, ""),
+            (c.post("/api/uploads", files={"file": ("notes.txt", b"hello", "text/plain")}), 400, "video files"),
+            (c.post("/api/uploads", files={"file": ("x.mp4", os.urandom(4096), "video/mp4")}), 400, "does not decode"),
+            (c.post("/api/uploads", files={"file": ("big.mp4", b"\0" * (2 * 2**20), "video/mp4")}), 413, "1 MB"),
+            (c.get("/api/streams/999"), 404, "no stream 999"),
+            (c.get("/api/streams/999/events", params={"format": "xml"}), 404, ""),
+            (c.get("/no/such/route"), 404, ""),
+        ]
+        for r, status, text in cases:
+            assert r.status_code == status, (r.request.url, r.text)
+            body = r.json()
+            assert "error" in body and text in body["error"], body
+            assert "Traceback" not in r.text
+        assert list((data / "uploads").iterdir()) == []  # refused uploads leave nothing behind
+
+
+def test_a_token_guards_the_page_and_the_api(make_server):
+    srv = make_server(token="s3cret")
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        assert c.get("/healthz").status_code == 200
+        for path in ("/api/streams", "/metrics", "/"):
+            r = c.get(path)
+            assert r.status_code == 401 and "token" in r.json()["error"]
+        assert c.get("/api/streams", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/api/streams", headers={"Authorization": "Bearer s3cret"}).json() == []
+        page = c.get("/", params={"token": "s3cret"})  # the link once; the browser keeps the cookie
+        assert page.status_code == 200 and c.get("/api/streams").status_code == 200
+
+
+def test_off_loopback_needs_a_token(yolov5n_pt, tmp_path):
+    from typer.testing import CliRunner
+
+    from yolo_accel.cli import app
+
+    res = CliRunner().invoke(app, ["serve", "-m", str(yolov5n_pt), "--host", "0.0.0.0", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 2 and "--token" in res.output and "Traceback" not in res.output
+
+
+def test_kill_9_mid_stream_loses_no_event_and_the_streams_come_back(tmp_path, clip, yolov5n_pt):
+    """A server killed with SIGKILL while a stream runs: every event it had committed is in the database,
+    and the restarted server lists the stream (interrupted, resumable) with those counts."""
+    data = tmp_path / "data"
+    (data / "uploads").mkdir(parents=True)
+    (data / "uploads" / "clip.mp4").write_bytes(clip.read_bytes())
+    port = _free_port()
+    cmd = [sys.executable, "-m", "yolo_accel", "serve", "-m", str(yolov5n_pt), "--imgsz", str(IMGSZ)]
+    cmd += ["--port", str(port), "--data-dir", str(data)]
+
+    def start():
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    return proc
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        proc.kill()
+        raise AssertionError(proc.stdout.read().decode())
+
+    proc = start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+            sid = c.post("/api/streams", json={"source": "uploads/clip.mp4", "lines": [LINE]}).json()["id"]
+            deadline = time.time() + 120
+            seen = []
+            while time.time() < deadline and len(seen) < 3:
+                seen = c.get(f"/api/streams/{sid}/events").json()
+                time.sleep(0.1)
+            assert len(seen) >= 3 and c.get(f"/api/streams/{sid}").json()["status"] == "running"
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    stored = Store(f"sqlite:///{data / 'yolo-accel.db'}").events(sid)
+    assert [e["id"] for e in stored[: len(seen)]] == [e["id"] for e in seen]  # nothing it had answered is lost
+    proc = start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+            (row,) = c.get("/api/streams").json()
+            assert row["id"] == sid and row["status"] == "interrupted"
+            assert sum(v["in"] + v["out"] for per in row["counts"].values() for v in per.values()) == len(stored)
+            assert c.post(f"/api/streams/{sid}/start").json()["status"] in ("starting", "running")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

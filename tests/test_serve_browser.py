@@ -1,0 +1,85 @@
+"""The page at `/` in a real browser (Debian's chromium, driven by Playwright), as a person uses it:
+upload the clip, draw the counting line on its first frame, start it, watch the live image and the
+counts, see the events table fill, download the CSV and find the database's events in it.
+
+Skipped where chromium or Playwright is missing (`.ci/run` installs both). Screenshots go to
+runs/test-artifacts/ (look at them)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+from tests.test_serve import IMGSZ, Server, clip, names  # noqa: E402, F401  (fixtures)
+
+from yolo_accel.serve.manager import ServeSettings  # noqa: E402
+from yolo_accel.serve.store import Store  # noqa: E402
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "runs" / "test-artifacts"
+
+
+def test_a_person_uploads_draws_a_line_and_watches_the_counts(tmp_path, clip, yolov5n_pt, names):  # noqa: F811
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    srv = Server(ServeSettings(model=str(yolov5n_pt), imgsz=IMGSZ, data_dir=tmp_path / "data"), names)
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+            page.goto(srv.url + "/")
+            page.set_input_files("#file", str(clip))
+            page.fill("#classes", "car,motorcycle,bus,truck")
+            page.click("#show")
+            preview = page.locator("#preview")
+            preview.wait_for(state="visible")
+            page.wait_for_function("document.getElementById('preview').naturalWidth > 0")
+            box = preview.bounding_box()
+            # two clicks across the road, 450 px down the 720 px frame (the page scales to the image)
+            y = box["height"] * 450 / 720
+            page.mouse.click(box["x"] + 2, box["y"] + y)
+            page.mouse.click(box["x"] + box["width"] - 2, box["y"] + y)
+            line = page.input_value("#line")
+            x1, y1, x2, y2 = (int(v) for v in line.split(","))
+            assert abs(y1 - 450) <= 4 and abs(y2 - 450) <= 4 and x1 < 20 and x2 > 1260, line
+            page.click("#go")
+            card = page.locator(".stream").first
+            card.wait_for(timeout=30_000)
+            # the live image shows frames while it runs
+            page.wait_for_function(
+                "(() => { const i = document.querySelector('.stream img'); return i && i.naturalWidth > 0; })()",
+                timeout=60_000,
+            )
+            page.wait_for_function(
+                "document.querySelector('.stream .counts').textContent.includes(' in ')", timeout=120_000
+            )
+            page.locator("#events tr").first.wait_for(timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "serve-running.png"), full_page=True)
+            page.wait_for_function(
+                "document.querySelector('.stream .status').textContent.startsWith('finished')", timeout=180_000
+            )
+            page.wait_for_timeout(1500)  # the last SSE tick
+            page.screenshot(path=str(ARTIFACTS / "serve-finished.png"), full_page=True)
+            rows_on_page = page.locator("#events tr").count()
+            with page.expect_download() as dl:
+                card.locator("a.csv").click()
+            text = Path(dl.value.path()).read_text()
+            browser.close()
+        sid = Store(srv.settings.database).streams()[0]["id"]
+        stored = Store(srv.settings.database).events(sid)
+        downloaded = list(csv.DictReader(io.StringIO(text)))
+        assert len(stored) > 0 and rows_on_page == len(stored)
+        assert [int(r["id"]) for r in downloaded] == [e["id"] for e in stored]
+        assert [(r["class_name"], r["direction"]) for r in downloaded] == [
+            (e["class_name"], e["direction"]) for e in stored
+        ]
+    finally:
+        srv.close()

@@ -100,6 +100,21 @@ def make_server(tmp_path, yolov5n_pt, names):
         s.close()
 
 
+def _children(pid: int) -> list[int]:
+    import psutil
+
+    return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _wait(client, sid: int, states=("finished", "failed", "stopped"), timeout=180) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -252,8 +267,14 @@ def test_kill_9_mid_stream_loses_no_event_and_the_streams_come_back(tmp_path, cl
                 seen = c.get(f"/api/streams/{sid}/events").json()
                 time.sleep(0.1)
             assert len(seen) >= 3 and c.get(f"/api/streams/{sid}").json()["status"] == "running"
-            os.killpg(proc.pid, signal.SIGKILL)
+            children = _children(proc.pid)
+            assert children, "the stream runs in a process of its own"
+            os.kill(proc.pid, signal.SIGKILL)  # the server alone: its stream's process must not run on
             proc.wait(timeout=10)
+            deadline = time.time() + 15
+            while any(_alive(p) for p in children) and time.time() < deadline:
+                time.sleep(0.2)
+            assert not any(_alive(p) for p in children), "a stream process outlived its server"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -1,13 +1,18 @@
-"""Runs the app's streams: one video engine per running stream, in a thread of the server process.
+"""Runs the app's streams: one video engine per running stream, each in a process of its own.
 
-Each run writes its crossing events to a JSON-lines file (as `video --events` does) that a tailer
-thread commits to the database as they appear (the engine flushes them after every batch), and
-serves its annotated frames on a loopback MJPEG port that the app relays to the page.
+A stream's process has its own detector and engine, so detection never competes with the web
+server for the interpreter lock, and a stream that crashes takes only itself down. It writes its
+crossing events to a JSON-lines file (as `video --events` does) that a tailer thread of the server
+commits to the database as they appear (the engine flushes them after every batch), counts its
+frames in shared memory, serves its annotated frames on a loopback MJPEG port that the app relays
+to the page, and stops cleanly on SIGTERM (the engine drains and finishes its files).
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
+import queue
 import socket
 import threading
 import time
@@ -56,11 +61,15 @@ class Run:
     mjpeg_port: int
     events_path: Path
     started: float = field(default_factory=time.perf_counter)
-    frames: int = 0
-    engine: object = None
+    counter: object = None  # multiprocessing.Value: frames done, counted by the stream's process
+    process: object = None
     stop_requested: bool = False
     done: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+
+    @property
+    def frames(self) -> int:
+        return int(self.counter.value) if self.counter is not None else 0
 
     @property
     def fps(self) -> float:
@@ -110,8 +119,8 @@ class StreamManager:
         if run is None:
             return
         run.stop_requested = True
-        if run.engine is not None:
-            run.engine.stop("stopped")
+        if run.process is not None and run.process.is_alive():
+            run.process.terminate()  # SIGTERM: the engine drains and finishes its files
         run.done.wait(wait_s)
 
     def stop_all(self) -> None:
@@ -119,58 +128,50 @@ class StreamManager:
             self.stop(sid)
 
     def _run(self, run: Run) -> None:
-        from ..detector import Detector
-        from ..video.engine import EngineSettings, VideoEngine
-        from ..video.processor import StreamSettings
-        from ..video.sources import open_source
-
+        """In a thread of the server: start the stream's process, commit its events, record its end."""
+        ctx = mp.get_context("spawn")
         row = self.store.stream(run.sid)
-        s, det, tail = self.s, None, None
+        run.counter = ctx.Value("q", 0)
+        results = ctx.Queue()
+        last = 0
+        run.process = ctx.Process(
+            target=stream_main,
+            args=(self.s, row, str(run.events_path), run.mjpeg_port, run.counter, results),
+            name=f"yolo-accel-stream{run.sid}",
+            daemon=True,
+        )
+        tail = threading.Thread(target=self._tail, args=(run,), name=f"events{run.sid}", daemon=True)
         try:
-            det = Detector(
-                s.model,
-                backend=s.backend,
-                device=s.device,
-                half=s.half,
-                imgsz=s.imgsz,
-                conf=s.conf,
-                iou=s.iou,
-                max_det=s.max_det,
-                classes=row["classes"] or None,
-                rect=False,
-            )
-            source = open_source(row["source"], loop=bool(row["loop"]))
-            settings = StreamSettings(
-                lines=row["lines"], zones=row["zones"], events=str(run.events_path), serve_mjpeg=run.mjpeg_port
-            )
-            cuda = det.backend.device.is_cuda
-
-            def progress(n: int) -> None:
-                run.frames += n
-                self.on_frames(run.sid, n)
-
-            engine = VideoEngine(
-                det, [source], [settings], EngineSettings(batch=8 if cuda else 1, workers=0), progress=progress
-            )
-            run.engine = engine
-            if run.stop_requested:
-                engine.stop("stopped")
-            tail = threading.Thread(target=self._tail, args=(run,), name=f"events{run.sid}", daemon=True)
+            run.process.start()
+            if run.stop_requested:  # stopped while it was starting
+                run.process.terminate()
             tail.start()
-            run.started = time.perf_counter()
             self.store.update_stream(run.sid, status="running")
-            result = engine.run()
-            stream = result["streams"][0]
-            status = "stopped" if run.stop_requested else ("failed" if stream["error"] else "finished")
-            fields = {"status": status, "error": stream["error"], "frames": stream["frames"], "fps": stream["fps"]}
-        except Exception as e:  # a source that cannot be opened, a model that cannot load: the stream's error
+            while run.process.is_alive():
+                run.process.join(timeout=0.5)
+                n = run.frames
+                if n > last:
+                    self.on_frames(run.sid, n - last)
+                    last = n
+            try:
+                end = results.get(timeout=5)
+            except queue.Empty:  # killed before it could report (SIGTERM while loading the model, or a crash)
+                code = run.process.exitcode
+                end = {} if run.stop_requested else {"error": f"the stream's process exited with code {code}"}
+            if end.get("error"):
+                status = "failed"
+            else:
+                status = "stopped" if run.stop_requested else "finished"
+            fields = {"status": status, "error": end.get("error"), "frames": end.get("frames", run.frames)}
+            fields["fps"] = end.get("fps", run.fps)
+        except Exception as e:  # the process could not start
             fields = {"status": "failed", "error": message(e), "frames": run.frames, "fps": run.fps}
         finally:
             run.done.set()
-            if tail is not None:
+            if tail.is_alive():
                 tail.join(timeout=10)
-            if det is not None:
-                det.close()
+        if run.frames > last:
+            self.on_frames(run.sid, run.frames - last)
         self.store.update_stream(run.sid, **fields)
 
     def _tail(self, run: Run) -> None:
@@ -191,3 +192,54 @@ class StreamManager:
             if finished:
                 return
             time.sleep(0.2)
+
+
+def stream_main(s: ServeSettings, row: dict, events_path: str, mjpeg_port: int, counter, results) -> None:
+    """One stream, in its own process: its detector, its engine, its events file and MJPEG server.
+    Puts {"error", "frames", "fps"} on `results` when it ends; SIGTERM ends it cleanly, and so does the
+    server's death (even by SIGKILL): a stream never runs on without the server that stores its events."""
+    import os
+    import signal
+
+    server = os.getppid()
+
+    def watch_server() -> None:
+        while os.getppid() == server:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch_server, name="watch-server", daemon=True).start()
+    try:
+        from ..detector import Detector
+        from ..video.engine import EngineSettings, VideoEngine
+        from ..video.processor import StreamSettings
+        from ..video.sources import open_source
+
+        with Detector(
+            s.model,
+            backend=s.backend,
+            device=s.device,
+            half=s.half,
+            imgsz=s.imgsz,
+            conf=s.conf,
+            iou=s.iou,
+            max_det=s.max_det,
+            classes=row["classes"] or None,
+            rect=False,
+        ) as det:
+            source = open_source(row["source"], loop=bool(row["loop"]))
+            settings = StreamSettings(
+                lines=row["lines"], zones=row["zones"], events=events_path, serve_mjpeg=mjpeg_port
+            )
+
+            def progress(n: int) -> None:
+                with counter.get_lock():
+                    counter.value += n
+
+            batch = 8 if det.backend.device.is_cuda else 1
+            es = EngineSettings(batch=batch, workers=0)
+            result = VideoEngine(det, [source], [settings], es, progress=progress).run()
+        stream = result["streams"][0]
+        results.put({"error": stream["error"], "frames": stream["frames"], "fps": stream["fps"]})
+    except Exception as e:  # a source that cannot be opened, a model that cannot load
+        results.put({"error": message(e)})

@@ -2,13 +2,14 @@
 live video and 50 API clients, on loopback.
 
     python bench/serve_load.py OUT.json [--imgsz 416] [--baseline-s 30] [--load-s 60] [--viewers 8] [--clients 50]
+                                        [--think-s 0]
 
 Starts `yolo-accel serve` (the shared YOLOv5n on the CPU) in a child process with the shared clip in
 its data folder, adds two looping streams with a counting line, measures their FPS for
 --baseline-s, then for --load-s with the viewers reading /api/streams/1/video.mjpg and the clients
-each asking for /api/streams and /api/streams/{id}/events in turn; every request's latency and
-status is recorded. Reports failed requests, API latency p50/p95/p99 and each stream's FPS with
-and without the load.
+each asking for /api/streams and /api/streams/{id}/events in turn (back to back, or --think-s apart:
+a dashboard polling each second is --think-s 1); every request's latency and status is recorded.
+Reports failed requests, API latency p50/p95/p99 and each stream's FPS with and without the load.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def main() -> None:
     ap.add_argument("--load-s", type=float, default=60)
     ap.add_argument("--viewers", type=int, default=8)
     ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--think-s", type=float, default=0.0, help="pause between one client's requests")
     a = ap.parse_args()
     data = Path(tempfile.mkdtemp(prefix="serve-load-"))
     (data / "uploads").mkdir()
@@ -128,6 +130,8 @@ def main() -> None:
                             if not ok:
                                 failures.append(f"api {getattr(r, 'status_code', r)}")
                         k += 1
+                        if a.think_s:
+                            stop.wait(a.think_s)
 
             threads = [threading.Thread(target=viewer, args=(i,), daemon=True) for i in range(a.viewers)]
             threads += [threading.Thread(target=client, args=(i,), daemon=True) for i in range(a.clients)]

@@ -7,6 +7,7 @@ data folder; URL sources only rtsp, http and https. Every bad request is a 4xx w
 """
 
 import asyncio
+import contextlib
 import csv
 import hmac
 import io
@@ -63,12 +64,14 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
         on_frames=lambda sid, n: frames_total.labels(str(sid)).inc(n),
     )
     manager.mark_interrupted()
-    app = FastAPI(title="yolo-accel serve", version="1", docs_url="/docs", redoc_url=None)
-    app.state.manager, app.state.store = manager, store
 
-    @app.on_event("shutdown")
-    def _stop_streams() -> None:
-        manager.stop_all()
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        await asyncio.to_thread(manager.stop_all)  # every stream's engine drains and finishes its files
+
+    app = FastAPI(title="yolo-accel serve", version="1", docs_url="/docs", redoc_url=None, lifespan=lifespan)
+    app.state.manager, app.state.store = manager, store
 
     # -- errors: JSON, never a traceback page ----------------------------------------------------
     @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException and unknown routes alike

@@ -140,9 +140,11 @@ def video_cmd(
 
     n = len(source)
     dev = parse_device(device)
-    if encoder.lower() not in ("auto", "nvenc", "cpu"):
-        raise SettingsError(f"unknown --encoder {encoder!r}; use auto, nvenc or cpu")
+    from ..video.sinks import ENCODERS
+
     encoder = encoder.lower()
+    if encoder not in ENCODERS:
+        raise SettingsError(f"unknown --encoder {encoder!r}; use {', '.join(ENCODERS)}")
     if encoder == "auto" and output and dev.is_cuda:
         from ..video.sinks import nvenc_problem
 

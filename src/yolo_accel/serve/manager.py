@@ -99,13 +99,11 @@ class StreamManager:
             run = self.runs.get(sid)
         return run if run is not None and not run.done.is_set() else None
 
-    def start(self, sid: int, fresh: bool = True) -> None:
-        """Run the stream from its beginning; `fresh` drops its earlier events (a restart counts anew)."""
+    def start(self, sid: int) -> None:
+        """Run the stream from its beginning; its earlier events are dropped (a restart counts anew)."""
         if self.running(sid):
             return
-        if fresh:
-            with self.store.engine.begin() as c:
-                c.execute(self.store.events_t.delete().where(self.store.events_t.c.stream_id == sid))
+        self.store.clear_events(sid)
         run = Run(sid, _free_port(), Path(self.s.data_dir) / "events" / f"stream{sid}.jsonl")
         run.events_path.unlink(missing_ok=True)  # the last run's lines are in the database already
         self.store.update_stream(sid, status="starting", error=None, frames=0, fps=0.0)

@@ -114,8 +114,16 @@ class Store:
 
     def delete_stream(self, sid: int) -> None:
         with self.engine.begin() as c:
-            c.execute(self.events_t.delete().where(self.events_t.c.stream_id == sid))
+            c.execute(self._events_of(sid))
             c.execute(self.streams_t.delete().where(self.streams_t.c.id == sid))
+
+    def clear_events(self, sid: int) -> None:
+        """Drop one stream's events (it is about to run again from its beginning)."""
+        with self.engine.begin() as c:
+            c.execute(self._events_of(sid))
+
+    def _events_of(self, sid: int):
+        return self.events_t.delete().where(self.events_t.c.stream_id == sid)
 
     # -- events ---------------------------------------------------------------------------------
     def add_events(self, sid: int, events: list[dict]) -> int:

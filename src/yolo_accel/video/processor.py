@@ -70,7 +70,7 @@ class Annotator:
         for spec, _ in self.counter.zones:
             img = sv.draw_polygon(img, spec.polygon, sv.Color.YELLOW, thickness=2)
         if self.hud:
-            texts = [f"FPS {fps:.1f}"] * self.hud_fps + [
+            texts = ([f"FPS {fps:.1f}"] if self.hud_fps else []) + [
                 f"{c} {n}: in {v['in']} out {v['out']}"
                 for c, per in self.counter.as_dict().items()
                 for n, v in per.items()

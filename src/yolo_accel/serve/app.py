@@ -118,7 +118,6 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
         out = {**row, "counts": store.counts(row["id"])}
         if run is not None:
             out.update(frames=run.frames, fps=round(run.fps, 1))
-            fps_gauge.labels(str(row["id"])).set(run.fps)
         return out
 
     def resolve_source(source: str) -> tuple[str, str]:

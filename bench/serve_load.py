@@ -9,7 +9,8 @@ its data folder, adds two looping streams with a counting line, measures their F
 --baseline-s, then for --load-s with the viewers reading /api/streams/1/video.mjpg and the clients
 each asking for /api/streams and /api/streams/{id}/events in turn (back to back, or --think-s apart:
 a dashboard polling each second is --think-s 1); every request's latency and status is recorded.
-Reports failed requests, API latency p50/p95/p99 and each stream's FPS with and without the load.
+Reports failed requests, API latency p50/p95/p99, each stream's FPS with and without the load, and
+the CPU the load generator (this process) and the server (without its streams) used meanwhile.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 
 ASSETS = Path(os.environ.get("YOLO_ACCEL_ASSETS", Path(__file__).resolve().parents[2] / "shared" / "assets"))
 LINE = "0,450,1280,450"
@@ -135,9 +137,12 @@ def main() -> None:
 
             threads = [threading.Thread(target=viewer, args=(i,), daemon=True) for i in range(a.viewers)]
             threads += [threading.Thread(target=client, args=(i,), daemon=True) for i in range(a.clients)]
+            me, server = psutil.Process(), psutil.Process(proc.pid)
+            cpu0 = (sum(me.cpu_times()[:2]), sum(server.cpu_times()[:2]))
             for t in threads:
                 t.start()
             loaded = fps_over(c, a.load_s)
+            cpu1 = (sum(me.cpu_times()[:2]), sum(server.cpu_times()[:2]))
             stop.set()
             for t in threads:
                 t.join(timeout=30)
@@ -153,6 +158,10 @@ def main() -> None:
                 "p50": float(np.percentile(lat, 50)),
                 "p95": float(np.percentile(lat, 95)),
                 "p99": float(np.percentile(lat, 99)),
+            },
+            "cpu_cores_during_load": {  # of the 2: what the load itself costs beside the streams
+                "load_generator": round((cpu1[0] - cpu0[0]) / a.load_s, 2),
+                "server_without_streams": round((cpu1[1] - cpu0[1]) / a.load_s, 2),
             },
             "failed_requests": len(failures),
             "failures_sample": failures[:10],

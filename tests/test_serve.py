@@ -125,6 +125,27 @@ def _wait(client, sid: int, states=("finished", "failed", "stopped"), timeout=18
     raise AssertionError(f"stream {sid} still {row['status']}")
 
 
+def _first_jpeg(resp) -> bytes | None:
+    """The first whole part of a multipart JPEG response (by its Content-Length)."""
+    buf = b""
+    for chunk in resp.iter_bytes():
+        buf += chunk
+        if b"\r\n\r\n" in buf:
+            head, rest = buf.split(b"\r\n\r\n", 1)
+            assert b"Content-Type: image/jpeg" in head
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            if len(rest) >= length:
+                return rest[:length]
+    return None
+
+
+def _decode(jpeg: bytes):
+    import cv2
+    import numpy as np
+
+    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+
+
 def test_upload_run_and_read_the_events(make_server, clip, yolov5n_pt, tmp_path):
     srv = make_server()
     with httpx.Client(base_url=srv.url, timeout=60) as c:
@@ -140,15 +161,16 @@ def test_upload_run_and_read_the_events(make_server, clip, yolov5n_pt, tmp_path)
         r = c.post("/api/streams", json={"source": source, "classes": VEHICLES, "lines": [LINE]})
         assert r.status_code == 201, r.text
         sid = r.json()["id"]
-        # while it runs: the live video relays JPEG frames, and the SSE feed reports it
-        with c.stream("GET", f"/api/streams/{sid}/video.mjpg") as v:
-            if v.status_code == 200:
-                head = b""
-                for chunk in v.iter_bytes():
-                    head += chunk
-                    if b"\xff\xd8" in head or len(head) > 2**20:
-                        break
-                assert b"Content-Type: image/jpeg" in head and b"\xff\xd8" in head
+        # while it runs: two viewers at once each get whole, decodable JPEG frames, and the SSE feed reports it
+        with (
+            httpx.Client(base_url=srv.url, timeout=60) as c2,
+            c.stream("GET", f"/api/streams/{sid}/video.mjpg") as v1,
+            c2.stream("GET", f"/api/streams/{sid}/video.mjpg") as v2,
+        ):
+            if v1.status_code == 200 and v2.status_code == 200:
+                for v in (v1, v2):
+                    jpeg = _first_jpeg(v)
+                    assert jpeg is not None and _decode(jpeg).shape == (720, 1280, 3)
         with c.stream("GET", "/api/live") as sse:
             line = next(x for x in sse.iter_lines() if x.startswith("data: "))
         assert any(s["id"] == sid for s in json.loads(line[6:])["streams"])
@@ -176,6 +198,17 @@ def test_upload_run_and_read_the_events(make_server, clip, yolov5n_pt, tmp_path)
     assert [r["class_name"] for r in rows] == [e["class_name"] for e in events]
     assert f'yolo_accel_frames_total{{stream="{sid}"}} 150.0' in metrics
     assert f'yolo_accel_events_total{{stream="{sid}"}} {float(len(events))}' in metrics
+    # every frame went through each stage once, and each stage's histogram says so (Prometheus' own parser)
+    from prometheus_client.parser import text_string_to_metric_families
+
+    (stages,) = [m for m in text_string_to_metric_families(metrics) if m.name == "yolo_accel_stage_seconds"]
+    per = {}
+    for smp in stages.samples:
+        if smp.labels["stream"] == str(sid) and smp.name.endswith("_count"):
+            per[smp.labels["stage"]] = smp.value
+    assert {k: per.get(k) for k in ("decode", "pre", "infer", "post", "track", "count")} == dict.fromkeys(
+        ("decode", "pre", "infer", "post", "track", "count"), 150.0
+    )
     # in the database itself
     assert Store(srv.settings.database).counts(sid) == counts
 
@@ -235,12 +268,13 @@ def test_off_loopback_needs_a_token(yolov5n_pt, tmp_path):
     assert res.exit_code == 2 and "--token" in res.output and "Traceback" not in res.output
 
 
-def test_kill_9_mid_stream_loses_no_event_and_the_streams_come_back(tmp_path, clip, yolov5n_pt):
+def test_kill_9_mid_stream_loses_no_event_and_the_streams_come_back(tmp_path, assets_root, yolov5n_pt):
     """A server killed with SIGKILL while a stream runs: every event it had committed is in the database,
-    and the restarted server lists the stream (interrupted, resumable) with those counts."""
+    the restarted server lists the stream (interrupted) with those counts, and resumes it where it stopped."""
     data = tmp_path / "data"
     (data / "uploads").mkdir(parents=True)
-    (data / "uploads" / "clip.mp4").write_bytes(clip.read_bytes())
+    clip = data / "uploads" / "clip.mp4"  # the whole clip (751 frames): it runs on past the kill
+    clip.write_bytes((assets_root / "videos" / "highway_traffic_720p.mp4").read_bytes())
     port = _free_port()
     cmd = [sys.executable, "-m", "yolo_accel", "serve", "-m", str(yolov5n_pt), "--imgsz", str(IMGSZ)]
     cmd += ["--port", str(port), "--data-dir", str(data)]
@@ -267,6 +301,7 @@ def test_kill_9_mid_stream_loses_no_event_and_the_streams_come_back(tmp_path, cl
                 seen = c.get(f"/api/streams/{sid}/events").json()
                 time.sleep(0.1)
             assert len(seen) >= 3 and c.get(f"/api/streams/{sid}").json()["status"] == "running"
+            time.sleep(2.5)  # past the first time the server stores how far the stream got
             children = _children(proc.pid)
             assert children, "the stream runs in a process of its own"
             os.kill(proc.pid, signal.SIGKILL)  # the server alone: its stream's process must not run on
@@ -284,9 +319,39 @@ def test_kill_9_mid_stream_loses_no_event_and_the_streams_come_back(tmp_path, cl
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
             (row,) = c.get("/api/streams").json()
-            assert row["id"] == sid and row["status"] == "interrupted"
+            assert row["id"] == sid and row["status"] == "interrupted" and row["resumable"]
             assert sum(v["in"] + v["out"] for per in row["counts"].values() for v in per.values()) == len(stored)
-            assert c.post(f"/api/streams/{sid}/start").json()["status"] in ("starting", "running")
+            resume_at = row["frames"]
+            assert 0 < resume_at < 751
+            assert c.post(f"/api/streams/{sid}/resume").json()["status"] in ("starting", "running")
+            deadline = time.time() + 120
+            while c.get(f"/api/streams/{sid}").json()["frames"] < resume_at + 50 and time.time() < deadline:
+                time.sleep(0.2)
+            row = c.post(f"/api/streams/{sid}/stop").json()
+            assert row["status"] == "stopped" and resume_at < row["frames"] < 751, row
+            stopped_at = row["frames"]
+            after = c.get(f"/api/streams/{sid}/events").json()
+            assert c.post(f"/api/streams/{sid}/start").status_code == 200
+            assert c.post(f"/api/streams/{sid}/resume").status_code == 409  # running: nothing to resume
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+    # resumed: the events before the stopping point are those stored before the kill, the rest are those of
+    # a fresh run of the same settings from that frame (nothing lost, nothing twice)
+    from yolo_accel import Detector
+    from yolo_accel.video.engine import run_sequential
+    from yolo_accel.video.processor import StreamSettings
+    from yolo_accel.video.sources import open_source
+
+    keys = ("frame", "counter", "track_id", "class_name", "direction")
+    before = [e for e in stored if e["frame"] < resume_at]
+    assert [e["id"] for e in after[: len(before)]] == [e["id"] for e in before]
+    ref_events = tmp_path / "ref.jsonl"
+    with Detector(yolov5n_pt, imgsz=IMGSZ, conf=0.25, iou=0.5, max_det=30, rect=False) as det:
+        run_sequential(
+            open_source(str(clip), start_frame=resume_at, max_frames=stopped_at - resume_at),
+            det,
+            StreamSettings(lines=[LINE], events=str(ref_events)),
+        )
+    expected = [json.loads(x) for x in ref_events.read_text().splitlines()]
+    assert [tuple(e[k] for k in keys) for e in after[len(before) :]] == [tuple(e[k] for k in keys) for e in expected]

@@ -1,6 +1,7 @@
 """The page at `/` in a real browser (Debian's chromium, driven by Playwright), as a person uses it:
-upload the clip, draw the counting line on its first frame, start it, watch the live image and the
-counts, see the events table fill, download the CSV and find the database's events in it.
+upload the clip, draw a counting line and a zone on its first frame, start it, watch the live image,
+the counts and the stage times, see the events table fill, download the CSV and find the database's
+events in it.
 
 Skipped where chromium or Playwright is missing (`.ci/run` installs both). Screenshots go to
 runs/test-artifacts/ (look at them)."""
@@ -50,6 +51,16 @@ def test_a_person_uploads_draws_a_line_and_watches_the_counts(tmp_path, clip, yo
             line = page.input_value("#line")
             x1, y1, x2, y2 = (int(v) for v in line.split(","))
             assert abs(y1 - 450) <= 4 and abs(y2 - 450) <= 4 and x1 < 20 and x2 > 1260, line
+            # a zone: four corners of a band across the road, then "close zone"
+            page.check("input[name=tool][value=zone]")
+            corners = [(0.02, 300), (0.98, 300), (0.98, 520), (0.02, 520)]
+            for fx, py in corners:
+                page.mouse.click(box["x"] + fx * box["width"], box["y"] + box["height"] * py / 720)
+            page.click("#closezone")
+            zone = [int(v) for v in page.input_value("#zone").split(",")]
+            assert len(zone) == 8 and all(abs(zone[i] - py) <= 4 for i, (_, py) in zip((1, 3, 5, 7), corners)), zone
+            assert page.locator("#overlay polygon").count() == 1 and page.locator("#overlay polyline").count() == 1
+            page.screenshot(path=str(ARTIFACTS / "serve-drawing.png"), full_page=True)
             page.click("#go")
             card = page.locator(".stream").first
             card.wait_for(timeout=30_000)
@@ -62,6 +73,9 @@ def test_a_person_uploads_draws_a_line_and_watches_the_counts(tmp_path, clip, yo
                 "document.querySelector('.stream .counts').textContent.includes(' in ')", timeout=120_000
             )
             page.locator("#events tr").first.wait_for(timeout=60_000)
+            page.wait_for_function(  # per-stage latency, pushed every few seconds while it runs
+                "document.querySelector('.stream .stages').textContent.includes('infer')", timeout=60_000
+            )
             page.screenshot(path=str(ARTIFACTS / "serve-running.png"), full_page=True)
             page.wait_for_function(
                 "document.querySelector('.stream .status').textContent.startsWith('finished')", timeout=180_000
@@ -78,8 +92,9 @@ def test_a_person_uploads_draws_a_line_and_watches_the_counts(tmp_path, clip, yo
         downloaded = list(csv.DictReader(io.StringIO(text)))
         assert len(stored) > 0 and rows_on_page == len(stored)
         assert [int(r["id"]) for r in downloaded] == [e["id"] for e in stored]
-        assert [(r["class_name"], r["direction"]) for r in downloaded] == [
-            (e["class_name"], e["direction"]) for e in stored
+        assert [(r["class_name"], r["direction"], r["counter"]) for r in downloaded] == [
+            (e["class_name"], e["direction"], e["counter"]) for e in stored
         ]
+        assert {e["counter"] for e in stored} == {"line1", "zone1"}  # both drawn counters count
     finally:
         srv.close()

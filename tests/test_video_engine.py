@@ -247,3 +247,65 @@ def test_looping_source_counts_on(video):
     idx = [f.index for f in frames]
     assert idx == sorted(idx) and len(set(idx)) == 20
     assert all(b.time_s > a.time_s for a, b in itertools.pairwise(frames))
+
+
+def test_histogram_buckets_match_numpy():
+    """Prometheus' cumulative buckets from the log-scale histogram agree with counting the values."""
+    values = np.random.default_rng(1).lognormal(1.5, 1.2, 5000)
+    h = Histogram()
+    for v in values:
+        h.add(float(v))
+    edges = (1, 2, 5, 10, 20, 50, 100, 1000)
+    for edge, n in zip(edges, h.below(edges), strict=True):
+        assert abs(n - int((values < edge).sum())) <= 0.01 * len(values), edge
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_a_source_resumes_at_a_frame(video, loop):
+    """From `start_frame` on, the same frames (pixels, indices, times) as reading from the start."""
+    start = 900 if loop else 300  # past the clip's 751 frames: the second pass
+    plain = list(itertools.islice(open_source(str(video), loop=loop), start, start + 3))
+    resumed = list(open_source(str(video), loop=loop, start_frame=start, max_frames=3))
+    assert [f.index for f in resumed] == [f.index for f in plain] == [start, start + 1, start + 2]
+    assert [f.time_s for f in resumed] == pytest.approx([f.time_s for f in plain])
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(resumed, plain, strict=True))
+
+
+def test_a_live_source_cannot_resume_at_a_frame():
+    from yolo_accel.errors import DataError
+
+    with pytest.raises(DataError, match="live source"):
+        open_source("rtsp://127.0.0.1:1/cam", start_frame=10)
+
+
+def test_an_mjpeg_stream_nobody_watches_is_not_drawn(video):
+    """Annotation and JPEG encoding run only while a client reads the stream."""
+    import http.client
+
+    from yolo_accel.video.processor import StreamProcessor
+
+    p = StreamProcessor(StreamSettings(lines=[LINE], serve_mjpeg=0), {2: "car"}, 25.0, (1280, 720))
+    try:
+        frames = iter(open_source(str(video), max_frames=40))
+        empty = np.zeros((0, 6), np.float32)
+
+        def step(n):
+            for _ in range(n):
+                f = next(frames)
+                p.process(f.index, f.time_s, time.perf_counter(), empty, f.image)
+
+        step(5)
+        assert "annotate" not in p.stages.stages and "encode" not in p.stages.stages
+        conn = http.client.HTTPConnection("127.0.0.1", p._mjpeg.port, timeout=10)
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        deadline = time.time() + 10
+        while p._mjpeg.viewers == 0 and time.time() < deadline:
+            time.sleep(0.01)
+        step(5)
+        assert p.stages.stages["annotate"].count == 5 and p.stages.stages["encode"].count == 5
+        assert b"image/jpeg" in resp.read1(65536)
+        conn.close()
+    finally:
+        p.finish()

@@ -37,6 +37,15 @@ def serve_cmd(
         typer.Option("--token", envvar="YOLO_ACCEL_TOKEN", help="Bearer token for the page and the API."),
     ] = None,
     max_upload_mb: Annotated[int, typer.Option("--max-upload-mb", min=1, help="Largest video upload.")] = 2048,
+    preview_fps: Annotated[
+        float,
+        typer.Option(
+            "--preview-fps",
+            min=0,
+            help="Frame rate cap of the live video on the page (0: every frame). Detection, tracking and "
+            "counting run on every frame; only the frames shown are drawn and encoded.",
+        ),
+    ] = 15.0,
 ):
     """The traffic-monitoring web app: add a camera or upload a video, watch it live with boxes and
     counts, read the crossing events from the database, the API (/docs) and /metrics.
@@ -70,6 +79,7 @@ def serve_cmd(
         port=port,
         token=token,
         max_upload_mb=max_upload_mb,
+        preview_fps=preview_fps,
     )
     app = create_app(settings, names)
     out.print(f"serving on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from .._deps import require
 from ..images import VIDEO_SUFFIXES
-from .manager import ServeSettings, StreamManager
+from .manager import BUCKETS_MS, ServeSettings, StreamManager
 from .page import PAGE
+from .relay import BOUNDARY, MjpegRelay
 from .store import EVENT_FIELDS, Store
 
 URL_SCHEMES = ("rtsp://", "http://", "https://")
@@ -65,6 +66,31 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
     )
     manager.mark_interrupted()
 
+    class StageCollector:
+        """Per stream and stage, the frame latency histograms its process keeps (in seconds), and its drops."""
+
+        def collect(self):
+            from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+            hist = HistogramMetricFamily(
+                "yolo_accel_stage_seconds", "Time per frame in each pipeline stage", labels=["stream", "stage"]
+            )
+            drops = CounterMetricFamily(
+                "yolo_accel_dropped_frames", "Frames of live sources dropped", labels=["stream"]
+            )
+            for sid, run in list(manager.runs.items()):
+                if run.stats is None:
+                    continue
+                stages, dropped = run.stats.read()
+                for stage, (count, total_ms, below) in stages.items():
+                    buckets = [(f"{e / 1000:g}", n) for e, n in zip(BUCKETS_MS, below)] + [("+Inf", count)]
+                    hist.add_metric([str(sid), stage], buckets, total_ms / 1000)
+                drops.add_metric([str(sid)], dropped)
+            yield hist
+            yield drops
+
+    registry.register(StageCollector())
+
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         yield
@@ -88,11 +114,29 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
     async def _unexpected(_request, exc):
         return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
 
-    @app.middleware("http")
-    async def _timed(request: Request, call_next):
-        route = request.url.path if request.url.path.startswith("/api") else "other"
-        with api_latency.labels(route.split("/")[2] if route != "other" and route.count("/") >= 2 else route).time():
-            return await call_next(request)
+    class Timed:
+        """API latency to the response's start (a plain ASGI middleware: Starlette's decorator-made ones
+        copy every chunk of a streamed response through a queue, which the live video would pay for)."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        async def __call__(self, scope, receive, send):
+            path = scope.get("path", "")
+            if scope["type"] != "http" or not path.startswith("/api/"):
+                return await self.inner(scope, receive, send)
+            t0, timed = time.perf_counter(), False
+
+            async def send_timed(message):
+                nonlocal timed
+                if message["type"] == "http.response.start" and not timed:
+                    timed = True
+                    api_latency.labels(path.split("/")[2]).observe(time.perf_counter() - t0)
+                await send(message)
+
+            return await self.inner(scope, receive, send_timed)
+
+    app.add_middleware(Timed)
 
     # -- auth ------------------------------------------------------------------------------------
     def auth(request: Request) -> None:
@@ -115,10 +159,15 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
 
     def live(row: dict) -> dict:
         run = manager.running(row["id"])
-        out = {**row, "counts": store.counts(row["id"])}
+        out = {**row, "counts": store.counts(row["id"]), "stages_ms": {}, "resumable": manager.resumable(row)}
         if run is not None:
-            out.update(frames=run.frames, fps=round(run.fps, 1))
+            stages = {k: round(v, 2) for k, v in run.recent_ms.items()}
+            out.update(frames=run.frames, fps=round(run.fps, 1), stages_ms=stages, resumable=False)
         return out
+
+    def json_response(obj, status_code: int = 200) -> Response:
+        # rows are plain JSON already: FastAPI's encoder would walk every value again (a third of a request's time)
+        return Response(json.dumps(obj), status_code=status_code, media_type="application/json")
 
     def resolve_source(source: str) -> tuple[str, str]:
         """(source for the engine, kind) or a 400: URLs of allowed schemes, files inside the data folder."""
@@ -194,8 +243,8 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
         return Response(cv2.imencode(".jpg", img)[1].tobytes(), media_type="image/jpeg")
 
     @app.get("/api/streams", dependencies=guarded)
-    def list_streams() -> list[dict]:
-        return [live(r) for r in store.streams()]
+    def list_streams() -> Response:
+        return json_response([live(r) for r in store.streams()])
 
     @app.post("/api/streams", dependencies=guarded, status_code=201)
     def add_stream(body: NewStream) -> dict:
@@ -238,6 +287,17 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
         manager.start(sid)
         return live(store.stream(sid))
 
+    @app.post("/api/streams/{sid}/resume", dependencies=guarded)
+    def resume_stream(sid: int) -> dict:
+        """Run a stopped or interrupted file stream on from the frame where it stopped, keeping its events."""
+        row = stream_or_404(sid)
+        if manager.running(sid):
+            raise HTTPException(409, f"stream {sid} is running")
+        if not manager.resumable(row):
+            raise HTTPException(409, f"stream {sid} cannot resume ({row['kind']} source, {row['status']}): start it")
+        manager.start(sid, resume=True)
+        return live(store.stream(sid))
+
     @app.delete("/api/streams/{sid}", dependencies=guarded, status_code=204, response_model=None)
     def delete_stream(sid: int) -> Response:
         stream_or_404(sid)
@@ -258,43 +318,29 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
             return Response(buf.getvalue(), media_type="text/csv", headers=headers)
         if format != "json":
             raise HTTPException(400, "format must be json or csv")
-        return JSONResponse(rows)
+        return json_response(rows)
 
     @app.get("/api/events", dependencies=guarded)
-    def all_events(after: int = 0, limit: int = 200) -> list[dict]:
-        return store.events(None, after, min(max(limit, 1), 10_000))
+    def all_events(after: int = 0, limit: int = 200) -> Response:
+        return json_response(store.events(None, after, min(max(limit, 1), 10_000)))
+
+    relays: dict[int, tuple[object, MjpegRelay]] = {}
 
     @app.get("/api/streams/{sid}/video.mjpg", dependencies=guarded)
-    def video(sid: int) -> StreamingResponse:
+    async def video(sid: int) -> StreamingResponse:
         """The stream's annotated frames (multipart JPEG), relayed from its loopback MJPEG server."""
-        import http.client
-
-        stream_or_404(sid)
+        await asyncio.to_thread(stream_or_404, sid)
         run = manager.running(sid)
         if run is None:
             raise HTTPException(409, f"stream {sid} is not running")
-
-        def relay():
-            deadline = time.monotonic() + 30  # the stream's MJPEG server starts with its first frames
-            while True:
-                conn = http.client.HTTPConnection("127.0.0.1", run.mjpeg_port, timeout=10)
-                try:
-                    conn.request("GET", "/")
-                    resp = conn.getresponse()
-                    while not run.done.is_set():
-                        chunk = resp.read1(65536)
-                        if not chunk:
-                            return
-                        yield chunk
-                    return
-                except OSError:
-                    if run.done.is_set() or time.monotonic() > deadline:
-                        return
-                    time.sleep(0.1)
-                finally:
-                    conn.close()
-
-        return StreamingResponse(relay(), media_type="multipart/x-mixed-replace; boundary=frame")
+        held = relays.get(sid)
+        if held is None or held[0] is not run:  # one relay per run of the stream
+            held = relays[sid] = (
+                run,
+                MjpegRelay(run.mjpeg_port, lambda: not run.done.is_set(), asyncio.get_running_loop()),
+            )
+        media = f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}"
+        return StreamingResponse(held[1].frames(), media_type=media, headers={"Cache-Control": "no-cache"})
 
     @app.get("/api/live", dependencies=guarded)
     async def live_updates(request: Request, after: int = 0) -> StreamingResponse:

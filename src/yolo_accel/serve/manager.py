@@ -4,8 +4,9 @@ A stream's process has its own detector and engine, so detection never competes 
 server for the interpreter lock, and a stream that crashes takes only itself down. It writes its
 crossing events to a JSON-lines file (as `video --events` does) that a tailer thread of the server
 commits to the database as they appear (the engine flushes them after every batch), counts its
-frames in shared memory, serves its annotated frames on a loopback MJPEG port that the app relays
-to the page, and stops cleanly on SIGTERM (the engine drains and finishes its files).
+frames and its stage-time histograms in shared memory, serves its annotated frames on a loopback
+MJPEG port that the app relays to the page, and stops cleanly on SIGTERM (the engine drains and
+finishes its files). A stopped file stream resumes at the frame where it stopped.
 """
 
 from __future__ import annotations
@@ -20,7 +21,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import message
+from ..video.stats import STAGES
 from .store import Store
+
+BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)  # the stage histograms' upper edges
+_PER_STAGE = 2 + len(BUCKETS_MS)  # count, total ms, cumulative buckets
+
+
+class LiveStats:
+    """A stream's stage-time histograms and dropped frames, written by its process, read by the server."""
+
+    def __init__(self, ctx):
+        self.array = ctx.Array("d", len(STAGES) * _PER_STAGE + 1)
+
+    def write(self, stages, dropped: int) -> None:
+        values = []
+        for name in STAGES:
+            h = stages.stages.get(name)
+            values += [h.count, h.total, *h.below(BUCKETS_MS)] if h is not None else [0.0] * _PER_STAGE
+        with self.array.get_lock():
+            self.array[:] = [*values, float(dropped)]
+
+    def read(self) -> tuple[dict[str, tuple[int, float, list[int]]], int]:
+        """{stage: (count, total ms, cumulative bucket counts)} for the stages seen, and the dropped frames."""
+        with self.array.get_lock():
+            a = list(self.array)
+        out = {}
+        for i, name in enumerate(STAGES):
+            count, total, *buckets = a[i * _PER_STAGE : (i + 1) * _PER_STAGE]
+            if count:
+                out[name] = (int(count), total, [int(b) for b in buckets])
+        return out, int(a[-1])
 
 
 @dataclass
@@ -41,6 +72,7 @@ class ServeSettings:
     port: int = 8000
     token: str | None = None
     max_upload_mb: int = 2048
+    preview_fps: float = 15.0  # the live video's frame rate at most (frames nobody sees are not drawn)
 
     @property
     def database(self) -> str:
@@ -60,21 +92,44 @@ class Run:
     sid: int
     mjpeg_port: int
     events_path: Path
+    start_frame: int = 0  # where this run began in its source (a resumed stream's stopping point)
     started: float = field(default_factory=time.perf_counter)
-    counter: object = None  # multiprocessing.Value: frames done, counted by the stream's process
+    counter: object = None  # multiprocessing.Value: the next frame index, counted by the stream's process
+    stats: LiveStats | None = None
+    recent_ms: dict[str, float] = field(default_factory=dict)  # stage means over the last seconds
     process: object = None
     stop_requested: bool = False
-    done: threading.Event = field(default_factory=threading.Event)
+    ended: threading.Event = field(default_factory=threading.Event)  # the process is gone
+    done: threading.Event = field(default_factory=threading.Event)  # and its end is stored
     thread: threading.Thread | None = None
 
     @property
     def frames(self) -> int:
-        return int(self.counter.value) if self.counter is not None else 0
+        """Frames of the source done (a resumed run counts on from where it started)."""
+        return int(self.counter.value) if self.counter is not None else self.start_frame
+
+    recent_fps: float | None = None  # over the last seconds (the model's loading left out)
 
     @property
     def fps(self) -> float:
+        if self.recent_fps is not None:
+            return self.recent_fps
         wall = time.perf_counter() - self.started
-        return self.frames / wall if wall > 0 else 0.0
+        return (self.frames - self.start_frame) / wall if wall > 0 else 0.0
+
+    def update_recent(self, last: dict) -> dict:
+        """Refresh `recent_ms` from the stage histograms' change since `last` (a previous read); returns this read."""
+        if self.stats is None:
+            return last
+        now, _ = self.stats.read()
+        recent = {}
+        for name, (count, total, _) in now.items():
+            c0, t0 = last.get(name, (0, 0.0, None))[:2]
+            if count > c0:
+                recent[name] = (total - t0) / (count - c0)
+        if recent:
+            self.recent_ms = recent
+        return now
 
 
 class StreamManager:
@@ -99,14 +154,26 @@ class StreamManager:
             run = self.runs.get(sid)
         return run if run is not None and not run.done.is_set() else None
 
-    def start(self, sid: int) -> None:
-        """Run the stream from its beginning; its earlier events are dropped (a restart counts anew)."""
+    def resumable(self, row: dict) -> bool:
+        """A file or folder stream that stopped part way (stopped, interrupted or failed)."""
+        return row["kind"] == "file" and row["frames"] > 0 and row["status"] in ("stopped", "interrupted", "failed")
+
+    def start(self, sid: int, resume: bool = False) -> None:
+        """Run the stream from its beginning (its earlier events are dropped: a restart counts anew), or with
+        `resume` from the frame where it stopped, keeping its events (those of frames after that point, if
+        any were stored, are dropped: they come again). Tracks start afresh on resume, so a vehicle that
+        was crossing a line at that very frame may be missed."""
         if self.running(sid):
             return
-        self.store.clear_events(sid)
-        run = Run(sid, _free_port(), Path(self.s.data_dir) / "events" / f"stream{sid}.jsonl")
+        row = self.store.stream(sid)
+        start_frame = row["frames"] if resume and self.resumable(row) else 0
+        if start_frame:
+            self.store.clear_events(sid, from_frame=start_frame)
+        else:
+            self.store.clear_events(sid)
+        run = Run(sid, _free_port(), Path(self.s.data_dir) / "events" / f"stream{sid}.jsonl", start_frame)
         run.events_path.unlink(missing_ok=True)  # the last run's lines are in the database already
-        self.store.update_stream(sid, status="starting", error=None, frames=0, fps=0.0)
+        self.store.update_stream(sid, status="starting", error=None, frames=start_frame, fps=0.0)
         run.thread = threading.Thread(target=self._run, args=(run,), name=f"stream{sid}", daemon=True)
         with self._lock:
             self.runs[sid] = run
@@ -129,12 +196,14 @@ class StreamManager:
         """In a thread of the server: start the stream's process, commit its events, record its end."""
         ctx = mp.get_context("spawn")
         row = self.store.stream(run.sid)
-        run.counter = ctx.Value("q", 0)
+        run.counter = ctx.Value("q", run.start_frame)
+        run.stats = LiveStats(ctx)
         results = ctx.Queue()
-        last = 0
+        last, stages_read, read_at = run.start_frame, {}, time.perf_counter()
+        frames_at_read = run.start_frame
         run.process = ctx.Process(
             target=stream_main,
-            args=(self.s, row, str(run.events_path), run.mjpeg_port, run.counter, results),
+            args=(self.s, row, str(run.events_path), run.mjpeg_port, run.counter, run.stats, run.start_frame, results),
             name=f"yolo-accel-stream{run.sid}",
             daemon=True,
         )
@@ -151,6 +220,12 @@ class StreamManager:
                 if n > last:
                     self.on_frames(run.sid, n - last)
                     last = n
+                if time.perf_counter() - read_at > 2.0:
+                    now = time.perf_counter()
+                    if frames_at_read > run.start_frame:  # frames flowed before this interval began
+                        run.recent_fps = (n - frames_at_read) / (now - read_at)
+                    read_at, frames_at_read = now, n
+                    stages_read = run.update_recent(stages_read)
             try:
                 end = results.get(timeout=5)
             except queue.Empty:  # killed before it could report (SIGTERM while loading the model, or a crash)
@@ -160,23 +235,30 @@ class StreamManager:
                 status = "failed"
             else:
                 status = "stopped" if run.stop_requested else "finished"
-            fields = {"status": status, "error": end.get("error"), "frames": end.get("frames", run.frames)}
+            fields = {"status": status, "error": end.get("error"), "frames": run.frames}
             fields["fps"] = end.get("fps", run.fps)
         except Exception as e:  # the process could not start
             fields = {"status": "failed", "error": message(e), "frames": run.frames, "fps": run.fps}
         finally:
-            run.done.set()
+            run.ended.set()
             if tail.is_alive():
                 tail.join(timeout=10)
-        if run.frames > last:
-            self.on_frames(run.sid, run.frames - last)
-        self.store.update_stream(run.sid, **fields)
+        try:
+            if run.frames > last:
+                self.on_frames(run.sid, run.frames - last)
+            self.store.update_stream(run.sid, **fields)
+        finally:
+            run.done.set()
 
     def _tail(self, run: Run) -> None:
-        """Commit the events file's complete lines as they appear, until the run is over."""
-        offset, buf = 0, ""
+        """Commit the events file's complete lines as they appear, until the run is over; every 2 s, store
+        how far the stream got. That point is read before the file: the stream's process writes a frame's
+        events before it counts the frame, so every event before the stored point is committed by then
+        (a resume after a crash neither loses nor repeats one)."""
+        offset, buf, saved_at = 0, "", time.perf_counter()
         while True:
-            finished = run.done.is_set()
+            finished = run.ended.is_set()
+            frames = run.frames
             if run.events_path.is_file():
                 with open(run.events_path, encoding="utf-8") as f:
                     f.seek(offset)
@@ -189,10 +271,22 @@ class StreamManager:
                     self.on_events(run.sid, self.store.add_events(run.sid, events))
             if finished:
                 return
+            if time.perf_counter() - saved_at > 2.0:
+                saved_at = time.perf_counter()
+                self.store.update_stream(run.sid, frames=frames, fps=run.fps)
             time.sleep(0.2)
 
 
-def stream_main(s: ServeSettings, row: dict, events_path: str, mjpeg_port: int, counter, results) -> None:
+def stream_main(
+    s: ServeSettings,
+    row: dict,
+    events_path: str,
+    mjpeg_port: int,
+    counter,
+    stats: LiveStats,
+    start_frame: int,
+    results,
+) -> None:
     """One stream, in its own process: its detector, its engine, its events file and MJPEG server.
     Puts {"error", "frames", "fps"} on `results` when it ends; SIGTERM ends it cleanly, and so does the
     server's death (even by SIGKILL): a stream never runs on without the server that stores its events."""
@@ -225,9 +319,13 @@ def stream_main(s: ServeSettings, row: dict, events_path: str, mjpeg_port: int, 
             classes=row["classes"] or None,
             rect=False,
         ) as det:
-            source = open_source(row["source"], loop=bool(row["loop"]))
+            source = open_source(row["source"], loop=bool(row["loop"]), start_frame=start_frame)
             settings = StreamSettings(
-                lines=row["lines"], zones=row["zones"], events=events_path, serve_mjpeg=mjpeg_port
+                lines=row["lines"],
+                zones=row["zones"],
+                events=events_path,
+                serve_mjpeg=mjpeg_port,
+                mjpeg_fps=s.preview_fps or None,
             )
 
             def progress(n: int) -> None:
@@ -236,7 +334,19 @@ def stream_main(s: ServeSettings, row: dict, events_path: str, mjpeg_port: int, 
 
             batch = 8 if det.backend.device.is_cuda else 1
             es = EngineSettings(batch=batch, workers=0)
-            result = VideoEngine(det, [source], [settings], es, progress=progress).run()
+            engine = VideoEngine(det, [source], [settings], es, progress=progress)
+            done = threading.Event()
+
+            def publish_stats() -> None:
+                while not done.wait(1.0):
+                    stats.write(*engine.live_stats(0))
+
+            threading.Thread(target=publish_stats, name="stats", daemon=True).start()
+            try:
+                result = engine.run()
+            finally:
+                done.set()
+            stats.write(*engine.live_stats(0))
         stream = result["streams"][0]
         results.put({"error": stream["error"], "frames": stream["frames"], "fps": stream["fps"]})
     except Exception as e:  # a source that cannot be opened, a model that cannot load

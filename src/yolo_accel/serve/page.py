@@ -19,6 +19,7 @@ input[type=text]{width:260px}
 table{border-collapse:collapse;width:100%;font-size:13px}
 td,th{border-bottom:1px solid #e5e5e5;padding:3px 6px;text-align:left}
 #preview{max-width:640px;cursor:crosshair;display:none;margin-top:8px}
+.stages{font-size:12px;color:#555}
 #msg{color:#b00}
 </style></head><body>
 <header>yolo-accel &middot; traffic monitoring</header>
@@ -29,19 +30,51 @@ td,th{border-bottom:1px solid #e5e5e5;padding:3px 6px;text-align:left}
 <label>or path in the data folder / URL <input type="text" id="source" placeholder="uploads/... or rtsp://..."></label><br>
 <label>Classes <input type="text" id="classes" placeholder="car,bus,truck,motorcycle"></label>
 <label>Counting line <input type="text" id="line" placeholder="x1,y1,x2,y2 (click twice on the frame)"></label>
+<label>Zone <input type="text" id="zone" placeholder="x1,y1,x2,y2,x3,y3,... (3+ clicks, close)"></label>
 <button type="button" id="show">Show first frame</button>
+<span id="draw" style="display:none">Draw:
+<label><input type="radio" name="tool" value="line" checked> line</label>
+<label><input type="radio" name="tool" value="zone"> zone</label>
+<button type="button" id="closezone">close zone</button> <button type="button" id="clear">clear</button></span>
 <button type="submit" id="go">Start</button> <span id="msg"></span>
-<br><img id="preview" alt="first frame: click two points for the counting line">
+<br><div id="canvaswrap" style="position:relative;display:inline-block">
+<img id="preview" alt="first frame: click two points for the counting line, or the corners of a zone">
+<svg id="overlay" style="position:absolute;left:0;top:0;pointer-events:none"></svg></div>
 </form></section>
 <section><h2>Streams</h2><div id="grid"></div></section>
 <section><h2>Events</h2>
-<table><thead><tr><th>time</th><th>stream</th><th>track</th><th>class</th><th>line</th><th>direction</th></tr></thead>
+<table><thead><tr><th>time</th><th>stream</th><th>track</th><th>class</th><th>line / zone</th><th>direction</th>
+</tr></thead>
 <tbody id="events"></tbody></table></section>
 </main>
 <script>
 const $ = (id) => document.getElementById(id);
 const api = (path, opts) => fetch(path, Object.assign({credentials: 'same-origin'}, opts || {}));
 let clicks = [], uploaded = null;
+const tool = () => document.querySelector('input[name=tool]:checked').value;
+function pointsOf(text) {
+  const v = text.split(',').map(Number), out = [];
+  for (let i = 0; i + 1 < v.length; i += 2) out.push([v[i], v[i + 1]]);
+  return out;
+}
+function drawOverlay() {  // the line (red), the zone (blue) and the clicks so far, over the first frame
+  const img = $('preview'), svg = $('overlay');
+  if (!img.naturalWidth) return;
+  svg.setAttribute('width', img.clientWidth); svg.setAttribute('height', img.clientHeight);
+  svg.setAttribute('viewBox', '0 0 ' + img.naturalWidth + ' ' + img.naturalHeight);
+  const pts = (a) => a.map((q) => q.join(',')).join(' ');
+  const w = Math.max(2, img.naturalWidth / 300);
+  let html = '';
+  const line = pointsOf($('line').value);
+  const poly = (tag, a, color, fill) =>
+    '<' + tag + ' points="' + pts(a) + '" stroke="' + color + '" stroke-width="' + w + '" fill="' + fill + '"/>';
+  if (line.length === 2) html += poly('polyline', line, '#e33', 'none');
+  const zone = pointsOf($('zone').value);
+  if (zone.length >= 3) html += poly('polygon', zone, '#36f', '#36f3');
+  if (clicks.length) html += poly('polyline', clicks, '#fa0', 'none') +
+    clicks.map((q) => '<circle cx="' + q[0] + '" cy="' + q[1] + '" r="' + 2 * w + '" fill="#fa0"/>').join('');
+  svg.innerHTML = html;
+}
 function say(text) { $('msg').textContent = text || ''; }
 async function errorOf(r) { try { return (await r.json()).error; } catch (e) { return r.statusText; } }
 async function sourceValue() {
@@ -60,31 +93,43 @@ $('show').addEventListener('click', async () => {
   try {
     const src = await sourceValue();
     const img = $('preview'); clicks = [];
+    img.onload = drawOverlay;
     img.src = '/api/preview?source=' + encodeURIComponent(src); img.style.display = 'block';
+    $('draw').style.display = 'inline';
   } catch (e) { say(e.message); }
 });
 $('preview').addEventListener('click', (ev) => {
   const img = ev.target, k = img.naturalWidth / img.clientWidth;
   clicks.push([Math.round(ev.offsetX * k), Math.round(ev.offsetY * k)]);
-  if (clicks.length === 2) { $('line').value = clicks.flat().join(','); clicks = []; }
+  if (tool() === 'line' && clicks.length === 2) { $('line').value = clicks.flat().join(','); clicks = []; }
+  drawOverlay();
 });
+$('closezone').addEventListener('click', () => {
+  if (clicks.length < 3) { say('a zone needs at least three points'); return; }
+  $('zone').value = clicks.flat().join(','); clicks = []; say(''); drawOverlay();
+});
+$('clear').addEventListener('click', () => { clicks = []; $('line').value = ''; $('zone').value = ''; drawOverlay(); });
+$('line').addEventListener('input', drawOverlay); $('zone').addEventListener('input', drawOverlay);
 $('add').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   try {
     const f = $('file').files[0];
-    const body = {source: await sourceValue(), lines: $('line').value ? [$('line').value] : []};
+    const body = {source: await sourceValue(), lines: $('line').value ? [$('line').value] : [],
+                  zones: $('zone').value ? [$('zone').value] : []};
     if (f) { body.name = f.name; }
     if ($('classes').value.trim()) { body.classes = $('classes').value.trim(); }
     const r = await api('/api/streams', {method: 'POST', headers: {'Content-Type': 'application/json'},
                                           body: JSON.stringify(body)});
     if (!r.ok) { say(await errorOf(r)); return; }
     say(''); uploaded = null; $('file').value = ''; $('source').value = ''; $('preview').style.display = 'none';
+    $('draw').style.display = 'none'; $('overlay').innerHTML = ''; clicks = [];
   } catch (e) { say(e.message); }
 });
 function countsText(counts) {
   const out = [];
   for (const [line, per] of Object.entries(counts || {}))
-    for (const [cls, v] of Object.entries(per)) out.push(line + ' ' + cls + ': in ' + v.in + ' out ' + v.out);
+    for (const [cls, v] of Object.entries(per))
+      out.push(line + ' ' + cls + ': in ' + (v.in || 0) + ' out ' + (v.out || 0));
   return out.join(' | ') || 'no crossings yet';
 }
 async function act(id, what) {
@@ -101,8 +146,10 @@ function render(streams) {
     if (!el) {
       el = document.createElement('div'); el.className = 'stream'; el.id = 's' + s.id;
       el.innerHTML = '<div class="bar"><b class="name"></b><span class="status"></span></div>' +
-        '<img alt="live video"><div class="counts"></div><div class="bar"><span class="fps"></span><span>' +
-        '<button data-a="stop">stop</button> <button data-a="start">restart</button> ' +
+        '<img alt="live video"><div class="counts"></div><div class="stages"></div>' +
+        '<div class="bar"><span class="fps"></span><span>' +
+        '<button data-a="stop">stop</button> <button data-a="resume">resume</button> ' +
+        '<button data-a="start">restart</button> ' +
         '<button data-a="remove">remove</button> <a class="csv">CSV</a> <a class="json">JSON</a></span></div>';
       el.querySelectorAll('button').forEach((b) => b.addEventListener('click', () => act(s.id, b.dataset.a)));
       el.querySelector('.csv').href = '/api/streams/' + s.id + '/events?format=csv&limit=100000';
@@ -114,6 +161,11 @@ function render(streams) {
     st.className = 'status ' + s.status;
     el.querySelector('.counts').textContent = countsText(s.counts);
     el.querySelector('.fps').textContent = s.frames + ' frames, ' + s.fps.toFixed(1) + ' FPS';
+    const stages = Object.entries(s.stages_ms || {}).map(([k, v]) => k + ' ' + v.toFixed(1));
+    el.querySelector('.stages').textContent = stages.length ? 'ms per frame: ' + stages.join(', ') : '';
+    el.querySelector('[data-a=resume]').style.display = s.resumable ? '' : 'none';
+    const active = s.status === 'running' || s.status === 'starting';
+    el.querySelector('[data-a=stop]').style.display = active ? '' : 'none';
     const img = el.querySelector('img');
     const want = s.status === 'running' ? '/api/streams/' + s.id + '/video.mjpg?run=' + s.created_at : '';
     if (img.dataset.src !== want) { img.dataset.src = want; if (want) img.src = want; }

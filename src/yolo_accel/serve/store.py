@@ -6,7 +6,9 @@ Events are committed as they arrive; SQLite runs in WAL mode with full sync, so 
 
 from __future__ import annotations
 
+import copy
 import json
+import threading
 import time
 from collections import defaultdict
 
@@ -71,6 +73,10 @@ class Store:
 
         self.meta, self.streams_t, self.events_t = _tables(sa)
         self.meta.create_all(self.engine)
+        # Counts per stream, kept up to date as events are added: the page and API clients ask for them
+        # every second, and a GROUP BY over a long-running stream's events each time would not scale.
+        self._counts: dict[int, dict] = {}
+        self._counts_lock = threading.Lock()
 
     # -- streams --------------------------------------------------------------------------------
     def add_stream(
@@ -113,14 +119,19 @@ class Store:
             c.execute(self.streams_t.update().where(self.streams_t.c.id == sid).values(**fields))
 
     def delete_stream(self, sid: int) -> None:
-        with self.engine.begin() as c:
+        with self._counts_lock, self.engine.begin() as c:
             c.execute(self._events_of(sid))
             c.execute(self.streams_t.delete().where(self.streams_t.c.id == sid))
+            self._counts.pop(sid, None)
 
-    def clear_events(self, sid: int) -> None:
-        """Drop one stream's events (it is about to run again from its beginning)."""
-        with self.engine.begin() as c:
-            c.execute(self._events_of(sid))
+    def clear_events(self, sid: int, from_frame: int = 0) -> None:
+        """Drop one stream's events (from frame `from_frame` on: it is about to run again from there)."""
+        q = self._events_of(sid)
+        if from_frame:
+            q = q.where(self.events_t.c.frame >= from_frame)
+        with self._counts_lock, self.engine.begin() as c:
+            c.execute(q)
+            self._counts.pop(sid, None)
 
     def _events_of(self, sid: int):
         return self.events_t.delete().where(self.events_t.c.stream_id == sid)
@@ -144,8 +155,14 @@ class Store:
             }
             for e in events
         ]
-        with self.engine.begin() as c:
-            c.execute(self.events_t.insert(), rows)
+        with self._counts_lock:
+            with self.engine.begin() as c:
+                c.execute(self.events_t.insert(), rows)
+            counts = self._counts.get(sid)
+            if counts is not None:
+                for r in rows:
+                    per = counts.setdefault(r["counter"], {}).setdefault(r["class_name"], {"in": 0, "out": 0})
+                    per[r["direction"]] = per.get(r["direction"], 0) + 1
         return len(rows)
 
     def events(self, sid: int | None = None, after_id: int = 0, limit: int = 1000) -> list[dict]:
@@ -157,7 +174,14 @@ class Store:
             return [dict(r._mapping) for r in c.execute(q).all()]
 
     def counts(self, sid: int) -> dict:
-        """{counter: {class: {"in": n, "out": n}}} from the stored events."""
+        """{counter: {class: {"in": n, "out": n}}} of the stored events."""
+        with self._counts_lock:
+            counts = self._counts.get(sid)
+            if counts is None:
+                counts = self._counts[sid] = self._count(sid)
+            return copy.deepcopy(counts)
+
+    def _count(self, sid: int) -> dict:
         sa, t = self.sa, self.events_t
         q = (
             sa.select(t.c.counter, t.c.class_name, t.c.direction, sa.func.count())

@@ -131,6 +131,20 @@ class VideoEngine:
         self.launch_busy_s = self.finish_busy_s = 0.0
         self._lock = threading.Lock()
         self._collect_done = threading.Event()
+        self._inline_processors: dict = {}  # workers=0: the in-process worker's StreamProcessors
+
+    def live_stats(self, sid: int) -> tuple[StageTimes, int]:
+        """While it runs: stream `sid`'s stage times so far and its dropped frames. The tracking, counting,
+        annotation and encoding stages are included with `workers=0` only (elsewhere they live in the
+        worker processes until the summary)."""
+        st = self.streams[sid]
+        stages = StageTimes()
+        stages.merge(st.stages)
+        p = self._inline_processors.get(sid)
+        if p is not None:
+            stages.merge(p.stages)
+        board = getattr(self, "board", None)
+        return stages, (board.dropped[sid] if board is not None else 0) + st.dropped_no_slot
 
     # -- control --------------------------------------------------------------------------------
     def stop(self, reason: str = "interrupted") -> None:
@@ -258,7 +272,11 @@ class VideoEngine:
             self._inboxes = [queue.Queue(maxsize=64)]
             self._outbox = queue.Queue()
             t = threading.Thread(
-                target=serve, args=(self._inboxes[0], self._outbox, self.on_frame), name="worker", daemon=True
+                target=serve,
+                args=(self._inboxes[0], self._outbox, self.on_frame),
+                kwargs={"opened": self._inline_processors},
+                name="worker",
+                daemon=True,
             )
             t.start()
             self._threads = [t]

@@ -33,6 +33,7 @@ class StreamSettings:
     save_frames: str | None = None  # annotated JPEGs in this folder
     events: str | None = None  # one JSON line per crossing
     serve_mjpeg: int | None = None  # port
+    mjpeg_fps: float | None = None  # at most this many MJPEG frames a second (None: every frame)
     hud: bool = True  # the panel with FPS and counts on annotated frames
     hud_fps: bool = True  # FPS in that panel (off: frames that depend only on the video, not on the machine)
     encoder: str = "auto"  # MP4 encoder: auto (NVENC on a GPU run when it starts), nvenc, cpu
@@ -127,7 +128,7 @@ class StreamProcessor:
         if settings.serve_mjpeg is not None:
             from .sinks import MjpegServer
 
-            self._mjpeg = MjpegServer(settings.serve_mjpeg)
+            self._mjpeg = MjpegServer(settings.serve_mjpeg, max_fps=settings.mjpeg_fps)
 
     def process(self, index: int, time_s: float, t0: float, packed: np.ndarray, image: np.ndarray | None = None):
         """One frame: (K, 6) detections (`Detections.to_array`) and, where the stream annotates, its BGR pixels.
@@ -155,7 +156,7 @@ class StreamProcessor:
             self.track_ids.update(int(t) for t in d.tracker_id if t >= 0)
         if self._events is not None and events:
             self._events.write("".join(json.dumps(ev) + "\n" for ev in events))
-        if self.annotator is not None and image is not None:
+        if self.annotator is not None and image is not None and self._wants_pixels():
             elapsed = tc - self._t_first
             img = self.annotator.draw(image.copy(), d, (self.frames + 1) / elapsed if elapsed > 0 else 0.0)
             td = time.perf_counter()
@@ -165,6 +166,12 @@ class StreamProcessor:
         self.frames += 1
         self.latency.add("frame", (time.perf_counter() - t0) * 1000)
         return d, events
+
+    def _wants_pixels(self) -> bool:
+        """Whether this frame is drawn: always for files, for an MJPEG stream only while someone watches."""
+        return bool(self.s.output or self._frames_dir is not None) or (
+            self._mjpeg is not None and self._mjpeg.viewers > 0
+        )
 
     def _write(self, index: int, img: np.ndarray) -> None:
         if self.s.output:
@@ -183,7 +190,7 @@ class StreamProcessor:
 
             if not cv2.imwrite(str(self._frames_dir / f"frame_{index:06d}.jpg"), img):
                 raise OSError(f"cannot write {self._frames_dir / f'frame_{index:06d}.jpg'}")
-        if self._mjpeg is not None:
+        if self._mjpeg is not None and self._mjpeg.wants_frame():
             self._mjpeg.publish(img)
 
     def flush(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -231,10 +232,13 @@ def open_video_writer(path: Path, fps: float, size: tuple[int, int], encoder: st
 class MjpegServer:
     """Serves the latest annotated frame as multipart/x-mixed-replace JPEG on http://HOST:PORT/."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", quality: int = 80):
+    def __init__(self, port: int, host: str = "127.0.0.1", quality: int = 80, max_fps: float | None = None):
         self._latest: bytes | None = None
+        self._interval = 1.0 / max_fps if max_fps else 0.0
+        self._published_at = -1e9
         self._cond = threading.Condition()
         self.quality = quality
+        self.viewers = 0  # connected clients: frames nobody watches are not drawn nor encoded
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -242,6 +246,15 @@ class MjpegServer:
                 pass
 
             def do_GET(self):
+                with server._cond:
+                    server.viewers += 1
+                try:
+                    self._frames()
+                finally:
+                    with server._cond:
+                        server.viewers -= 1
+
+            def _frames(self):
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.send_header("Cache-Control", "no-cache")
@@ -274,9 +287,14 @@ class MjpegServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self._thread.start()
 
+    def wants_frame(self) -> bool:
+        """Whether the next frame would be sent: someone watches, and the frame-rate cap allows it."""
+        return self.viewers > 0 and time.perf_counter() - self._published_at >= self._interval
+
     def publish(self, image: np.ndarray) -> None:
         import cv2
 
+        self._published_at = time.perf_counter()
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if ok:
             with self._cond:

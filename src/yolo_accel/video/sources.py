@@ -57,10 +57,10 @@ class VideoFileSource(FrameSource):
 
     kind = "file"
 
-    def __init__(self, path: Path, stride: int = 1, max_frames: int | None = None):
+    def __init__(self, path: Path, stride: int = 1, max_frames: int | None = None, start: int = 0):
         import cv2
 
-        self.path, self.stride, self.max_frames = path, max(1, stride), max_frames
+        self.path, self.stride, self.max_frames, self.start = path, max(1, stride), max_frames, max(0, start)
         self.cap = cv2.VideoCapture(str(path))
         if not self.cap.isOpened():
             raise DataError(f"cannot open video {path} (truncated, corrupt or not a video)")
@@ -73,6 +73,11 @@ class VideoFileSource(FrameSource):
     def __iter__(self) -> Iterator[Frame]:
         index = 0
         delivered = 0
+        while index < self.start:  # decoded, not converted: exact where seeking lands on a keyframe
+            if not self.cap.grab():
+                _check_complete(self.path, index, self.frame_count)
+                return
+            index += 1
         while self.max_frames is None or delivered < self.max_frames:
             ok, img = self.cap.read()
             if not ok:
@@ -253,6 +258,29 @@ class StreamSource(FrameSource):
         self.cap.release()
 
 
+class ResumedSource(FrameSource):
+    """Another source's frames from index `start` on (a stopped stream resumed where it stopped)."""
+
+    def __init__(self, inner: FrameSource, start: int, max_frames: int | None = None):
+        self.inner, self.start, self.max_frames = inner, start, max_frames
+        self.kind, self.live, self.fps, self.size = inner.kind, inner.live, inner.fps, inner.size
+        self.on_device = getattr(inner, "on_device", False)
+        self.frame_count = getattr(inner, "frame_count", None)
+        self.description = f"{inner.description}, from frame {start}"
+
+    def __iter__(self) -> Iterator[Frame]:
+        delivered = 0
+        for f in self.inner:
+            if self.max_frames is not None and delivered >= self.max_frames:
+                return
+            if f.index >= self.start:
+                delivered += 1
+                yield f
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class LoopingSource(FrameSource):
     """A file or folder played again from the start each time it ends (soak tests, demos).
 
@@ -260,10 +288,10 @@ class LoopingSource(FrameSource):
     counts frames over all passes.
     """
 
-    def __init__(self, open_once, max_frames: int | None = None):
+    def __init__(self, open_once, max_frames: int | None = None, start: int = 0):
         self._open = open_once
         self._current = open_once()
-        self.max_frames = max_frames
+        self.max_frames, self.start = max_frames, start
         first = self._current
         self.kind, self.live, self.fps, self.size = first.kind, False, first.fps, first.size
         self.on_device = getattr(first, "on_device", False)
@@ -274,11 +302,19 @@ class LoopingSource(FrameSource):
     def __iter__(self) -> Iterator[Frame]:
         delivered = 0
         offset_index, offset_time = 0, 0.0
+        n = self._current.frame_count
+        if self.start and n:  # whole passes before `start` are skipped without decoding them
+            skipped = self.start // n
+            offset_index, offset_time = skipped * n, skipped * n / (self.fps or 25.0)
+            self.passes = skipped
         while True:
             last = None
             for f in self._current:
                 if self.max_frames is not None and delivered >= self.max_frames:
                     return
+                if f.index + offset_index < self.start:
+                    last = f
+                    continue
                 last = f
                 delivered += 1
                 yield Frame(f.index + offset_index, f.time_s + offset_time, f.image)
@@ -305,12 +341,25 @@ def open_source(
     backoff_s: float = 1.0,
     nvdec_device: str | None = None,
     loop: bool = False,
+    start_frame: int = 0,
 ) -> FrameSource:
     """A file, a folder, a URL (rtsp://, http(s)://) or a webcam index ('0').
 
     With `nvdec_device` ('cuda:N') a video file is decoded by NVDEC into GPU memory. With `loop` a
-    file or folder starts again when it ends (live sources refuse it).
+    file or folder starts again when it ends (live sources refuse it). `start_frame` resumes a file
+    or folder at that frame index (frames before it are decoded, not delivered; `max_frames` counts
+    from the start of the source).
     """
+    if start_frame and (spec.isdigit() or "://" in spec):
+        raise DataError(f"{spec} is a live source: it cannot start at a frame")
+    if start_frame and not loop and not nvdec_device and Path(spec).expanduser().is_file():
+        p = Path(spec).expanduser()
+        if p.stat().st_size == 0:
+            raise DataError(f"video is empty (0 bytes): {p}")
+        return VideoFileSource(p, stride, max_frames, start=start_frame)
+    if start_frame and not loop:
+        inner = open_source(spec, stride, None, retries, backoff_s, nvdec_device)
+        return ResumedSource(inner, start_frame, max_frames)
     if nvdec_device and (spec.isdigit() or "://" in spec):
         raise DataError("--nvdec decodes video files; streams and webcams use the CPU decoder")
     if spec.isdigit() or "://" in spec:
@@ -329,4 +378,4 @@ def open_source(
             opener = lambda: NvdecSource(p, nvdec_device, stride, None if loop else max_frames)  # noqa: E731
         else:
             opener = lambda: VideoFileSource(p, stride, None if loop else max_frames)  # noqa: E731
-    return LoopingSource(opener, max_frames) if loop else opener()
+    return LoopingSource(opener, max_frames, start_frame) if loop else opener()

@@ -45,6 +45,11 @@ class Histogram:
     def mean(self) -> float:
         return self.total / self.count if self.count else 0.0
 
+    def below(self, edges_ms) -> list[int]:
+        """How many values lie under each edge (Prometheus' cumulative buckets), to the bins' 2 %."""
+        cum = np.concatenate([[0], np.cumsum(self.bins)])
+        return [int(cum[min(max(round(math.log10(e / _LOW_MS) * _BINS_PER_DECADE), 0), _N_BINS + 1)]) for e in edges_ms]
+
     def percentile(self, q: float) -> float:
         """The upper edge of the bin holding the q-th percentile."""
         if not self.count:
@@ -66,7 +71,7 @@ class StageTimes:
         h.add(ms)
 
     def merge(self, other: StageTimes) -> None:
-        for stage, h in other.stages.items():
+        for stage, h in list(other.stages.items()):  # a copy: `other` may be growing in another thread
             mine = self.stages.get(stage)
             if mine is None:
                 self.stages[stage] = Histogram(h.count, h.total, h.bins.copy())

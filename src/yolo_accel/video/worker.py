@@ -67,8 +67,17 @@ class _Slots:
             self.shm.close()
 
 
-def serve(inbox, outbox, on_frame=None, parent_pid: int | None = None, free_slots: dict | None = None) -> None:
-    """The worker loop (a process's main, or the in-process thread's). `free_slots`: stream -> queue of free slots."""
+def serve(
+    inbox,
+    outbox,
+    on_frame=None,
+    parent_pid: int | None = None,
+    free_slots: dict | None = None,
+    opened: dict | None = None,
+) -> None:
+    """The worker loop (a process's main, or the in-process thread's). `free_slots`: stream -> queue of free
+    slots; `opened`: a dict that is given every stream's processor and keeps it after the stream ends (the
+    in-process engine reads their stage times from it while it runs)."""
     from .processor import StreamProcessor
 
     processors: dict[int, StreamProcessor] = {}
@@ -108,6 +117,8 @@ def serve(inbox, outbox, on_frame=None, parent_pid: int | None = None, free_slot
                 _, sid, settings, names, fps, size, slot_spec = msg
                 try:
                     processors[sid] = StreamProcessor(settings, names, fps, size)
+                    if opened is not None:
+                        opened[sid] = processors[sid]
                     if slot_spec is not None:
                         slots[sid] = _Slots(slot_spec, (free_slots or {})[sid])
                     outbox.put(("ready", sid, None))

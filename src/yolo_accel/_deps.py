@@ -27,6 +27,7 @@ _EXTRAS = {
     "av": ("PyAV", "video"),
     "PyNvVideoCodec": ("PyNvVideoCodec (NVDEC decoding, NVENC encoding)", "nvdec"),
     "tensorrt": ("TensorRT 10 (Python module)", None),
+    "rapidocr_onnxruntime": ("RapidOCR (plate reading)", "ocr"),
     "fastapi": ("FastAPI", "serve"),
     "uvicorn": ("uvicorn", "serve"),
     "sqlalchemy": ("SQLAlchemy", "serve"),

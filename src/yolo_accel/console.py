@@ -115,6 +115,15 @@ def print_video_summary(r: dict) -> None:
             f"video written to {r['output']['video']} ({r['output']['video_frames']} frames, "
             f"{r['output']['video_backend']})"
         )
+    plates = r.get("plates")
+    if plates:
+        ms = plates["ms_per_read"]
+        out.print(
+            f"plates: {plates['tracks_read']} of {plates['tracks_tried']} vehicles read ({plates['reads']} reads, "
+            f"{ms['mean']:.0f} ms mean, {plates['skipped_busy']} crops skipped while the readers were busy)"
+        )
+        for tid, p in list(plates["plates"].items())[:20]:
+            out.print(escape(f"  track {tid} ({p['class']}): {p['text']}  {p['confidence']:.2f}  frame {p['frame']}"))
     for note in r["output"].get("notes", []):
         err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
 

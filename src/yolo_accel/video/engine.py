@@ -288,7 +288,7 @@ class VideoEngine:
             self._inboxes = [ctx.Queue(maxsize=64) for _ in range(self.n_workers)]
             free: list[dict] = [{} for _ in range(self.n_workers)]
             for st in live:
-                if st.settings.annotates:
+                if st.settings.needs_pixels:
                     self._make_slots(st, ctx)
                     if st.free is not None:
                         free[st.worker][st.sid] = st.free
@@ -431,7 +431,7 @@ class VideoEngine:
                 st.decode_s += dt
                 st.stages.add("decode", dt * 1000)
                 item = _Item(st.sid, frame.index, frame.time_s, t0, frame.image)
-                if st.settings.annotates and not self._attach_pixels(st, item, src.live):
+                if st.settings.needs_pixels and not self._attach_pixels(st, item, src.live):
                     if src.live:
                         st.dropped_no_slot += 1
                         continue
@@ -669,6 +669,7 @@ class VideoEngine:
                 "output",
                 {"video": None, "video_frames": 0, "video_backend": None, "frames_dir": None, "events": None},
             ),
+            "plates": part.get("plates"),
             "error": error,
         }
 
@@ -700,6 +701,7 @@ def per_stream_settings(s: StreamSettings, n: int) -> list[StreamSettings]:
             output=stream_path(s.output, i, n),
             events=stream_path(s.events, i, n),
             save_frames=str(Path(s.save_frames) / f"stream{i}") if (s.save_frames and n > 1) else s.save_frames,
+            plate_crops=str(Path(s.plate_crops) / f"stream{i}") if (s.plate_crops and n > 1) else s.plate_crops,
         )
         for i in range(n)
     ]
@@ -729,7 +731,7 @@ def run_sequential(source: FrameSource, detector, settings: StreamSettings, on_f
             dets, per = detector.detect_batch([frame.image])
             for k, v in per.items():
                 stages.add(k, v)
-            image = host_image(frame.image) if settings.annotates else None
+            image = host_image(frame.image) if settings.needs_pixels else None
             tracked, _ = p.process(frame.index, frame.time_s, t0, dets[0].to_array(), image)
             if on_frame is not None:
                 on_frame(frame.index, tracked)
@@ -749,5 +751,6 @@ def run_sequential(source: FrameSource, detector, settings: StreamSettings, on_f
         "stages": stages.table(),
         "wall_s": wall,
         "output": part["output"],
+        "plates": part["plates"],
         "error": error,
     }

@@ -38,10 +38,20 @@ class StreamSettings:
     hud_fps: bool = True  # FPS in that panel (off: frames that depend only on the video, not on the machine)
     encoder: str = "auto"  # MP4 encoder: auto (NVENC on a GPU run when it starts), nvenc, cpu
     encoder_gpu: int | None = None  # the GPU of the run (None: a CPU run, so auto means the CPU)
+    ocr: bool = False  # read the plates of tracked vehicles
+    ocr_tries: int = 5  # reads per track at most
+    plate_pattern: str | None = None  # only plates matching this regular expression (after normalising)
+    ocr_device: str = "cpu"  # cpu, or cuda where onnxruntime-gpu is installed
+    plate_crops: str | None = None  # folder for each track's best-read crop (track<ID>.jpg)
 
     @property
     def annotates(self) -> bool:
         return bool(self.output or self.save_frames or self.serve_mjpeg is not None)
+
+    @property
+    def needs_pixels(self) -> bool:
+        """Whether the worker gets each frame's pixels (to draw them, or to crop vehicles for OCR)."""
+        return self.annotates or self.ocr
 
 
 class Annotator:
@@ -125,6 +135,13 @@ class StreamProcessor:
         if settings.save_frames:
             self._frames_dir = Path(settings.save_frames)
             self._frames_dir.mkdir(parents=True, exist_ok=True)
+        self.plates = None
+        if settings.ocr:
+            from .plates import PlateStage
+
+            self.plates = PlateStage(
+                names, settings.ocr_tries, settings.plate_pattern, settings.ocr_device, crops_dir=settings.plate_crops
+            )
         if settings.serve_mjpeg is not None:
             from .sinks import MjpegServer
 
@@ -154,8 +171,16 @@ class StreamProcessor:
         self.detections += len(d)
         if d.tracker_id is not None:
             self.track_ids.update(int(t) for t in d.tracker_id if t >= 0)
-        if self._events is not None and events:
-            self._events.write("".join(json.dumps(ev) + "\n" for ev in events))
+        if self.plates is not None:
+            if image is not None:
+                self.plates.offer(index, image, d)
+            for ev in events:
+                ev["plate"] = self.plates.plate_of(ev["track_id"])
+            events_and_plates = events + self.plates.drain()
+        else:
+            events_and_plates = events
+        if self._events is not None and events_and_plates:
+            self._events.write("".join(json.dumps(ev) + "\n" for ev in events_and_plates))
         if self.annotator is not None and image is not None and self._wants_pixels():
             elapsed = tc - self._t_first
             img = self.annotator.draw(image.copy(), d, (self.frames + 1) / elapsed if elapsed > 0 else 0.0)
@@ -207,6 +232,12 @@ class StreamProcessor:
                 out.update(video_frames=self._writer.frames, video_backend=self._writer.backend)
         elif self.s.output and self.error:
             out["video"] = None  # nothing was written
+        plates = None
+        if self.plates is not None:
+            plates = self.plates.finish(wait=self.error is None)
+            late = self.plates.drain()  # reads that finished after the last frame
+            if self._events is not None and late:
+                self._events.write("".join(json.dumps(ev) + "\n" for ev in late))
         if self._events is not None:
             self._events.close()
         if self._mjpeg is not None:
@@ -228,6 +259,7 @@ class StreamProcessor:
                 "notes": self.notes,
             },
             "error": self.error,
+            "plates": plates,
         }
 
     def abort(self, error: str) -> None:

@@ -1,0 +1,1 @@
+"""Licence plates: reading them from vehicle crops, and a synthetic test set to measure it on."""

@@ -171,3 +171,23 @@ def make_cut_clip(video: Path, folder: Path, packets: int = 200, keep: float = 0
     cut = folder / "cut.mp4"
     cut.write_bytes(data[: int(len(data) * keep)])
     return cut
+
+
+def make_plate_clip(assets_root: Path, out: Path, frames: int = 60) -> tuple[Path, str, int]:
+    """A 1280x720 clip of one of the shared real plate photos sliding down the frame (the car crosses
+    y=360 half way), so that a detector, a tracker, a counting line and a plate reader all have work.
+    Returns the clip, the plate's text and the photo's first row on the frame's last step."""
+    import cv2
+
+    label = (assets_root / "plates" / "us" / "wts-lg-000084.txt").read_text().split()
+    photo = cv2.imread(str(assets_root / "plates" / "us" / label[0]))
+    h, w = photo.shape[:2]
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (1280, 720))
+    for i in range(frames):
+        canvas = np.full((720, 1280, 3), 90, np.uint8)
+        dy = int(-360 + 720 * i / (frames - 1))  # the photo moves from 360 px up to 360 px down
+        src = photo[max(0, -dy) : min(h, 720 - dy), : min(w, 1280)]
+        canvas[max(0, dy) : max(0, dy) + src.shape[0], : src.shape[1]] = src
+        writer.write(canvas)
+    writer.release()
+    return out, label[5], frames

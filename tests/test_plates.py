@@ -162,3 +162,23 @@ def test_ocr_options_are_checked_before_work(yolov5n_pt, assets_root):
     ):
         res = CliRunner().invoke(app, ["video", video, "-m", str(yolov5n_pt), *extra])
         assert res.exit_code == 2 and text in res.output and "Traceback" not in res.output
+
+
+def test_a_vehicle_plate_is_read_in_a_video(tmp_path, assets_root, yolov5n_pt):
+    """A real plate photo sliding through the frame: the events file and the summary carry its text."""
+    from typer.testing import CliRunner
+
+    from conftest import make_plate_clip
+    from yolo_accel.cli import app
+
+    clip, truth, _ = make_plate_clip(assets_root, tmp_path / "plate.mp4")
+    ev, summary = tmp_path / "ev.jsonl", tmp_path / "s.json"
+    args = ["video", str(clip), "-m", str(yolov5n_pt), "--imgsz", "416", "--classes", VEHICLES, "--ocr"]
+    res = CliRunner().invoke(app, [*args, "--line", "0,360,1280,360", "--events", str(ev), "--summary", str(summary)])
+    assert res.exit_code == 0, res.output
+    records = [json.loads(x) for x in ev.read_text().splitlines()]
+    plates = [r for r in records if r.get("event") == "plate"]
+    assert plates and plates[-1]["plate"] == truth
+    assert any(r.get("counter") == "line1" for r in records)
+    (read,) = json.loads(summary.read_text())["plates"]["plates"].values()
+    assert read["text"] == truth and read["class"] == "car"

@@ -147,7 +147,8 @@ def _decode(jpeg: bytes):
 
 
 def test_upload_run_and_read_the_events(make_server, clip, yolov5n_pt, tmp_path):
-    srv = make_server()
+    ocr = pytest.importorskip("rapidocr_onnxruntime") is not None
+    srv = make_server(ocr=ocr)  # plates read beside: the crossings must still be the reference's
     with httpx.Client(base_url=srv.url, timeout=60) as c:
         assert c.get("/healthz").json()["ok"] is True
         page = c.get("/")
@@ -180,6 +181,14 @@ def test_upload_run_and_read_the_events(make_server, clip, yolov5n_pt, tmp_path)
         counts = c.get(f"/api/streams/{sid}").json()["counts"]
         rows = list(csv.DictReader(io.StringIO(c.get(f"/api/streams/{sid}/events", params={"format": "csv"}).text)))
         metrics = c.get("/metrics").text
+        # plates: each track's stored plate is its last (best) plate record, and its crop is served
+        records = [json.loads(x) for x in (srv.settings.data_dir / "events" / f"stream{sid}.jsonl").open()]
+        best = {r["track_id"]: r["plate"] for r in records if r.get("event") == "plate"}
+        for e in events:
+            assert e["plate"] == best.get(e["track_id"]), e
+        for tid in best:
+            assert c.get(f"/api/streams/{sid}/plates/{tid}.jpg").content[:2] == b"\xff\xd8"
+        assert c.get(f"/api/streams/{sid}/plates/99999.jpg").status_code == 404
     # the stored events are those of the same settings run through the sequential reference path
     from yolo_accel import Detector
     from yolo_accel.video.engine import run_sequential
@@ -355,3 +364,25 @@ def test_kill_9_mid_stream_loses_no_event_and_the_streams_come_back(tmp_path, as
         )
     expected = [json.loads(x) for x in ref_events.read_text().splitlines()]
     assert [tuple(e[k] for k in keys) for e in after[len(before) :]] == [tuple(e[k] for k in keys) for e in expected]
+
+
+def test_plates_reach_the_events_and_the_page(make_server, tmp_path, assets_root):
+    """With --ocr: a crossing stored before its vehicle's plate was read gets the plate when it is, and the
+    crop it was read from is served."""
+    pytest.importorskip("rapidocr_onnxruntime")
+    from conftest import make_plate_clip
+
+    srv = make_server(ocr=True)
+    uploads = srv.settings.data_dir / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    _, truth, _ = make_plate_clip(assets_root, uploads / "plate.mp4")
+    with httpx.Client(base_url=srv.url, timeout=60) as c:
+        body = {"source": "uploads/plate.mp4", "classes": VEHICLES, "lines": ["0,360,1280,360"]}
+        sid = c.post("/api/streams", json=body).json()["id"]
+        assert _wait(c, sid)["status"] == "finished"
+        events = c.get(f"/api/streams/{sid}/events").json()
+        assert events and {e["plate"] for e in events} == {truth}
+        crop = c.get(f"/api/streams/{sid}/plates/{events[0]['track_id']}.jpg")
+        assert crop.status_code == 200 and _decode(crop.content).shape[0] > 50
+        csv_rows = list(csv.DictReader(io.StringIO(c.get(f"/api/streams/{sid}/events?format=csv").text)))
+        assert [r["plate"] for r in csv_rows] == [truth] * len(events)

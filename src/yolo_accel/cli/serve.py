@@ -46,6 +46,15 @@ def serve_cmd(
             "counting run on every frame; only the frames shown are drawn and encoded.",
         ),
     ] = 15.0,
+    ocr: Annotated[
+        bool,
+        typer.Option(
+            "--ocr", help="Read vehicles' plates (pip install '.[ocr]'): events get the text, the page the crop."
+        ),
+    ] = False,
+    plate_pattern: Annotated[
+        str | None, typer.Option("--plate-pattern", help="With --ocr: accept only plates matching this regex.")
+    ] = None,
 ):
     """The traffic-monitoring web app: add a camera or upload a video, watch it live with boxes and
     counts, read the crossing events from the database, the API (/docs) and /metrics.
@@ -59,6 +68,16 @@ def serve_cmd(
     from ..serve.app import create_app
     from ..serve.manager import ServeSettings
 
+    if ocr:
+        import re
+
+        require("rapidocr_onnxruntime")
+        try:
+            re.compile(plate_pattern or "")
+        except re.error as e:
+            raise SettingsError(f"--plate-pattern is not a regular expression: {e}") from None
+    elif plate_pattern:
+        raise SettingsError("--plate-pattern goes with --ocr")
     if host not in LOOPBACK and not token:
         raise SettingsError(f"--host {host} serves beyond this machine: give --token (or YOLO_ACCEL_TOKEN)")
     check_folder(data_dir, "--data-dir")
@@ -80,6 +99,8 @@ def serve_cmd(
         token=token,
         max_upload_mb=max_upload_mb,
         preview_fps=preview_fps,
+        ocr=ocr,
+        plate_pattern=plate_pattern,
     )
     app = create_app(settings, names)
     out.print(f"serving on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .._deps import require
 from ..images import VIDEO_SUFFIXES
-from .manager import BUCKETS_MS, ServeSettings, StreamManager
+from .manager import BUCKETS_MS, ServeSettings, StreamManager, plates_dir
 from .page import PAGE
 from .relay import BOUNDARY, MjpegRelay
 from .store import EVENT_FIELDS, Store
@@ -300,10 +300,21 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
 
     @app.delete("/api/streams/{sid}", dependencies=guarded, status_code=204, response_model=None)
     def delete_stream(sid: int) -> Response:
+        import shutil
+
         stream_or_404(sid)
         manager.stop(sid)
         store.delete_stream(sid)
+        shutil.rmtree(plates_dir(data_dir, sid), ignore_errors=True)
         return Response(status_code=204)
+
+    @app.get("/api/streams/{sid}/plates/{track_id}.jpg", dependencies=guarded)
+    def plate_crop(sid: int, track_id: int) -> Response:
+        """The vehicle crop its plate was best read from (with --ocr)."""
+        path = plates_dir(data_dir, sid) / f"track{track_id}.jpg"
+        if not path.is_file():
+            raise HTTPException(404, f"no plate read for track {track_id} of stream {sid}")
+        return Response(path.read_bytes(), media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
 
     @app.get("/api/streams/{sid}/events", dependencies=guarded)
     def stream_events(sid: int, after: int = 0, limit: int = 1000, format: str = "json") -> Response:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import queue
+import shutil
 import socket
 import threading
 import time
@@ -73,6 +74,8 @@ class ServeSettings:
     token: str | None = None
     max_upload_mb: int = 2048
     preview_fps: float = 15.0  # the live video's frame rate at most (frames nobody sees are not drawn)
+    ocr: bool = False  # read vehicles' plates (the events get their text, the page their crops)
+    plate_pattern: str | None = None
 
     @property
     def database(self) -> str:
@@ -171,6 +174,7 @@ class StreamManager:
             self.store.clear_events(sid, from_frame=start_frame)
         else:
             self.store.clear_events(sid)
+            shutil.rmtree(plates_dir(self.s.data_dir, sid), ignore_errors=True)
         run = Run(sid, _free_port(), Path(self.s.data_dir) / "events" / f"stream{sid}.jsonl", start_frame)
         run.events_path.unlink(missing_ok=True)  # the last run's lines are in the database already
         self.store.update_stream(sid, status="starting", error=None, frames=start_frame, fps=0.0)
@@ -277,6 +281,20 @@ class StreamManager:
             time.sleep(0.2)
 
 
+def plates_dir(data_dir, sid: int) -> Path:
+    """Where a stream's best-read vehicle crops go (track<ID>.jpg)."""
+    return Path(data_dir) / "plates" / f"stream{sid}"
+
+
+def ocr_device(device: str) -> str:
+    """Plates are read on the GPU where the detector is and ONNX Runtime has CUDA, else on the CPU."""
+    if not device.startswith("cuda"):
+        return "cpu"
+    import onnxruntime
+
+    return "cuda" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "cpu"
+
+
 def stream_main(
     s: ServeSettings,
     row: dict,
@@ -326,6 +344,10 @@ def stream_main(
                 events=events_path,
                 serve_mjpeg=mjpeg_port,
                 mjpeg_fps=s.preview_fps or None,
+                ocr=s.ocr,
+                plate_pattern=s.plate_pattern,
+                ocr_device=ocr_device(s.device) if s.ocr else "cpu",
+                plate_crops=str(plates_dir(s.data_dir, row["id"])) if s.ocr else None,
             )
 
             def progress(n: int) -> None:

@@ -20,6 +20,7 @@ table{border-collapse:collapse;width:100%;font-size:13px}
 td,th{border-bottom:1px solid #e5e5e5;padding:3px 6px;text-align:left}
 #preview{max-width:640px;cursor:crosshair;display:none;margin-top:8px}
 .stages{font-size:12px;color:#555}
+.thumb{height:40px;border-radius:3px}
 #msg{color:#b00}
 </style></head><body>
 <header>yolo-accel &middot; traffic monitoring</header>
@@ -44,7 +45,7 @@ td,th{border-bottom:1px solid #e5e5e5;padding:3px 6px;text-align:left}
 <section><h2>Streams</h2><div id="grid"></div></section>
 <section><h2>Events</h2>
 <table><thead><tr><th>time</th><th>stream</th><th>track</th><th>class</th><th>line / zone</th><th>direction</th>
-</tr></thead>
+<th>plate</th><th>vehicle</th></tr></thead>
 <tbody id="events"></tbody></table></section>
 </main>
 <script>
@@ -176,9 +177,16 @@ function addEvents(events) {
   const body = $('events');
   for (const e of events) {
     const tr = document.createElement('tr');
-    for (const v of [e.time_s.toFixed(1) + ' s', '#' + e.stream_id, e.track_id, e.class_name, e.counter, e.direction]) {
+    const cells = [e.time_s.toFixed(1) + ' s', '#' + e.stream_id, e.track_id, e.class_name, e.counter, e.direction];
+    for (const v of cells.concat([e.plate || ''])) {
       const td = document.createElement('td'); td.textContent = v; tr.appendChild(td);
     }
+    const td = document.createElement('td');
+    if (e.plate) {  // the crop the plate was read from (a later, better read may replace it)
+      const img = document.createElement('img'); img.className = 'thumb';
+      img.src = '/api/streams/' + e.stream_id + '/plates/' + e.track_id + '.jpg'; td.appendChild(img);
+    }
+    tr.appendChild(td);
     body.insertBefore(tr, body.firstChild);
   }
   while (body.children.length > 200) body.removeChild(body.lastChild);

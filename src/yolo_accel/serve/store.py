@@ -46,11 +46,23 @@ def _tables(sa):
         sa.Column("class_name", sa.String(100), nullable=False),
         sa.Column("direction", sa.String(10), nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("plate", sa.String(20)),  # the track's best plate read so far (with --ocr)
     )
     return meta, streams, events
 
 
-EVENT_FIELDS = ("id", "stream_id", "frame", "time_s", "counter", "track_id", "class_name", "direction", "created_at")
+EVENT_FIELDS = (
+    "id",
+    "stream_id",
+    "frame",
+    "time_s",
+    "counter",
+    "track_id",
+    "class_name",
+    "direction",
+    "plate",
+    "created_at",
+)
 
 
 class Store:
@@ -73,6 +85,9 @@ class Store:
 
         self.meta, self.streams_t, self.events_t = _tables(sa)
         self.meta.create_all(self.engine)
+        with self.engine.begin() as c:  # a database made before events had plates
+            if "plate" not in {col["name"] for col in sa.inspect(c).get_columns("events")}:
+                c.execute(sa.text("ALTER TABLE events ADD COLUMN plate VARCHAR(20)"))
         # Counts per stream, kept up to date as events are added: the page and API clients ask for them
         # every second, and a GROUP BY over a long-running stream's events each time would not scale.
         self._counts: dict[int, dict] = {}
@@ -138,7 +153,16 @@ class Store:
 
     # -- events ---------------------------------------------------------------------------------
     def add_events(self, sid: int, events: list[dict]) -> int:
-        """Commit one stream's crossing records (as `video --events` writes them); returns how many."""
+        """Commit one stream's records (as `video --events` writes them): crossings are stored, plate records
+        set the plate of the track's events; returns how many crossings were stored."""
+        plates = [e for e in events if e.get("event") == "plate"]
+        events = [e for e in events if e.get("event") != "plate"]
+        if plates:
+            t = self.events_t
+            with self.engine.begin() as c:
+                for p in plates:
+                    q = t.update().where(t.c.stream_id == sid, t.c.track_id == int(p["track_id"]))
+                    c.execute(q.values(plate=str(p["plate"])))
         if not events:
             return 0
         now = time.time()
@@ -151,6 +175,7 @@ class Store:
                 "track_id": int(e["track_id"]),
                 "class_name": str(e["class_name"]),
                 "direction": str(e["direction"]),
+                "plate": e.get("plate"),
                 "created_at": now,
             }
             for e in events

@@ -2,7 +2,7 @@
 live video and 50 API clients, on loopback.
 
     python bench/serve_load.py OUT.json [--imgsz 416] [--baseline-s 30] [--load-s 60] [--viewers 8] [--clients 50]
-                                        [--think-s 0]
+                                        [--think-s 0] [--device cpu|cuda]
 
 Starts `yolo-accel serve` (the shared YOLOv5n on the CPU) in a child process with the shared clip in
 its data folder, adds two looping streams with a counting line, measures their FPS for
@@ -62,13 +62,15 @@ def main() -> None:
     ap.add_argument("--viewers", type=int, default=8)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--think-s", type=float, default=0.0, help="pause between one client's requests")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (then FP16)")
     a = ap.parse_args()
     data = Path(tempfile.mkdtemp(prefix="serve-load-"))
     (data / "uploads").mkdir()
     shutil.copy(ASSETS / "videos" / "highway_traffic_720p.mp4", data / "uploads" / "traffic.mp4")
     port = free_port()
     cmd = [sys.executable, "-m", "yolo_accel", "serve", "-m", str(ASSETS / "models" / "yolov5n.pt")]
-    cmd += ["--imgsz", str(a.imgsz), "--port", str(port), "--data-dir", str(data)]
+    cmd += ["--imgsz", str(a.imgsz), "--port", str(port), "--data-dir", str(data), "--device", a.device]
+    cmd += ["--half"] if a.device.startswith("cuda") else []
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -148,7 +150,7 @@ def main() -> None:
                 t.join(timeout=30)
         lat = np.asarray(latencies)
         result = {
-            "machine": {"cpus": os.cpu_count()},
+            "machine": {"cpus": os.cpu_count(), "device": a.device},
             "settings": vars(a) | {"out": str(a.out)},
             "fps_baseline": baseline,
             "fps_loaded": loaded,

@@ -71,7 +71,8 @@ def main() -> None:
     cmd = [sys.executable, "-m", "yolo_accel", "serve", "-m", str(ASSETS / "models" / "yolov5n.pt")]
     cmd += ["--imgsz", str(a.imgsz), "--port", str(port), "--data-dir", str(data), "--device", a.device]
     cmd += ["--half"] if a.device.startswith("cuda") else []
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    log = open(data / "server.log", "w+b")  # noqa: SIM115 (a file, not a pipe: a full pipe would stall the server)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -80,6 +81,8 @@ def main() -> None:
                 if httpx.get(base + "/healthz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
+                if proc.poll() is not None:
+                    raise SystemExit(f"the server exited: {(data / 'server.log').read_text()[-2000:]}") from None
                 if time.time() > deadline:
                     raise
                 time.sleep(0.3)

@@ -69,11 +69,11 @@ class _CountingReader:
         self.calls, self.delay_s = 0, delay_s
         self.lock = threading.Lock()
 
-    def read(self, crop):
+    def candidates(self, crop):
         time.sleep(self.delay_s)
         with self.lock:
             self.calls += 1
-        return PlateRead("AB12CDE", min(1.0, crop.shape[1] / 400))
+        return [PlateRead("AB12CDE", min(1.0, crop.shape[1] / 400))]
 
 
 def _tracked(boxes: list[tuple[float, float, float, float]], ids: list[int]):

@@ -209,7 +209,9 @@ class StreamManager:
             target=stream_main,
             args=(self.s, row, str(run.events_path), run.mjpeg_port, run.counter, run.stats, run.start_frame, results),
             name=f"yolo-accel-stream{run.sid}",
-            daemon=True,
+            # not daemonic: a daemonic process may not start the plate reader process; it still ends
+            # with the server (stop_all on shutdown, its watchdog if the server is killed)
+            daemon=False,
         )
         tail = threading.Thread(target=self._tail, args=(run,), name=f"events{run.sid}", daemon=True)
         try:

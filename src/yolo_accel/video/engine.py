@@ -132,6 +132,7 @@ class VideoEngine:
         self._lock = threading.Lock()
         self._collect_done = threading.Event()
         self._inline_processors: dict = {}  # workers=0: the in-process worker's StreamProcessors
+        self._plate_reader = None  # the plate reader process, when a stream reads plates
 
     def live_stats(self, sid: int) -> tuple[StageTimes, int]:
         """While it runs: stream `sid`'s stage times so far and its dropped frames. The tracking, counting,
@@ -171,6 +172,8 @@ class VideoEngine:
                 if p.is_alive():
                     p.terminate()
                     p.join(timeout=5)
+            if self._plate_reader is not None:
+                self._plate_reader.stop()
             for st in self.streams:
                 if st.source is not None:
                     with contextlib.suppress(Exception):
@@ -268,13 +271,21 @@ class VideoEngine:
     def _start_workers(self, live: list[_Stream]) -> None:
         for k, st in enumerate(live):  # streams dealt round-robin over the workers
             st.worker = k % max(1, self.n_workers)
+        ocr = [st for st in live if st.settings.ocr]
+        if ocr:  # one plate reader process for every stream that reads plates (see video/plates.py)
+            import multiprocessing as mp
+
+            from .plates import ReaderProcess
+
+            self._plate_reader = ReaderProcess(mp.get_context("spawn"), self.n_workers, ocr[0].settings.ocr_device)
+        link = (lambda w: self._plate_reader.link(w)) if ocr else (lambda w: None)
         if self.n_workers == 0:
             self._inboxes = [queue.Queue(maxsize=64)]
             self._outbox = queue.Queue()
             t = threading.Thread(
                 target=serve,
                 args=(self._inboxes[0], self._outbox, self.on_frame),
-                kwargs={"opened": self._inline_processors},
+                kwargs={"opened": self._inline_processors, "plates_link": link(0)},
                 name="worker",
                 daemon=True,
             )
@@ -293,7 +304,7 @@ class VideoEngine:
                     if st.free is not None:
                         free[st.worker][st.sid] = st.free
             for w in range(self.n_workers):
-                args = (self._inboxes[w], self._outbox, os.getpid(), free[w])
+                args = (self._inboxes[w], self._outbox, os.getpid(), free[w], link(w))
                 p = ctx.Process(target=process_main, args=args, name=f"yolo-accel-worker{w}")
                 p.daemon = True
                 p.start()
@@ -411,6 +422,12 @@ class VideoEngine:
             t.join(timeout=30)
 
     # -- decode ---------------------------------------------------------------------------------
+    def _wants_pixels(self, st: _Stream) -> bool:
+        """A frame's pixels go to its worker to be drawn, or for plates while the plate reader has room."""
+        if st.settings.annotates:
+            return True
+        return st.settings.ocr and self._plate_reader is not None and self._plate_reader.idle()
+
     def _decode(self, st: _Stream) -> None:
         src = st.source
         it = iter(src)
@@ -431,7 +448,7 @@ class VideoEngine:
                 st.decode_s += dt
                 st.stages.add("decode", dt * 1000)
                 item = _Item(st.sid, frame.index, frame.time_s, t0, frame.image)
-                if st.settings.needs_pixels and not self._attach_pixels(st, item, src.live):
+                if self._wants_pixels(st) and not self._attach_pixels(st, item, src.live):
                     if src.live:
                         st.dropped_no_slot += 1
                         continue

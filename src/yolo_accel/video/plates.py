@@ -10,7 +10,8 @@ confidence, frame, crop), and each improvement is reported once as a plate recor
 
 from __future__ import annotations
 
-import threading
+import contextlib
+import queue
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..plates.reader import VEHICLE_CLASSES, PlateReader
+from ..plates.reader import VEHICLE_CLASSES, PlateRead, PlateReader
 
 
 @dataclass
@@ -28,6 +29,131 @@ class TrackPlate:
     frame: int
     class_name: str
     crop: np.ndarray | None = field(default=None, repr=False)
+
+
+class ThreadReads:
+    """Reads in a thread pool of this process: `submit(key, crop)`, results from `poll()`."""
+
+    def __init__(self, reader: PlateReader, workers: int = 1):
+        self.reader = reader
+        self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="plates")
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+
+    def submit(self, key, crop: np.ndarray) -> None:
+        self.pool.submit(self._read, key, crop)
+
+    def _read(self, key, crop):
+        t = time.perf_counter()
+        try:
+            found = self.reader.candidates(crop)
+        except Exception:  # one unreadable crop must not end the stream's reads
+            found = []
+        self._done.put((key, [(r.text, r.confidence) for r in found], (time.perf_counter() - t) * 1000))
+
+    def poll(self, timeout: float = 0.0) -> list:
+        out = []
+        with contextlib.suppress(queue.Empty):
+            out.append(self._done.get(timeout=timeout) if timeout else self._done.get_nowait())
+            while True:
+                out.append(self._done.get_nowait())
+        return out
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class WorkerReads:
+    """A worker's end of the engine's reader process: one request queue for all, answers on this
+    worker's queue, sorted here by stream."""
+
+    def __init__(self, requests, results, worker: int, waiting=None):
+        self.requests, self.results, self.worker, self.waiting = requests, results, worker, waiting
+        self.answers: dict[int, list] = {}
+
+    def for_stream(self, sid: int) -> ProcessReads:
+        return ProcessReads(self, sid)
+
+    def collect(self, timeout: float = 0.0) -> None:
+        with contextlib.suppress(queue.Empty):
+            msg = self.results.get(timeout=timeout) if timeout else self.results.get_nowait()
+            while True:
+                self.answers.setdefault(msg[0][0], []).append(msg)
+                msg = self.results.get_nowait()
+
+
+class ProcessReads:
+    """One stream's reads through its worker's `WorkerReads`."""
+
+    def __init__(self, owner: WorkerReads, sid: int):
+        self.owner, self.sid = owner, sid
+
+    def submit(self, key, crop: np.ndarray) -> None:
+        if self.owner.waiting is not None:
+            with self.owner.waiting.get_lock():
+                self.owner.waiting.value += 1
+        self.owner.requests.put((self.owner.worker, key, crop))
+
+    def poll(self, timeout: float = 0.0) -> list:
+        self.owner.collect(timeout)
+        return self.owner.answers.pop(self.sid, [])
+
+    def close(self) -> None:
+        self.owner.answers.pop(self.sid, None)
+
+
+def reader_main(requests, results: list, device: str, waiting=None) -> None:
+    """The reader process: reads crops until it gets None; answers on the sending worker's queue."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine stops it when its workers are done
+    reader = PlateReader(device=device, min_confidence=0.0)
+    while True:
+        msg = requests.get()
+        if msg is None:
+            return
+        worker, key, crop = msg
+        t = time.perf_counter()
+        try:
+            found = [(r.text, r.confidence) for r in reader.candidates(crop)]
+        except Exception:  # one unreadable crop must not end the reads
+            found = []
+        results[worker].put((key, found, (time.perf_counter() - t) * 1000))
+        if waiting is not None:
+            with waiting.get_lock():
+                waiting.value -= 1
+
+
+class ReaderProcess:
+    """The engine's plate reader process and its queues (one back to each worker)."""
+
+    def __init__(self, ctx, n_workers: int, device: str = "cpu", capacity: int = 2):
+        self.requests = ctx.Queue()
+        self.results = [ctx.Queue() for _ in range(max(1, n_workers))]
+        self.waiting = ctx.Value("i", 0)  # crops sent and not yet answered
+        self.capacity = capacity
+        self.process = ctx.Process(
+            target=reader_main,
+            args=(self.requests, self.results, device, self.waiting),
+            name="yolo-accel-plates",
+            daemon=True,
+        )
+        self.process.start()
+
+    def link(self, worker: int) -> tuple:
+        """What worker `worker` needs (picklable into its process): WorkerReads(*link)."""
+        return (self.requests, self.results[worker], worker, self.waiting)
+
+    def idle(self) -> bool:
+        """Whether a crop sent now would be read soon: the engine hands a frame's pixels to the workers
+        for plates only then (copying every frame's pixels for a reader that is busy costs the FPS)."""
+        return self.waiting.value < self.capacity
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.requests.put(None)
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.terminate()
 
 
 class PlateStage:
@@ -44,95 +170,108 @@ class PlateStage:
         crops_dir: str | None = None,
         classes: tuple[str, ...] = VEHICLE_CLASSES,
         reader: PlateReader | None = None,
+        reads: ProcessReads | None = None,
+        sid: int = 0,
     ):
-        self.reader = reader or PlateReader(pattern, device=device)
+        """`reads`: this stream's end of the engine's `ReaderProcess`; without it, `reader` (or a new
+        PlateReader) in a thread pool."""
+        import re
+
+        self.pattern = re.compile(pattern) if pattern else None
+        self.min_confidence = 0.6 if reader is None else getattr(reader, "min_confidence", 0.0)
+        if reads is not None:
+            self.reads = reads
+        else:
+            self.reads = ThreadReads(reader or PlateReader(device=device, min_confidence=0.0), workers)
+        self.sid = sid
         self.ids = {k for k, v in names.items() if v in classes}
         self.names, self.tries_max, self.queue, self.min_width, self.grow = names, tries, queue, min_width, grow
         self.crops_dir = Path(crops_dir) if crops_dir else None
         if self.crops_dir is not None:
             self.crops_dir.mkdir(parents=True, exist_ok=True)
-        self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="plates")
         self.tries: dict[int, int] = {}
         self.read_area: dict[int, float] = {}
-        self.pending: set[int] = set()
+        self.pending: dict[int, tuple[int, str, np.ndarray]] = {}  # track -> (frame, class, crop)
         self.best: dict[int, TrackPlate] = {}
         self.read_ms: list[float] = []
         self.skipped_busy = 0
         self._new: list[dict] = []
-        self._lock = threading.Lock()
 
     def offer(self, index: int, image: np.ndarray, d) -> None:
-        """Queue the reads this frame's tracked vehicles are worth (never waits)."""
+        """Queue the reads this frame's tracked vehicles are worth (never waits), and take in finished ones."""
+        self._collect()
         if d.tracker_id is None or not len(d):
             return
         for (x1, y1, x2, y2), cls, tid in zip(d.xyxy, d.class_id, d.tracker_id):
             tid, cls = int(tid), int(cls)
             if tid < 0 or cls not in self.ids or x2 - x1 < self.min_width:
                 continue
+            if self.tries.get(tid, 0) >= self.tries_max or tid in self.pending:
+                continue
             area = float((x2 - x1) * (y2 - y1))
-            with self._lock:
-                if self.tries.get(tid, 0) >= self.tries_max or tid in self.pending:
-                    continue
-                if area <= self.read_area.get(tid, 0.0) * self.grow:
-                    continue
-                if len(self.pending) >= self.queue:
-                    self.skipped_busy += 1
-                    continue
-                self.pending.add(tid)
-                self.tries[tid] = self.tries.get(tid, 0) + 1
-                self.read_area[tid] = area
+            if area <= self.read_area.get(tid, 0.0) * self.grow:
+                continue
+            if len(self.pending) >= self.queue:
+                self.skipped_busy += 1
+                continue
+            self.tries[tid] = self.tries.get(tid, 0) + 1
+            self.read_area[tid] = area
             h, w = image.shape[:2]
             crop = image[max(int(y1), 0) : min(int(y2), h), max(int(x1), 0) : min(int(x2), w)].copy()
-            self.pool.submit(self._read, tid, index, self.names.get(cls, str(cls)), crop)
+            self.pending[tid] = (index, self.names.get(cls, str(cls)), crop)
+            self.reads.submit((self.sid, tid), crop)
 
-    def _read(self, tid: int, index: int, class_name: str, crop: np.ndarray) -> None:
-        t = time.perf_counter()
-        try:
-            r = self.reader.read(crop)
-        except Exception:  # one unreadable crop must not end the stream's reads
-            r = None
-        ms = (time.perf_counter() - t) * 1000
-        with self._lock:
-            self.pending.discard(tid)
+    def _collect(self, timeout: float = 0.0) -> None:
+        for (_sid, tid), found, ms in self.reads.poll(timeout):
+            index, class_name, crop = self.pending.pop(tid, (0, "", None))
             self.read_ms.append(ms)
+            r = next(
+                (
+                    PlateRead(t, c)
+                    for t, c in found
+                    if c >= self.min_confidence and (self.pattern is None or self.pattern.fullmatch(t))
+                ),
+                None,
+            )
             old = self.best.get(tid)
             if r is None or (old is not None and old.confidence >= r.confidence):
-                return
+                continue
             self.best[tid] = TrackPlate(r.text, r.confidence, index, class_name, crop)
             rec = {"event": "plate", "track_id": tid, "class_name": class_name, "plate": r.text}
             rec.update(confidence=round(r.confidence, 4), frame=index)
             self._new.append(rec)
-        if self.crops_dir is not None:
-            import cv2
+            if self.crops_dir is not None and crop is not None:
+                import cv2
 
-            cv2.imwrite(str(self.crops_dir / f"track{tid}.jpg"), crop)
+                cv2.imwrite(str(self.crops_dir / f"track{tid}.jpg"), crop)
 
     def plate_of(self, tid: int) -> str | None:
-        with self._lock:
-            p = self.best.get(tid)
+        p = self.best.get(tid)
         return p.text if p else None
 
     def drain(self) -> list[dict]:
         """The plate records (improved best reads) since the last call."""
-        with self._lock:
-            new, self._new = self._new, []
+        self._collect()
+        new, self._new = self._new, []
         return new
 
-    def finish(self, wait: bool = True) -> dict:
-        """Wait for the queued reads (or drop them) and stop the pool; the stream's plate summary."""
-        self.pool.shutdown(wait=wait, cancel_futures=not wait)
-        with self._lock:
-            ms = np.asarray(self.read_ms) if self.read_ms else np.zeros(1)
-            return {
-                "reads": len(self.read_ms),
-                "tracks_tried": len(self.tries),
-                "most_tries": max(self.tries.values(), default=0),
-                "tracks_read": len(self.best),
-                "skipped_busy": self.skipped_busy,
-                "ms_per_read": {"mean": round(float(ms.mean()), 1), "p95": round(float(np.percentile(ms, 95)), 1)},
-                "plates": {
-                    str(t): {"text": p.text, "confidence": round(p.confidence, 4), "frame": p.frame}
-                    | {"class": p.class_name}
-                    for t, p in sorted(self.best.items())
-                },
-            }
+    def finish(self, wait: bool = True, wait_s: float = 30.0) -> dict:
+        """Collect the reads still under way (or drop them) and stop; the stream's plate summary."""
+        deadline = time.perf_counter() + (wait_s if wait else 0.0)
+        while self.pending and time.perf_counter() < deadline:
+            self._collect(timeout=0.2)
+        self.reads.close()
+        ms = np.asarray(self.read_ms) if self.read_ms else np.zeros(1)
+        return {
+            "reads": len(self.read_ms),
+            "tracks_tried": len(self.tries),
+            "most_tries": max(self.tries.values(), default=0),
+            "tracks_read": len(self.best),
+            "skipped_busy": self.skipped_busy,
+            "ms_per_read": {"mean": round(float(ms.mean()), 1), "p95": round(float(np.percentile(ms, 95)), 1)},
+            "plates": {
+                str(t): {"text": p.text, "confidence": round(p.confidence, 4), "frame": p.frame}
+                | {"class": p.class_name}
+                for t, p in sorted(self.best.items())
+            },
+        }

@@ -110,7 +110,10 @@ def draw_panel(img: np.ndarray, texts: list[str]) -> None:
 class StreamProcessor:
     """One stream's tracker, counters, events file and output sinks; `process` takes its frames in order."""
 
-    def __init__(self, settings: StreamSettings, names: dict[int, str], fps: float, size: tuple[int, int]):
+    def __init__(
+        self, settings: StreamSettings, names: dict[int, str], fps: float, size: tuple[int, int], plate_reads=None
+    ):
+        """`plate_reads`: the stream's end of the engine's plate reader process (else reads in a thread)."""
         self.s, self.names, self.fps, self.size = settings, names, fps, size
         self.tracker = make_tracker(settings.tracker, fps)
         self.counter = Counter(
@@ -140,7 +143,12 @@ class StreamProcessor:
             from .plates import PlateStage
 
             self.plates = PlateStage(
-                names, settings.ocr_tries, settings.plate_pattern, settings.ocr_device, crops_dir=settings.plate_crops
+                names,
+                settings.ocr_tries,
+                settings.plate_pattern,
+                settings.ocr_device,
+                crops_dir=settings.plate_crops,
+                reads=plate_reads,
             )
         if settings.serve_mjpeg is not None:
             from .sinks import MjpegServer

@@ -74,12 +74,19 @@ def serve(
     parent_pid: int | None = None,
     free_slots: dict | None = None,
     opened: dict | None = None,
+    plates_link: tuple | None = None,
 ) -> None:
     """The worker loop (a process's main, or the in-process thread's). `free_slots`: stream -> queue of free
     slots; `opened`: a dict that is given every stream's processor and keeps it after the stream ends (the
-    in-process engine reads their stage times from it while it runs)."""
+    in-process engine reads their stage times from it while it runs); `plates_link`: this worker's end of
+    the engine's plate reader process (`ReaderProcess.link`)."""
     from .processor import StreamProcessor
 
+    plate_reads = None
+    if plates_link is not None:
+        from .plates import WorkerReads
+
+        plate_reads = WorkerReads(*plates_link)
     processors: dict[int, StreamProcessor] = {}
     slots: dict[int, _Slots] = {}
     try:
@@ -116,7 +123,8 @@ def serve(
             elif kind == "open":
                 _, sid, settings, names, fps, size, slot_spec = msg
                 try:
-                    processors[sid] = StreamProcessor(settings, names, fps, size)
+                    reads = plate_reads.for_stream(sid) if (plate_reads is not None and settings.ocr) else None
+                    processors[sid] = StreamProcessor(settings, names, fps, size, plate_reads=reads)
                     if opened is not None:
                         opened[sid] = processors[sid]
                     if slot_spec is not None:
@@ -149,9 +157,9 @@ def _finish(sid: int, processors: dict, slots: dict, outbox) -> None:
     outbox.put(("done", sid, part))
 
 
-def process_main(inbox, outbox, parent_pid: int, free_slots: dict) -> None:
+def process_main(inbox, outbox, parent_pid: int, free_slots: dict, plates_link: tuple | None = None) -> None:
     """Entry point of a worker process: Ctrl-C and SIGTERM are the engine's to handle (it drains the
     streams and then tells the workers to stop), so a worker finishes its files instead of dying."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    serve(inbox, outbox, parent_pid=parent_pid, free_slots=free_slots)
+    serve(inbox, outbox, parent_pid=parent_pid, free_slots=free_slots, plates_link=plates_link)

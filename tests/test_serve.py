@@ -146,9 +146,45 @@ def _decode(jpeg: bytes):
     return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
 
 
-def test_upload_run_and_read_the_events(make_server, clip, yolov5n_pt, tmp_path):
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throwaway PostgreSQL server on loopback (initdb + pg_ctl, as the postgres user when run as root);
+    skipped where PostgreSQL or psycopg is missing."""
+    import pwd
+    import shutil
+    import tempfile
+
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL's initdb and pg_ctl are not installed")
+    pytest.importorskip("psycopg")
+    root = os.geteuid() == 0
+    if root:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root without a postgres user (PostgreSQL refuses to run as root)")
+    as_postgres = ["runuser", "-u", "postgres", "--"] if root else []
+    folder = Path(tempfile.mkdtemp(prefix="yolo-accel-pg-"))
+    if root:
+        shutil.chown(folder, "postgres", "postgres")
+    port = _free_port()
+    run = lambda *a: subprocess.run([*as_postgres, *a], check=True, capture_output=True)  # noqa: E731
+    run(initdb, "-D", str(folder / "data"), "-U", "postgres", "--auth=trust")
+    opts = f"-p {port} -c listen_addresses=127.0.0.1 -k {folder}"
+    run(pg_ctl, "-D", str(folder / "data"), "-o", opts, "-w", "-l", str(folder / "log"), "start")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        run(pg_ctl, "-D", str(folder / "data"), "-m", "fast", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_upload_run_and_read_the_events(make_server, clip, yolov5n_pt, tmp_path, database, request):
     ocr = pytest.importorskip("rapidocr_onnxruntime") is not None
-    srv = make_server(ocr=ocr)  # plates read beside: the crossings must still be the reference's
+    db_url = request.getfixturevalue("postgres_url") if database == "postgresql" else None
+    srv = make_server(ocr=ocr, db_url=db_url)  # plates read beside: the crossings must still be the reference's
     with httpx.Client(base_url=srv.url, timeout=60) as c:
         assert c.get("/healthz").json()["ok"] is True
         page = c.get("/")

@@ -80,6 +80,7 @@ class _Stream:
     source_error: str | None = None
     worker: int = 0
     stages: StageTimes = field(default_factory=StageTimes)
+    plate_pixels_at: float = -1.0  # when a frame's pixels last went to the worker for plates
     decode_s: float = 0.0
     dropped_no_slot: int = 0
     part: dict | None = None
@@ -423,10 +424,18 @@ class VideoEngine:
 
     # -- decode ---------------------------------------------------------------------------------
     def _wants_pixels(self, st: _Stream) -> bool:
-        """A frame's pixels go to its worker to be drawn, or for plates while the plate reader has room."""
+        """A frame's pixels go to its worker to be drawn, or for plates: at most 10 frames a second, and
+        only while the plate reader is idle (it reads a few crops a second; the rest would be copied for
+        nothing)."""
         if st.settings.annotates:
             return True
-        return st.settings.ocr and self._plate_reader is not None and self._plate_reader.idle()
+        if not st.settings.ocr or self._plate_reader is None or not self._plate_reader.idle():
+            return False
+        now = time.perf_counter()
+        if now - st.plate_pixels_at < 0.1:
+            return False
+        st.plate_pixels_at = now
+        return True
 
     def _decode(self, st: _Stream) -> None:
         src = st.source

@@ -126,7 +126,7 @@ def reader_main(requests, results: list, device: str, waiting=None) -> None:
 class ReaderProcess:
     """The engine's plate reader process and its queues (one back to each worker)."""
 
-    def __init__(self, ctx, n_workers: int, device: str = "cpu", capacity: int = 2):
+    def __init__(self, ctx, n_workers: int, device: str = "cpu", capacity: int = 1):
         self.requests = ctx.Queue()
         self.results = [ctx.Queue() for _ in range(max(1, n_workers))]
         self.waiting = ctx.Value("i", 0)  # crops sent and not yet answered

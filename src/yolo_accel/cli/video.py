@@ -175,7 +175,7 @@ def video_cmd(
         if problem:
             note = f"NVENC unavailable ({escape(problem)}): MP4 encoded on the CPU"
             err.print(f"[yellow]note:[/] {note}", highlight=False)
-    ocr_device = "cpu"
+    ocr_device = "cpu"  # ONNX Runtime's CUDA provider read slower than the CPU (crops of every size; BENCHMARKS.md)
     if ocr:
         import re
 
@@ -187,8 +187,6 @@ def video_cmd(
                 re.compile(plate_pattern)
             except re.error as e:
                 raise SettingsError(f"--plate-pattern is not a regular expression: {e}") from None
-        if dev.is_cuda and "CUDAExecutionProvider" in require("onnxruntime").get_available_providers():
-            ocr_device = "cuda"
     elif plate_pattern or plate_crops:
         raise SettingsError("--plate-pattern and --plate-crops go with --ocr")
     settings = per_stream_settings(

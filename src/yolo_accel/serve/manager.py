@@ -288,15 +288,6 @@ def plates_dir(data_dir, sid: int) -> Path:
     return Path(data_dir) / "plates" / f"stream{sid}"
 
 
-def ocr_device(device: str) -> str:
-    """Plates are read on the GPU where the detector is and ONNX Runtime has CUDA, else on the CPU."""
-    if not device.startswith("cuda"):
-        return "cpu"
-    import onnxruntime
-
-    return "cuda" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "cpu"
-
-
 def stream_main(
     s: ServeSettings,
     row: dict,
@@ -348,7 +339,6 @@ def stream_main(
                 mjpeg_fps=s.preview_fps or None,
                 ocr=s.ocr,
                 plate_pattern=s.plate_pattern,
-                ocr_device=ocr_device(s.device) if s.ocr else "cpu",
                 plate_crops=str(plates_dir(s.data_dir, row["id"])) if s.ocr else None,
             )
 

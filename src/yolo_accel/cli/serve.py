@@ -49,7 +49,9 @@ def serve_cmd(
     ocr: Annotated[
         bool,
         typer.Option(
-            "--ocr", help="Read vehicles' plates (pip install '.[ocr]'): events get the text, the page the crop."
+            "--ocr",
+            help="Read vehicles' plates (the ocr extra: pip install 'yolo-accel\\[ocr]'): events get the "
+            "text, the page the crop.",
         ),
     ] = False,
     plate_pattern: Annotated[

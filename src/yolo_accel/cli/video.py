@@ -117,7 +117,7 @@ def video_cmd(
         typer.Option(
             "--ocr",
             help="Read the plates of tracked vehicles (car, motorcycle, bus, truck) off the detection path "
-            "(pip install '.[ocr]'); plate text goes into the events and the summary.",
+            "(the ocr extra: pip install 'yolo-accel\\[ocr]'); plate text goes into the events and the summary.",
         ),
     ] = False,
     ocr_tries: Annotated[

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import YoloAccelError
+from ..errors import SettingsError, YoloAccelError
 
 BACKEND_HELP = (
     "torch (.pt), onnxruntime (.onnx), compiled (.pt2, AOTInductor) or tensorrt (.engine); default: from the "
@@ -60,6 +60,44 @@ GpuOpsOpt = Annotated[
         "with --io-binding).",
     ),
 ]
+
+
+OcrOpt = Annotated[
+    bool,
+    typer.Option(
+        "--ocr",
+        help="Read the plates of tracked vehicles (car, motorcycle, bus, truck) off the detection path "
+        "(the ocr extra: pip install 'yolo-accel\\[ocr]'); the events get the plate text.",
+    ),
+]
+PlatePatternOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--plate-pattern",
+        help="With --ocr: accept only plates matching this regular expression after normalising to upper-case "
+        "letters and digits, e.g. '[A-Z]{2}[0-9]{2}[A-Z]{3}' (UK).",
+    ),
+]
+
+
+def check_ocr_options(ocr: bool, plate_pattern: str | None, **with_ocr_only) -> None:
+    """--ocr's extra installed and --plate-pattern a regular expression (checked before any work); the
+    options in `with_ocr_only` ({"--plate-crops": value, ...}) given only with --ocr."""
+    import re
+
+    from .._deps import require
+
+    if not ocr:
+        given = [k for k, v in {"--plate-pattern": plate_pattern, **with_ocr_only}.items() if v]
+        if given:
+            raise SettingsError(f"{' and '.join(given)} go{'es' if len(given) == 1 else ''} with --ocr")
+        return
+    require("rapidocr_onnxruntime")  # a missing extra is one line here, not an error in every stream
+    if plate_pattern:
+        try:
+            re.compile(plate_pattern)
+        except re.error as e:
+            raise SettingsError(f"--plate-pattern is not a regular expression: {e}") from None
 
 
 def check_imgsz_option(imgsz: int | None) -> None:

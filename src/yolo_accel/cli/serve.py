@@ -9,7 +9,16 @@ import typer
 
 from ..console import err, out
 from .app import command
-from .options import BackendOpt, DeviceOpt, HalfOpt, ImgszOpt, check_imgsz_option
+from .options import (
+    BackendOpt,
+    DeviceOpt,
+    HalfOpt,
+    ImgszOpt,
+    OcrOpt,
+    PlatePatternOpt,
+    check_imgsz_option,
+    check_ocr_options,
+)
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -46,17 +55,8 @@ def serve_cmd(
             "counting run on every frame; only the frames shown are drawn and encoded.",
         ),
     ] = 15.0,
-    ocr: Annotated[
-        bool,
-        typer.Option(
-            "--ocr",
-            help="Read vehicles' plates (the ocr extra: pip install 'yolo-accel\\[ocr]'): events get the "
-            "text, the page the crop.",
-        ),
-    ] = False,
-    plate_pattern: Annotated[
-        str | None, typer.Option("--plate-pattern", help="With --ocr: accept only plates matching this regex.")
-    ] = None,
+    ocr: OcrOpt = False,
+    plate_pattern: PlatePatternOpt = None,
 ):
     """The traffic-monitoring web app: add a camera or upload a video, watch it live with boxes and
     counts, read the crossing events from the database, the API (/docs) and /metrics.
@@ -70,16 +70,7 @@ def serve_cmd(
     from ..serve.app import create_app
     from ..serve.manager import ServeSettings
 
-    if ocr:
-        import re
-
-        require("rapidocr_onnxruntime")
-        try:
-            re.compile(plate_pattern or "")
-        except re.error as e:
-            raise SettingsError(f"--plate-pattern is not a regular expression: {e}") from None
-    elif plate_pattern:
-        raise SettingsError("--plate-pattern goes with --ocr")
+    check_ocr_options(ocr, plate_pattern)
     if host not in LOOPBACK and not token:
         raise SettingsError(f"--host {host} serves beyond this machine: give --token (or YOLO_ACCEL_TOKEN)")
     check_folder(data_dir, "--data-dir")

@@ -22,7 +22,10 @@ from .options import (
     HalfOpt,
     ImgszOpt,
     IoBindingOpt,
+    OcrOpt,
+    PlatePatternOpt,
     check_imgsz_option,
+    check_ocr_options,
     speed_options,
 )
 
@@ -112,25 +115,11 @@ def video_cmd(
     nvdec: Annotated[
         bool, typer.Option("--nvdec", help="Decode video files on the GPU (NVDEC via PyNvVideoCodec); --device cuda.")
     ] = False,
-    ocr: Annotated[
-        bool,
-        typer.Option(
-            "--ocr",
-            help="Read the plates of tracked vehicles (car, motorcycle, bus, truck) off the detection path "
-            "(the ocr extra: pip install 'yolo-accel\\[ocr]'); plate text goes into the events and the summary.",
-        ),
-    ] = False,
+    ocr: OcrOpt = False,
     ocr_tries: Annotated[
         int, typer.Option("--ocr-tries", min=1, help="Reads per vehicle at most (each on a larger crop).")
     ] = 5,
-    plate_pattern: Annotated[
-        str | None,
-        typer.Option(
-            "--plate-pattern",
-            help="Accept only plates matching this regular expression after normalising to upper-case letters "
-            "and digits, e.g. '[A-Z]{2}[0-9]{2}[A-Z]{3}' (UK).",
-        ),
-    ] = None,
+    plate_pattern: PlatePatternOpt = None,
     plate_crops: Annotated[
         Path | None, typer.Option("--plate-crops", help="Folder for each vehicle's best-read crop (track<ID>.jpg).")
     ] = None,
@@ -175,20 +164,7 @@ def video_cmd(
         if problem:
             note = f"NVENC unavailable ({escape(problem)}): MP4 encoded on the CPU"
             err.print(f"[yellow]note:[/] {note}", highlight=False)
-    ocr_device = "cpu"  # ONNX Runtime's CUDA provider read slower than the CPU (crops of every size; BENCHMARKS.md)
-    if ocr:
-        import re
-
-        from .._deps import require
-
-        require("rapidocr_onnxruntime")  # a missing extra is one line here, not an error in every worker
-        if plate_pattern:
-            try:
-                re.compile(plate_pattern)
-            except re.error as e:
-                raise SettingsError(f"--plate-pattern is not a regular expression: {e}") from None
-    elif plate_pattern or plate_crops:
-        raise SettingsError("--plate-pattern and --plate-crops go with --ocr")
+    check_ocr_options(ocr, plate_pattern, **{"--plate-crops": plate_crops})
     settings = per_stream_settings(
         StreamSettings(
             tracker=tracker,
@@ -205,7 +181,7 @@ def video_cmd(
             ocr=ocr,
             ocr_tries=ocr_tries,
             plate_pattern=plate_pattern,
-            ocr_device=ocr_device,
+            ocr_device="cpu",  # ONNX Runtime's CUDA provider read slower than the CPU (BENCHMARKS.md)
             plate_crops=str(plate_crops) if plate_crops else None,
         ),
         n,

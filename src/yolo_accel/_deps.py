@@ -28,6 +28,8 @@ _EXTRAS = {
     "PyNvVideoCodec": ("PyNvVideoCodec (NVDEC decoding, NVENC encoding)", "nvdec"),
     "tensorrt": ("TensorRT 10 (Python module)", None),
     "rapidocr_onnxruntime": ("RapidOCR (plate reading)", "ocr"),
+    "openvino": ("OpenVINO", "openvino"),
+    "nncf": ("NNCF (OpenVINO INT8 quantization)", "openvino"),
     "fastapi": ("FastAPI", "serve"),
     "uvicorn": ("uvicorn", "serve"),
     "sqlalchemy": ("SQLAlchemy", "serve"),

@@ -66,6 +66,10 @@ def open_backend(
             from .export.compiled import cached_compiled
 
             path = cached_compiled(path, imgsz=imgsz, half=half, device=dev)
+        elif name == "openvino" and path.suffix.lower() == ".pt":
+            from .export.openvino import cached_openvino
+
+            path = cached_openvino(path, imgsz=imgsz)
         elif name == "tensorrt" and path.suffix.lower() == ".pt":
             from .export.tensorrt import cached_engine
 

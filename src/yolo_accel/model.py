@@ -213,7 +213,6 @@ def _compat(module, family: str) -> None:
 def read_onnx(path: str | Path, names_file: str | Path | None = None):
     """Open an ONNX file and read its ModelInfo (our metadata, Ultralytics', or the shapes alone)."""
     from . import _deps
-    from .names import as_names, default_names, load_names_file
 
     p = check_model_path(path, (".onnx",))
     onnx = _deps.require("onnx")
@@ -243,7 +242,23 @@ def read_onnx(path: str | Path, names_file: str | Path | None = None):
             "3-D detection head output (batch, anchors, 5+nc) or (batch, 4+nc, anchors)"
         )
     meta = {m.key: m.value for m in proto.metadata_props}
-    layout = meta.get("layout")
+    half = inputs[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    return proto, info_from_graph(p, "onnx", meta, in_dims, out_dims, half, names_file)
+
+
+def info_from_graph(
+    p: Path,
+    fmt: str,
+    meta: dict[str, str],
+    in_dims: list,
+    out_dims: list,
+    half: bool,
+    names_file: str | Path | None = None,
+) -> ModelInfo:
+    """ModelInfo of an exported graph (ONNX, OpenVINO IR) from its metadata and its input and output shapes."""
+    from .names import as_names, default_names, load_names_file
+
+    layout = meta.get("layout") or None
     if layout is None and all(isinstance(d, int) for d in out_dims[1:]):
         from .ops.nms import infer_layout
 
@@ -260,22 +275,21 @@ def read_onnx(path: str | Path, names_file: str | Path | None = None):
 
         nc = num_classes(out_dims, layout) if layout and all(isinstance(d, int) for d in out_dims[1:]) else 80
         names = default_names(nc)
-    elem = inputs[0].type.tensor_type.elem_type
     h, w = in_dims[2], in_dims[3]
     imgsz = _meta_imgsz(meta) or (h if isinstance(h, int) else 640, w if isinstance(w, int) else 640)
     family = meta.get("family") or (
         "ultralytics" if "ultralytics" in meta.get("author", "").lower() or meta.get("task") else "unknown"
     )
-    return proto, ModelInfo(
+    return ModelInfo(
         path=p,
-        format="onnx",
+        format=fmt,
         family=family,
         layout=layout,
         names=names,
         stride=int(float(meta.get("stride", 32))),
         imgsz=imgsz,
         batch=in_dims[0] if isinstance(in_dims[0], int) and in_dims[0] > 0 else None,
-        half=elem == onnx.TensorProto.FLOAT16,
+        half=half,
         dynamic_hw=not (isinstance(h, int) and isinstance(w, int)),
         sha256=file_sha256(p),
         task=meta.get("task", "detect"),

@@ -46,6 +46,7 @@ class ValidateSettings:
     rect: bool = True  # aspect-ratio batches with half a stride of padding (as val.py), where every backend can
     gates: str = "onnx"
     onnx: str | None = None  # use this ONNX file for the onnxruntime backend instead of the cached export
+    openvino: str | None = None  # and this IR (e.g. an INT8 export) for the openvino backend
     sim_conf: float = 0.25  # similarity is measured at deployment settings
     sim_iou: float = 0.45
     match_iou: float = 0.5
@@ -105,7 +106,8 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
     from .backends.ort import OrtOptions
 
     for v in plan:
-        artifact = s.onnx if (v.backend == "onnxruntime" and s.onnx) else src
+        given = {"onnxruntime": s.onnx, "openvino": s.openvino}.get(v.backend)
+        artifact = given or src
         det = Detector(
             artifact,
             backend=v.backend,
@@ -260,6 +262,7 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
                 max_abs=r.max_abs,
                 on_device=bool(r.det.gpu_ops),
                 speed_metric=s.speed_metric,
+                int8=r.det.info.metadata.get("precision") == "int8",
             )
             entry["gates"] = [asdict(c) for c in checks]
             entry["passed"] = all(c.passed for c in checks)

@@ -185,6 +185,16 @@ BACKENDS: dict[str, BackendSpec] = {
             "AOTInductor package (.pt2 from export --format compiled; runs with torch alone)",
         ),
         BackendSpec(
+            "openvino",
+            ".openvino",
+            "OpenVINOBackend",
+            (".xml",),
+            "openvino",
+            "pip install 'yolo-accel[openvino]'",
+            ("cpu",),
+            "OpenVINO IR on the CPU (FP32, or INT8 from export --format openvino --int8; --half: bfloat16)",
+        ),
+        BackendSpec(
             "tensorrt",
             ".tensorrt",
             "TensorRTBackend",
@@ -209,6 +219,7 @@ def get_backend_spec(name: str) -> BackendSpec:
         "pt2": "compiled",
         "trt": "tensorrt",
         "engine": "tensorrt",
+        "ov": "openvino",
     }
     key = aliases.get(key, key)
     if key not in BACKENDS:

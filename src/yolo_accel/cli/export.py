@@ -24,7 +24,8 @@ def export_cmd(
             help="onnx; compiled: an AOTInductor package (.pt2) that runs with torch alone "
             "(compiled for --device, batch 1..--max-batch, fixed --imgsz; C++ compiler: $YOLO_ACCEL_CXX, else "
             "$CXX unless it links libstdc++ statically, else g++); engine: a TensorRT engine "
-            "(TensorRT 10 Python API or trtexec; needs TensorRT and --device cuda).",
+            "(TensorRT 10 Python API or trtexec; needs TensorRT and --device cuda); openvino: an OpenVINO IR "
+            "(.xml + .bin) for CPUs, FP32 or --int8 (NNCF).",
         ),
     ] = "onnx",
     imgsz: ImgszOpt = None,
@@ -60,29 +61,34 @@ def export_cmd(
     ] = None,
     min_batch: Annotated[int, typer.Option("--min-batch", help="engine --dynamic: smallest batch.")] = 1,
     opt_batch: Annotated[int, typer.Option("--opt-batch", help="engine --dynamic: the batch TensorRT tunes for.")] = 8,
-    int8: Annotated[bool, typer.Option("--int8", help="engine: INT8, calibrated on --calib-data.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="engine, openvino: INT8, calibrated on --calib-data.")] = False,
     calib_data: Annotated[
-        Path | None, typer.Option("--calib-data", help="engine --int8: data.yaml or an image folder.")
+        Path | None, typer.Option("--calib-data", help="--int8: data.yaml or an image folder.")
     ] = None,
-    calib_images: Annotated[int, typer.Option("--calib-images", help="engine --int8: images used.")] = 512,
+    calib_images: Annotated[
+        int, typer.Option("--calib-images", help="--int8: images used (engine 512, openvino 300).")
+    ] = 512,
     workspace: Annotated[float, typer.Option("--workspace", help="engine: builder workspace in GB.")] = 4.0,
     builder: Annotated[
         str, typer.Option("--builder", help="engine: python (TensorRT API), trtexec, or auto (python if installed).")
     ] = "auto",
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON here.")] = None,
 ):
-    """Export a .pt to ONNX, a compiled .pt2 or a TensorRT engine (metadata kept), then check it against PyTorch.
+    """Export a .pt to ONNX, a compiled .pt2, a TensorRT engine or an OpenVINO IR (metadata kept), then check it
+    against PyTorch.
 
     Examples:
       yolo-accel export yolov5n.pt --imgsz 640 --dynamic --output yolov5n.onnx
       yolo-accel export yolov5n.pt --format compiled --device cuda --half    (writes yolov5n-fp16-cuda.pt2)
       yolo-accel export yolov5n.pt --format engine --device cuda --half --dynamic --max-batch 32
+      yolo-accel export yolov5n.pt --format openvino --int8 --calib-data coco128/data.yaml
+        (writes yolov5n-openvino-int8.xml and .bin, for CPUs)
     """
     from ..outputs import check_file
 
     fmt = format.lower()
-    if fmt not in ("onnx", "compiled", "engine"):
-        raise YoloAccelError(f"unknown --format {format!r}; available: onnx, compiled, engine")
+    if fmt not in ("onnx", "compiled", "engine", "openvino"):
+        raise YoloAccelError(f"unknown --format {format!r}; available: onnx, compiled, engine, openvino")
     check_imgsz_option(imgsz)
     check_file(output, force, "--output")
     check_file(json_out, force, "--json")
@@ -124,6 +130,17 @@ def export_cmd(
                 builder=builder,
             )
             result = export_engine(model, output, settings, **common)
+        elif fmt == "openvino":
+            from ..export.openvino import OpenVINOExportSettings, export_openvino
+
+            settings = OpenVINOExportSettings(
+                imgsz=imgsz,
+                dynamic=dynamic,
+                int8=int8,
+                calib_data=str(calib_data) if calib_data else None,
+                calib_images=calib_images if calib_images != 512 else 300,
+            )
+            result = export_openvino(model, output, settings, **common)
         else:
             from ..export.compiled import CompiledExportSettings, export_compiled
 

@@ -9,15 +9,15 @@ import typer
 from ..errors import SettingsError, YoloAccelError
 
 BACKEND_HELP = (
-    "torch (.pt), onnxruntime (.onnx), compiled (.pt2, AOTInductor) or tensorrt (.engine); default: from the "
-    "model's suffix. A .pt asked to run on another backend is exported once into the cache."
+    "torch (.pt), onnxruntime (.onnx), compiled (.pt2, AOTInductor), openvino (.xml, CPU) or tensorrt (.engine); "
+    "default: from the model's suffix. A .pt asked to run on another backend is exported once into the cache."
 )
 VARIANTS_HELP = (
     "Comma-separated variants NAME[-fp16][-cl][-compile][-iobind][-graph][-cpu]. NAME: torch (.pt), onnxruntime "
-    "(.onnx), compiled (.pt2) or tensorrt (.engine); a .pt model is exported once for the others. -fp16: half "
-    "precision (CUDA); -cl: channels_last; -compile: torch.compile; -iobind: ONNX Runtime IO binding (inputs and "
-    "outputs stay on the GPU); -graph: CUDA graphs; -cpu: this row on the CPU. "
-    "e.g. torch,torch-fp16-cl-compile-graph,onnxruntime-fp16-iobind."
+    "(.onnx), compiled (.pt2), openvino (.xml; -fp16: bfloat16 on the CPU) or tensorrt (.engine); a .pt model is "
+    "exported once for the others. -fp16: half precision (CUDA); -cl: channels_last; -compile: torch.compile; "
+    "-iobind: ONNX Runtime IO binding (inputs and outputs stay on the GPU); -graph: CUDA graphs; -cpu: this row "
+    "on the CPU. e.g. torch,torch-fp16-cl-compile-graph,onnxruntime-fp16-iobind."
 )
 BackendOpt = Annotated[str | None, typer.Option("--backend", "-b", help=BACKEND_HELP)]
 MaxDetOpt = Annotated[int, typer.Option("--max-det", help="Most detections per image (300, as Ultralytics).")]

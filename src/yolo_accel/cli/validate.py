@@ -47,6 +47,12 @@ def validate_cmd(
     onnx: Annotated[
         Path | None, typer.Option("--onnx", help="Validate this ONNX file instead of the cached export of --model.")
     ] = None,
+    openvino: Annotated[
+        Path | None,
+        typer.Option(
+            "--openvino", help="Validate this OpenVINO IR (.xml, e.g. an INT8 export) for the openvino backend."
+        ),
+    ] = None,
     images: Annotated[Path | None, typer.Option("--images", help="Image folder of a COCO .json dataset.")] = None,
     clip_labels: Annotated[
         bool, typer.Option("--clip-labels", help="Clip label coordinates outside [0, 1] instead of failing.")
@@ -93,6 +99,7 @@ def validate_cmd(
         max_det=max_det,
         gates=gates,
         onnx=str(onnx) if onnx else None,
+        openvino=str(openvino) if openvino else None,
         clip_labels=clip_labels,
         images_dir=str(images) if images else None,
         speed_metric=speed_metric,

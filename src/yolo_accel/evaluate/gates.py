@@ -85,6 +85,7 @@ def apply_gates(
     max_abs: float,
     on_device: bool = False,
     speed_metric: str = "model",
+    int8: bool = False,
 ) -> list[GateResult]:
     """Check the three criteria and attach advice that fits the measured cause of each failure."""
     results = [
@@ -118,7 +119,12 @@ def apply_gates(
                     + ("" if speed_metric == "e2e" else "; `yolo-accel bench` shows where the time goes")
                 )
         elif r.criterion == "similarity":
-            if half:
+            if int8:
+                r.advice = (
+                    f"INT8 quantization moves the outputs (max |Δ| {max_abs:.3g}): calibrate on more images like "
+                    "the deployment's (--calib-data, --calib-images); judge it by the mAP loss, or use FP32"
+                )
+            elif half:
                 r.advice = (
                     f"FP16 changes the raw output (max |Δ| {max_abs:.3g}): check for overflow, keep the "
                     "detection head in FP32, or compare against an FP32 export"

@@ -57,14 +57,16 @@ def check_target(target: Path, suffix: str, force: bool) -> Path:
     return target
 
 
-def check_parity(module, info: ModelInfo, dev, imgsz, test_backend, images: list[Path]) -> ParityReport:
+def check_parity(
+    module, info: ModelInfo, dev, imgsz, test_backend, images: list[Path], threshold: float = PARITY_THRESHOLD
+) -> ParityReport:
     """The exported artifact (already opened as a Backend) against the FP32 PyTorch model on real images."""
     from ..backends.pytorch import from_module
     from .parity import compare_backends
 
     reference = from_module(module, info, dev, half=False)
     try:
-        return compare_backends(reference, test_backend, images, imgsz, threshold=PARITY_THRESHOLD)
+        return compare_backends(reference, test_backend, images, imgsz, threshold=threshold)
     finally:
         test_backend.close()
 

@@ -14,7 +14,7 @@ $py -m yolo_accel export "$model" --format openvino --int8 --calib-data "$data" 
 $py -m yolo_accel bench --model "$model" --device cpu --imgsz 640 --batch 1 \
   --backends onnxruntime,openvino,openvino-fp16 --iters 100 --warmup 10 --duration 20 --report-dir "$out/fp32" --force
 $py -m yolo_accel bench --model "$out/yolov5n-int8.xml" --device cpu --imgsz 640 --batch 1 \
-  --backends openvino --iters 100 --warmup 10 --duration 20 --report-dir "$out/int8" --force
+  --backends openvino,openvino-fp16 --iters 100 --warmup 10 --duration 20 --report-dir "$out/int8" --force
 $py -m yolo_accel validate -m "$model" --data "$data" --backends torch,onnxruntime,openvino,openvino-fp16 \
   --report-dir "$out/validate-fp32" --force || true
 $py -m yolo_accel validate -m "$model" --data "$data" --backends torch,openvino --openvino "$out/yolov5n-int8.xml" \

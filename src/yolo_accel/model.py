@@ -57,6 +57,13 @@ def file_sha256(path: str | Path) -> str:
     return _SHA_CACHE[key]
 
 
+def artifact_bytes(path: str | Path) -> int:
+    """The size of a model on disk: an OpenVINO IR is its .xml and its .bin."""
+    p = Path(path)
+    weights = p.with_suffix(".bin") if p.suffix.lower() == ".xml" else None
+    return p.stat().st_size + (weights.stat().st_size if weights is not None and weights.is_file() else 0)
+
+
 def check_model_path(model: str | Path, suffixes: tuple[str, ...] = (".pt", ".onnx")) -> Path:
     """The model path, or ModelError when it is missing, empty or of an unknown kind."""
     p = Path(model).expanduser()

@@ -90,7 +90,7 @@ def parse_backends(spec: str | tuple[str, ...], half: bool) -> list:
 def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, progress=None) -> dict:
     """Validate every backend on DATA; returns the report as a plain dict (see report/)."""
     from .environment import describe_environment
-    from .model import check_model_path, file_sha256
+    from .model import artifact_bytes, check_model_path, file_sha256
 
     src = check_model_path(model, (".pt",))
     if s.batch < 1:
@@ -223,7 +223,7 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
             "runtime": r.det.describe(),
             "artifact": str(r.det.info.path),
             "artifact_sha256": r.det.info.sha256,
-            "artifact_bytes": r.det.info.path.stat().st_size,
+            "artifact_bytes": artifact_bytes(r.det.info.path),
             "half": r.half,
             "accuracy": mres.to_dict(),
             "speed": _speed_entry(r.speed, ref.speed, s, speed_frame),

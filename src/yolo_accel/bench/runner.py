@@ -48,7 +48,7 @@ def run_bench(model: str | Path, s: BenchSettings, progress=None) -> dict:
     from ..images import read_image
     from ..model import check_model_path
 
-    src = check_model_path(model, (".pt", ".onnx"))
+    src = check_model_path(model, (".pt", ".onnx", ".xml"))
     variants = parse_variants(s.backends, s.half)
     if any(b < 1 for b in s.batches):
         raise SettingsError(f"--batch sizes must be at least 1 (got {list(s.batches)})")
@@ -155,7 +155,7 @@ def _row(det, v, device: str, b: int, frame: np.ndarray, s: BenchSettings, artif
         "batch": b,
         "device": device,
         "runtime": det.describe(),
-        "artifact_bytes": artifact.stat().st_size,
+        "artifact_bytes": _artifact_bytes(artifact),
         "ok": False,
     }
     frames = [frame] * b
@@ -204,3 +204,9 @@ def _free() -> None:
             torch.cuda.empty_cache()
     except ImportError:
         pass
+
+
+def _artifact_bytes(path) -> int:
+    from ..model import artifact_bytes
+
+    return artifact_bytes(path)

@@ -309,3 +309,27 @@ def test_an_mjpeg_stream_nobody_watches_is_not_drawn(video):
         conn.close()
     finally:
         p.finish()
+
+
+def test_an_mjpeg_stream_draws_only_the_frames_its_cap_sends(video):
+    """With a frame-rate cap, the frames that will not be sent are not drawn either."""
+    import http.client
+
+    from yolo_accel.video.processor import StreamProcessor
+
+    settings = StreamSettings(lines=[LINE], serve_mjpeg=0, mjpeg_fps=0.001)  # one frame per 1,000 s
+    p = StreamProcessor(settings, {2: "car"}, 25.0, (1280, 720))
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", p._mjpeg.port, timeout=10)
+        conn.request("GET", "/")
+        assert conn.getresponse().status == 200
+        deadline = time.time() + 10
+        while p._mjpeg.viewers == 0 and time.time() < deadline:
+            time.sleep(0.01)
+        empty = np.zeros((0, 6), np.float32)
+        for f in open_source(str(video), max_frames=5):
+            p.process(f.index, f.time_s, time.perf_counter(), empty, f.image)
+        assert p.stages.stages["annotate"].count == 1 and p.stages.stages["encode"].count == 1
+        conn.close()
+    finally:
+        p.finish()

@@ -201,9 +201,10 @@ class StreamProcessor:
         return d, events
 
     def _wants_pixels(self) -> bool:
-        """Whether this frame is drawn: always for files, for an MJPEG stream only while someone watches."""
+        """Whether this frame is drawn: always for files, for an MJPEG stream only when it will be sent (someone
+        watches, and its frame-rate cap allows it)."""
         return bool(self.s.output or self._frames_dir is not None) or (
-            self._mjpeg is not None and self._mjpeg.viewers > 0
+            self._mjpeg is not None and self._mjpeg.wants_frame()
         )
 
     def _write(self, index: int, img: np.ndarray) -> None:

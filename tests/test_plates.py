@@ -86,7 +86,7 @@ def test_each_vehicle_is_read_at_most_tries_times_and_its_best_read_kept():
     from yolo_accel.video.plates import PlateStage
 
     fake = _CountingReader()
-    stage = PlateStage({2: "car", 0: "person"}, tries=3, queue=100, reader=fake)
+    stage = PlateStage({2: "car", 0: "person"}, tries=3, queue=100, reader=fake, min_confidence=0.0)
     image = np.zeros((720, 1280, 3), np.uint8)
     for i in range(40):  # two cars coming closer: their boxes grow every frame
         w = 70 + 10 * i
@@ -108,7 +108,7 @@ def test_each_vehicle_is_read_at_most_tries_times_and_its_best_read_kept():
 def test_offering_crops_never_waits_for_the_readers():
     from yolo_accel.video.plates import PlateStage
 
-    stage = PlateStage({2: "car"}, tries=5, queue=2, reader=_CountingReader(delay_s=0.5))
+    stage = PlateStage({2: "car"}, tries=5, queue=2, reader=_CountingReader(delay_s=0.5), min_confidence=0.0)
     image = np.zeros((720, 1280, 3), np.uint8)
     t = time.perf_counter()
     for i in range(20):
@@ -118,6 +118,24 @@ def test_offering_crops_never_waits_for_the_readers():
     # two vehicles read, the other two skipped (never queued behind them)
     summary = stage.finish()
     assert summary["skipped_busy"] > 0 and summary["reads"] == 2
+
+
+def test_streams_sharing_a_worker_get_their_own_reads():
+    """Two streams of one worker send crops of tracks with the same ids: each gets its own answers back."""
+    import queue
+
+    from yolo_accel.video.plates import WorkerReads
+
+    requests, results = queue.Queue(), queue.Queue()
+    worker = WorkerReads(requests, results, 0)
+    a, b = worker.for_stream(3), worker.for_stream(7)
+    a.submit(1, np.zeros((10, 10, 3), np.uint8))
+    b.submit(1, np.zeros((20, 20, 3), np.uint8))
+    while not requests.empty():  # the reader process: answers with the crop's width as the text
+        _worker, key, crop = requests.get()
+        results.put((key, [(str(crop.shape[1]), 0.9)], 1.0))
+    assert a.poll() == [(1, [("10", 0.9)], 1.0)] and b.poll() == [(1, [("20", 0.9)], 1.0)]
+    assert a.poll() == [] and b.poll() == []
 
 
 def test_ocr_leaves_detection_tracking_and_counting_as_they_were(tmp_path, assets_root, yolov5n_pt):

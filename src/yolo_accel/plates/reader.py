@@ -65,7 +65,7 @@ class PlateReader:
             )
 
     def candidates(self, vehicle: np.ndarray) -> list[PlateRead]:
-        """Every plate-like line read in the crop, best first (confidence below the threshold included)."""
+        """Every plate-like line read in the crop, best first (whatever their confidence and the pattern)."""
         h = vehicle.shape[0]
         region = vehicle[int(h * self.lower) :] if h >= 40 else vehicle
         if region.size == 0:
@@ -74,16 +74,18 @@ class PlateReader:
         found = []
         for _box, text, score in result or []:
             t = normalize_plate(text)
-            if not (4 <= len(t) <= 10 and any(c.isdigit() for c in t)):
-                continue
-            if self.pattern is not None and not self.pattern.fullmatch(t):
-                continue
-            found.append(PlateRead(t, float(score)))
+            if 4 <= len(t) <= 10 and any(c.isdigit() for c in t):
+                found.append(PlateRead(t, float(score)))
         # letters and digits together before digits alone (dates, phone numbers), then by confidence
         found.sort(key=lambda r: (any(c.isalpha() for c in r.text), r.confidence), reverse=True)
         return found
 
     def read(self, vehicle: np.ndarray) -> PlateRead | None:
         """The plate of a vehicle crop (BGR), or None when no line reads as one with enough confidence."""
-        best = next((r for r in self.candidates(vehicle) if r.confidence >= self.min_confidence), None)
-        return best
+        return pick(self.candidates(vehicle), self.min_confidence, self.pattern)
+
+
+def pick(candidates: list[PlateRead], min_confidence: float, pattern: re.Pattern | None = None) -> PlateRead | None:
+    """The first of `candidates` (best first) confident enough and matching `pattern`, or None."""
+    ok = (r for r in candidates if r.confidence >= min_confidence)
+    return next((r for r in ok if pattern is None or pattern.fullmatch(r.text)), None)

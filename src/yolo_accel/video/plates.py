@@ -2,10 +2,16 @@
 
 For each tracked vehicle, a crop is read when its box is at least `min_width` pixels wide and larger
 than any crop of that track read so far (a vehicle coming closer gets sharper, bigger plates), at
-most `tries` times per track. Reads run in a thread pool (ONNX Runtime releases the interpreter
-lock while it runs); a frame never waits for them: when `queue` reads are already waiting, the
-crop is skipped (a later, larger one will come). The best read per track is kept (text,
+most `tries` times per track. A frame never waits for a read: when `queue` reads are already under
+way, the crop is skipped (a later, larger one will come). The best read per track is kept (text,
 confidence, frame, crop), and each improvement is reported once as a plate record.
+
+Where the reads run: in the engine, a reader process of their own that every worker sends its
+crops to (`ReaderProcess`); RapidOCR's pre- and post-processing is Python, and in a thread of the
+worker it would take the interpreter lock from the tracking of every frame. Elsewhere (the
+sequential path, tests) a thread pool (`ThreadReads`). The engine hands a frame's pixels to the
+workers for plates at most 10 times a second and only while the reader process is idle: copying
+every frame for a reader that reads a few crops a second is what costs a fast stream its FPS.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..plates.reader import VEHICLE_CLASSES, PlateRead, PlateReader
+from ..plates.reader import VEHICLE_CLASSES, PlateRead, PlateReader, pick
 
 
 @dataclass
@@ -31,32 +37,40 @@ class TrackPlate:
     crop: np.ndarray | None = field(default=None, repr=False)
 
 
+def _timed_read(reader: PlateReader, crop: np.ndarray) -> tuple[list[tuple[str, float]], float]:
+    """(text, confidence) of every plate-like line of `crop`, and the ms it took."""
+    t = time.perf_counter()
+    try:
+        found = [(r.text, r.confidence) for r in reader.candidates(crop)]
+    except Exception:  # one unreadable crop must not end the reads
+        found = []
+    return found, (time.perf_counter() - t) * 1000
+
+
+def _drain(q, timeout: float = 0.0) -> list:
+    """Everything in `q` now, waiting up to `timeout` for the first item."""
+    out = []
+    with contextlib.suppress(queue.Empty):
+        out.append(q.get(timeout=timeout) if timeout else q.get_nowait())
+        while True:
+            out.append(q.get_nowait())
+    return out
+
+
 class ThreadReads:
-    """Reads in a thread pool of this process: `submit(key, crop)`, results from `poll()`."""
+    """Reads in a thread pool of this process: `submit(track, crop)`, results from `poll()`."""
 
     def __init__(self, reader: PlateReader, workers: int = 1):
         self.reader = reader
         self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="plates")
         self._done: queue.SimpleQueue = queue.SimpleQueue()
 
-    def submit(self, key, crop: np.ndarray) -> None:
-        self.pool.submit(self._read, key, crop)
-
-    def _read(self, key, crop):
-        t = time.perf_counter()
-        try:
-            found = self.reader.candidates(crop)
-        except Exception:  # one unreadable crop must not end the stream's reads
-            found = []
-        self._done.put((key, [(r.text, r.confidence) for r in found], (time.perf_counter() - t) * 1000))
+    def submit(self, tid: int, crop: np.ndarray) -> None:
+        self.pool.submit(lambda: self._done.put((tid, *_timed_read(self.reader, crop))))
 
     def poll(self, timeout: float = 0.0) -> list:
-        out = []
-        with contextlib.suppress(queue.Empty):
-            out.append(self._done.get(timeout=timeout) if timeout else self._done.get_nowait())
-            while True:
-                out.append(self._done.get_nowait())
-        return out
+        """(track, [(text, confidence), ...], ms) of the reads finished since the last call."""
+        return _drain(self._done, timeout)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -74,11 +88,8 @@ class WorkerReads:
         return ProcessReads(self, sid)
 
     def collect(self, timeout: float = 0.0) -> None:
-        with contextlib.suppress(queue.Empty):
-            msg = self.results.get(timeout=timeout) if timeout else self.results.get_nowait()
-            while True:
-                self.answers.setdefault(msg[0][0], []).append(msg)
-                msg = self.results.get_nowait()
+        for (sid, tid), found, ms in _drain(self.results, timeout):
+            self.answers.setdefault(sid, []).append((tid, found, ms))
 
 
 class ProcessReads:
@@ -87,11 +98,11 @@ class ProcessReads:
     def __init__(self, owner: WorkerReads, sid: int):
         self.owner, self.sid = owner, sid
 
-    def submit(self, key, crop: np.ndarray) -> None:
+    def submit(self, tid: int, crop: np.ndarray) -> None:
         if self.owner.waiting is not None:
             with self.owner.waiting.get_lock():
                 self.owner.waiting.value += 1
-        self.owner.requests.put((self.owner.worker, key, crop))
+        self.owner.requests.put((self.owner.worker, (self.sid, tid), crop))
 
     def poll(self, timeout: float = 0.0) -> list:
         self.owner.collect(timeout)
@@ -106,18 +117,13 @@ def reader_main(requests, results: list, device: str, waiting=None) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine stops it when its workers are done
-    reader = PlateReader(device=device, min_confidence=0.0)
+    reader = PlateReader(device=device)
     while True:
         msg = requests.get()
         if msg is None:
             return
         worker, key, crop = msg
-        t = time.perf_counter()
-        try:
-            found = [(r.text, r.confidence) for r in reader.candidates(crop)]
-        except Exception:  # one unreadable crop must not end the reads
-            found = []
-        results[worker].put((key, found, (time.perf_counter() - t) * 1000))
+        results[worker].put((key, *_timed_read(reader, crop)))
         if waiting is not None:
             with waiting.get_lock():
                 waiting.value -= 1
@@ -171,19 +177,15 @@ class PlateStage:
         classes: tuple[str, ...] = VEHICLE_CLASSES,
         reader: PlateReader | None = None,
         reads: ProcessReads | None = None,
-        sid: int = 0,
+        min_confidence: float = 0.6,
     ):
         """`reads`: this stream's end of the engine's `ReaderProcess`; without it, `reader` (or a new
         PlateReader) in a thread pool."""
         import re
 
         self.pattern = re.compile(pattern) if pattern else None
-        self.min_confidence = 0.6 if reader is None else getattr(reader, "min_confidence", 0.0)
-        if reads is not None:
-            self.reads = reads
-        else:
-            self.reads = ThreadReads(reader or PlateReader(device=device, min_confidence=0.0), workers)
-        self.sid = sid
+        self.min_confidence = min_confidence
+        self.reads = reads if reads is not None else ThreadReads(reader or PlateReader(device=device), workers)
         self.ids = {k for k, v in names.items() if v in classes}
         self.names, self.tries_max, self.queue, self.min_width, self.grow = names, tries, queue, min_width, grow
         self.crops_dir = Path(crops_dir) if crops_dir else None
@@ -219,20 +221,13 @@ class PlateStage:
             h, w = image.shape[:2]
             crop = image[max(int(y1), 0) : min(int(y2), h), max(int(x1), 0) : min(int(x2), w)].copy()
             self.pending[tid] = (index, self.names.get(cls, str(cls)), crop)
-            self.reads.submit((self.sid, tid), crop)
+            self.reads.submit(tid, crop)
 
     def _collect(self, timeout: float = 0.0) -> None:
-        for (_sid, tid), found, ms in self.reads.poll(timeout):
+        for tid, found, ms in self.reads.poll(timeout):
             index, class_name, crop = self.pending.pop(tid, (0, "", None))
             self.read_ms.append(ms)
-            r = next(
-                (
-                    PlateRead(t, c)
-                    for t, c in found
-                    if c >= self.min_confidence and (self.pattern is None or self.pattern.fullmatch(t))
-                ),
-                None,
-            )
+            r = pick([PlateRead(t, c) for t, c in found], self.min_confidence, self.pattern)
             old = self.best.get(tid)
             if r is None or (old is not None and old.confidence >= r.confidence):
                 continue

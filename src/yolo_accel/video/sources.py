@@ -312,10 +312,9 @@ class LoopingSource(FrameSource):
             for f in self._current:
                 if self.max_frames is not None and delivered >= self.max_frames:
                     return
-                if f.index + offset_index < self.start:
-                    last = f
-                    continue
                 last = f
+                if f.index + offset_index < self.start:
+                    continue
                 delivered += 1
                 yield Frame(f.index + offset_index, f.time_s + offset_time, f.image)
             self.passes += 1
@@ -347,35 +346,34 @@ def open_source(
 
     With `nvdec_device` ('cuda:N') a video file is decoded by NVDEC into GPU memory. With `loop` a
     file or folder starts again when it ends (live sources refuse it). `start_frame` resumes a file
-    or folder at that frame index (frames before it are decoded, not delivered; `max_frames` counts
-    from the start of the source).
+    or folder at that frame index (frames before it are decoded, not delivered; `max_frames` then
+    counts the frames delivered from there).
     """
-    if start_frame and (spec.isdigit() or "://" in spec):
+    live = spec.isdigit() or "://" in spec
+    if start_frame and live:
         raise DataError(f"{spec} is a live source: it cannot start at a frame")
-    if start_frame and not loop and not nvdec_device and Path(spec).expanduser().is_file():
-        p = Path(spec).expanduser()
-        if p.stat().st_size == 0:
-            raise DataError(f"video is empty (0 bytes): {p}")
-        return VideoFileSource(p, stride, max_frames, start=start_frame)
-    if start_frame and not loop:
-        inner = open_source(spec, stride, None, retries, backoff_s, nvdec_device)
-        return ResumedSource(inner, start_frame, max_frames)
-    if nvdec_device and (spec.isdigit() or "://" in spec):
+    if nvdec_device and live:
         raise DataError("--nvdec decodes video files; streams and webcams use the CPU decoder")
-    if spec.isdigit() or "://" in spec:
+    if live:
         if loop:
             raise DataError(f"--loop replays files and folders; {spec} is a live source")
         return StreamSource(int(spec) if spec.isdigit() else spec, retries, backoff_s, max_frames, stride)
+    # a looping source counts and skips by itself; otherwise the source counts from `resume` on
+    resume = 0 if loop else start_frame
+    whole = None if (loop or resume) else max_frames  # what a source that cannot skip reads of its own
     p = Path(spec).expanduser()
     if p.is_dir():
-        opener = lambda: ImageFolderSource(p, stride=stride, max_frames=None if loop else max_frames)  # noqa: E731
+        opener = lambda: ImageFolderSource(p, stride=stride, max_frames=whole)  # noqa: E731
     else:
         if not p.is_file():
             raise DataError(f"video source not found: {p}")
         if p.stat().st_size == 0:
             raise DataError(f"video is empty (0 bytes): {p}")
         if nvdec_device:
-            opener = lambda: NvdecSource(p, nvdec_device, stride, None if loop else max_frames)  # noqa: E731
-        else:
-            opener = lambda: VideoFileSource(p, stride, None if loop else max_frames)  # noqa: E731
-    return LoopingSource(opener, max_frames, start_frame) if loop else opener()
+            opener = lambda: NvdecSource(p, nvdec_device, stride, whole)  # noqa: E731
+        else:  # OpenCV skips to `resume` itself (grab without converting)
+            opener = lambda: VideoFileSource(p, stride, None if loop else max_frames, start=resume)  # noqa: E731
+    if loop:
+        return LoopingSource(opener, max_frames, start_frame)
+    src = opener()
+    return ResumedSource(src, resume, max_frames) if resume and not isinstance(src, VideoFileSource) else src

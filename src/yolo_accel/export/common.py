@@ -1,4 +1,4 @@
-"""What every export shares: the traced model, the output checks, the result, the parity check."""
+"""What every export shares: the traced model, the output checks, the result, the parity check, the cache."""
 
 from __future__ import annotations
 
@@ -105,3 +105,37 @@ def keep_if_parity(
     result.path = result.target
     result.seconds = time.perf_counter() - t_start
     return result
+
+
+def cached_export(
+    src: Path,
+    kind: str,
+    suffix: str,
+    key_parts: list,
+    export: Callable[[Path], ExportResult],
+    what: str,
+    command: str,
+    tag: str = "",
+    companions: tuple[str, ...] = (),
+) -> Path:
+    """The export of `src` into the cache folder `kind`: made once by `export(path)` and reused after, keyed
+    on the checkpoint's SHA-256 and `key_parts` (settings, versions, ...). A failed parity check is an
+    ExportError naming `command` to see why. `companions`: suffixes of files that belong with it (.bin)."""
+    import hashlib
+    import json
+
+    from ..assets import cache_dir
+    from ..model import file_sha256
+
+    sha = file_sha256(src)
+    key = hashlib.sha256(json.dumps([sha, *key_parts], sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir() / kind / f"{src.stem}-{sha[:8]}-{tag}{key}{suffix}"
+    if path.is_file() and all(path.with_suffix(c).is_file() for c in companions):
+        return path
+    result = export(path)
+    if not result.ok:
+        raise ExportError(
+            f"the {what} of {src.name} failed its parity check ({result.parity.match_rate:.1%} of "
+            f"detections matched, {PARITY_THRESHOLD:.0%} needed); run `{command}` to see why"
+        )
+    return path

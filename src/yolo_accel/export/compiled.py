@@ -9,7 +9,6 @@ so in one line instead of failing deep inside torch.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import time
 import zipfile
@@ -21,11 +20,11 @@ from .._version import __version__
 from ..backends.aoti import METADATA_NAME, check_loads_in_child, gpu_name
 from ..backends.pytorch import inductor_cache
 from ..device import Device, check_torch_cuda, parse_device
-from ..errors import ExportError, SettingsError
-from ..model import ModelInfo, check_model_path, file_sha256, prepare_for_export
+from ..errors import SettingsError
+from ..model import ModelInfo, check_model_path, prepare_for_export
 from .common import (
-    PARITY_THRESHOLD,
     ExportResult,
+    cached_export,
     check_parity,
     check_target,
     keep_if_parity,
@@ -160,24 +159,19 @@ def cached_compiled(model_path: str | Path, imgsz: int | None, half: bool, devic
     Keyed on the checkpoint's SHA-256, the settings, the torch and yolo-accel versions, the GPU and the
     C++ compiler.
     """
-    from ..assets import cache_dir
-
     torch = require("torch")
     dev = parse_device(device)
     src = check_model_path(model_path, (".pt",))
     s = CompiledExportSettings(imgsz=imgsz, half=half)
-    sha = file_sha256(src)
     check_torch_cuda(dev)
     cxx = package_compiler().cxx  # a package built by another compiler may crash the loader (export/cxx.py)
-    key_parts = [sha, asdict(s), __version__, torch.__version__, dev.kind, gpu_name(dev), cxx]
-    key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:12]
-    path = cache_dir() / "compiled" / f"{src.stem}-{sha[:8]}-{dev.kind}-{key}.pt2"
-    if path.is_file():
-        return path
-    result = export_compiled(src, path, s, device=dev, force=True, check=True)
-    if not result.ok:
-        raise ExportError(
-            f"the compiled package of {src.name} failed its parity check ({result.parity.match_rate:.1%} of "
-            f"detections matched, {PARITY_THRESHOLD:.0%} needed); run `yolo-accel export --format compiled`"
-        )
-    return path
+    return cached_export(
+        src,
+        "compiled",
+        ".pt2",
+        [asdict(s), __version__, torch.__version__, dev.kind, gpu_name(dev), cxx],
+        lambda path: export_compiled(src, path, s, device=dev, force=True, check=True),
+        "compiled package",
+        "yolo-accel export --format compiled",
+        tag=f"{dev.kind}-",
+    )

@@ -7,7 +7,6 @@ parity included, succeeded: a failed export leaves nothing behind.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import time
 import warnings
@@ -20,8 +19,8 @@ from ..device import Device, check_torch_cuda, parse_device
 from ..errors import ExportError, SettingsError
 from ..model import ModelInfo, check_model_path, prepare_for_export
 from .common import (
-    PARITY_THRESHOLD,
     ExportResult,
+    cached_export,
     check_parity,
     check_target,
     keep_if_parity,
@@ -183,21 +182,14 @@ def cached_onnx(
 
     Keyed on the checkpoint's SHA-256, the export settings and the yolo-accel version.
     """
-    from ..assets import cache_dir
-    from ..model import file_sha256
-
     src = check_model_path(model_path, (".pt",))
     s = OnnxExportSettings(imgsz=imgsz, opset=opset, dynamic=True, half=half, batch=1, simplify=True)
-    sha = file_sha256(src)
-    key = hashlib.sha256(json.dumps([sha, asdict(s), __version__], sort_keys=True).encode()).hexdigest()[:12]
-    path = cache_dir() / "onnx" / f"{src.stem}-{sha[:8]}-{key}.onnx"
-    if path.is_file():
-        return path
-    result = export_onnx(src, path, s, device=device, force=True, check=True)
-    if not result.ok:
-        p = result.parity
-        raise ExportError(
-            f"the ONNX export of {src.name} failed its parity check ({p.match_rate:.1%} of "
-            f"detections matched, {PARITY_THRESHOLD:.0%} needed); run `yolo-accel export` to see why"
-        )
-    return path
+    return cached_export(
+        src,
+        "onnx",
+        ".onnx",
+        [asdict(s), __version__],
+        lambda path: export_onnx(src, path, s, device=device, force=True, check=True),
+        "ONNX export",
+        "yolo-accel export",
+    )

@@ -12,7 +12,6 @@ PyTorch detections (INT8 moves scores near the threshold); its accuracy is `vali
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -24,7 +23,15 @@ from .._version import __version__
 from ..backends.openvino import RT_KEY
 from ..errors import SettingsError
 from ..model import check_model_path
-from .common import PARITY_THRESHOLD, ExportResult, check_parity, check_target, keep_if_parity, partial_file
+from .common import (
+    PARITY_THRESHOLD,
+    ExportResult,
+    cached_export,
+    check_parity,
+    check_target,
+    keep_if_parity,
+    partial_file,
+)
 
 INT8_PARITY = 0.90  # INT8 moves scores near the threshold: some detections come and go (mAP is the judge)
 INT8_PARITY_IMAGES = 20  # of the calibration set, for a check with more than a handful of detections
@@ -155,22 +162,15 @@ def _quantize(model, s: OpenVINOExportSettings, imgsz, stride: int, say):
 
 def cached_openvino(model_path: str | Path, imgsz: int | None = None) -> Path:
     """The FP32 OpenVINO IR of `model_path` for this size, exported once and reused after."""
-    from ..assets import cache_dir
-    from ..errors import ExportError
-    from ..model import file_sha256
-
     src = check_model_path(model_path, (".pt",))
     s = OpenVINOExportSettings(imgsz=imgsz)
-    sha = file_sha256(src)
-    key = hashlib.sha256(json.dumps([sha, asdict(s), __version__], sort_keys=True).encode()).hexdigest()[:12]
-    path = cache_dir() / "openvino" / f"{src.stem}-{sha[:8]}-{key}.xml"
-    if path.is_file() and path.with_suffix(".bin").is_file():
-        return path
-    result = export_openvino(src, path, s, force=True, check=True)
-    if not result.ok:
-        p = result.parity
-        raise ExportError(
-            f"the OpenVINO export of {src.name} failed its parity check ({p.match_rate:.1%} of "
-            f"detections matched, {PARITY_THRESHOLD:.0%} needed); run `yolo-accel export` to see why"
-        )
-    return path
+    return cached_export(
+        src,
+        "openvino",
+        ".xml",
+        [asdict(s), __version__],
+        lambda path: export_openvino(src, path, s, force=True, check=True),
+        "OpenVINO export",
+        "yolo-accel export --format openvino",
+        companions=(".bin",),
+    )

@@ -100,6 +100,8 @@ class Run:
     counter: object = None  # multiprocessing.Value: the next frame index, counted by the stream's process
     stats: LiveStats | None = None
     recent_ms: dict[str, float] = field(default_factory=dict)  # stage means over the last seconds
+    recent_fps: float | None = None  # over the last seconds (the model's loading left out)
+    _last: tuple = ()  # (time, frames, stage histograms) at the last refresh
     process: object = None
     stop_requested: bool = False
     ended: threading.Event = field(default_factory=threading.Event)  # the process is gone
@@ -111,8 +113,6 @@ class Run:
         """Frames of the source done (a resumed run counts on from where it started)."""
         return int(self.counter.value) if self.counter is not None else self.start_frame
 
-    recent_fps: float | None = None  # over the last seconds (the model's loading left out)
-
     @property
     def fps(self) -> float:
         if self.recent_fps is not None:
@@ -120,19 +120,22 @@ class Run:
         wall = time.perf_counter() - self.started
         return (self.frames - self.start_frame) / wall if wall > 0 else 0.0
 
-    def update_recent(self, last: dict) -> dict:
-        """Refresh `recent_ms` from the stage histograms' change since `last` (a previous read); returns this read."""
-        if self.stats is None:
-            return last
-        now, _ = self.stats.read()
-        recent = {}
-        for name, (count, total, _) in now.items():
-            c0, t0 = last.get(name, (0, 0.0, None))[:2]
-            if count > c0:
-                recent[name] = (total - t0) / (count - c0)
-        if recent:
-            self.recent_ms = recent
-        return now
+    def refresh(self) -> None:
+        """FPS and mean ms per stage over the time since the last refresh (every few seconds)."""
+        now, frames = time.perf_counter(), self.frames
+        stages = self.stats.read()[0] if self.stats is not None else {}
+        if self._last:
+            t0, frames0, stages0 = self._last
+            if frames0 > self.start_frame:  # frames flowed before this interval began
+                self.recent_fps = (frames - frames0) / (now - t0)
+            recent = {}
+            for name, (count, total, _) in stages.items():
+                c0, ms0 = stages0.get(name, (0, 0.0, None))[:2]
+                if count > c0:
+                    recent[name] = (total - ms0) / (count - c0)
+            if recent:
+                self.recent_ms = recent
+        self._last = (now, frames, stages)
 
 
 class StreamManager:
@@ -203,8 +206,7 @@ class StreamManager:
         run.counter = ctx.Value("q", run.start_frame)
         run.stats = LiveStats(ctx)
         results = ctx.Queue()
-        last, stages_read, read_at = run.start_frame, {}, time.perf_counter()
-        frames_at_read = run.start_frame
+        last, refreshed_at = run.start_frame, time.perf_counter()
         run.process = ctx.Process(
             target=stream_main,
             args=(self.s, row, str(run.events_path), run.mjpeg_port, run.counter, run.stats, run.start_frame, results),
@@ -219,6 +221,7 @@ class StreamManager:
             if run.stop_requested:  # stopped while it was starting
                 run.process.terminate()
             tail.start()
+            run.refresh()
             self.store.update_stream(run.sid, status="running")
             while run.process.is_alive():
                 run.process.join(timeout=0.5)
@@ -226,12 +229,9 @@ class StreamManager:
                 if n > last:
                     self.on_frames(run.sid, n - last)
                     last = n
-                if time.perf_counter() - read_at > 2.0:
-                    now = time.perf_counter()
-                    if frames_at_read > run.start_frame:  # frames flowed before this interval began
-                        run.recent_fps = (n - frames_at_read) / (now - read_at)
-                    read_at, frames_at_read = now, n
-                    stages_read = run.update_recent(stages_read)
+                if time.perf_counter() - refreshed_at > 2.0:
+                    refreshed_at = time.perf_counter()
+                    run.refresh()
             try:
                 end = results.get(timeout=5)
             except queue.Empty:  # killed before it could report (SIGTERM while loading the model, or a crash)

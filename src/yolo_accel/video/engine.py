@@ -134,6 +134,7 @@ class VideoEngine:
         self._collect_done = threading.Event()
         self._inline_processors: dict = {}  # workers=0: the in-process worker's StreamProcessors
         self._plate_reader = None  # the plate reader process, when a stream reads plates
+        self.board: FrameBoard | None = None  # made by run()
 
     def live_stats(self, sid: int) -> tuple[StageTimes, int]:
         """While it runs: stream `sid`'s stage times so far and its dropped frames. The tracking, counting,
@@ -145,8 +146,7 @@ class VideoEngine:
         p = self._inline_processors.get(sid)
         if p is not None:
             stages.merge(p.stages)
-        board = getattr(self, "board", None)
-        return stages, (board.dropped[sid] if board is not None else 0) + st.dropped_no_slot
+        return stages, (self.board.dropped[sid] if self.board is not None else 0) + st.dropped_no_slot
 
     # -- control --------------------------------------------------------------------------------
     def stop(self, reason: str = "interrupted") -> None:

@@ -44,6 +44,7 @@ def describe_environment(device: str = "cpu") -> dict:
         "ultralytics",
         "yolov5",
         "faster-coco-eval",
+        "openvino",
     ):
         with contextlib.suppress(metadata.PackageNotFoundError):
             env["packages"][dist] = metadata.version(dist)

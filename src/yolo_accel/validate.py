@@ -47,6 +47,7 @@ class ValidateSettings:
     gates: str = "onnx"
     onnx: str | None = None  # use this ONNX file for the onnxruntime backend instead of the cached export
     openvino: str | None = None  # and this IR (e.g. an INT8 export) for the openvino backend
+    artifacts: dict[str, str] = field(default_factory=dict)  # backend -> the file it runs (any backend)
     sim_conf: float = 0.25  # similarity is measured at deployment settings
     sim_iou: float = 0.45
     match_iou: float = 0.5
@@ -106,7 +107,7 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
     from .backends.ort import OrtOptions
 
     for v in plan:
-        given = {"onnxruntime": s.onnx, "openvino": s.openvino}.get(v.backend)
+        given = {"onnxruntime": s.onnx, "openvino": s.openvino, **s.artifacts}.get(v.backend)
         artifact = given or src
         det = Detector(
             artifact,

@@ -9,13 +9,13 @@ import sys
 
 from ..console import err
 from ..errors import YoloAccelError
-from . import bench, demo, doctor, export, predict, report, serve, validate, video  # noqa: F401  (registers)
+from . import bench, demo, doctor, export, optimize, predict, report, serve, validate, video  # noqa: F401  (registers)
 from .app import app
 
 __all__ = ["app", "main"]
 
 # listed in --help in the order of the job: make an artifact, run it, prove it, measure it, video, the app
-_ORDER = ("export", "predict", "validate", "bench", "video", "serve", "report", "doctor", "demo")
+_ORDER = ("export", "predict", "validate", "bench", "optimize", "video", "serve", "report", "doctor", "demo")
 app.registered_commands.sort(key=lambda c: _ORDER.index(c.name))
 
 

@@ -12,11 +12,13 @@ from ..console import bench_table, err, out
 from .app import command
 from .options import (
     VARIANTS_HELP,
+    DeployOpt,
     DeviceOpt,
     ForceOpt,
     HalfOpt,
     ImgszOpt,
     check_imgsz_option,
+    deploy_config,
     parse_batches,
     parse_frame_size,
 )
@@ -24,7 +26,9 @@ from .options import (
 
 @command("bench")
 def bench_cmd(
-    model: Annotated[Path, typer.Option("--model", "-m", help=".pt (any backend) or .onnx (onnxruntime).")],
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help=".pt (any backend), .onnx (onnxruntime) or .xml (openvino).")
+    ] = None,
     backends: Annotated[
         str,
         typer.Option(
@@ -35,7 +39,9 @@ def bench_cmd(
     ] = "torch,onnxruntime",
     device: DeviceOpt = "cpu",
     half: HalfOpt = False,
-    batch: Annotated[str, typer.Option("--batch", help="Batch sizes, e.g. 1,8,32.")] = "1",
+    batch: Annotated[
+        str | None, typer.Option("--batch", help="Batch sizes, e.g. 1,8,32 (default: 1, or the bundle's).")
+    ] = None,
     imgsz: ImgszOpt = None,
     iters: Annotated[int, typer.Option("--iters", help="Timed iterations per row (model-only).")] = 100,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed iterations first.")] = 10,
@@ -62,6 +68,7 @@ def bench_cmd(
         typer.Option("--report-dir", help="Where bench.json/.md/.html go (default: a new runs/bench/run<N>/)."),
     ] = None,
     force: ForceOpt = False,
+    deploy: DeployOpt = None,
 ):
     """Speed, memory and size of every backend side by side, in one process, on the same inputs.
 
@@ -79,6 +86,11 @@ def bench_cmd(
     from ..report import write_bench_report
     from ..runs import next_run_dir
 
+    cfg = deploy_config(deploy, model, None)
+    if cfg is not None:  # the bundle's artifact, variant, device, size and batch
+        model, backends, device, half = cfg.artifact, cfg.variant, cfg.device, False
+        imgsz, batch = cfg.imgsz[0], batch or str(cfg.batch)
+    batch = batch or "1"
     settings = BenchSettings(
         backends=tuple(backends.split(",")),
         device=device,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -60,6 +61,29 @@ GpuOpsOpt = Annotated[
         "with --io-binding).",
     ),
 ]
+
+
+DeployOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--deploy",
+        help="Run a bundle from `yolo-accel optimize` exactly as chosen: its artifact, backend, device, precision, "
+        "speed options, input size and thresholds (instead of --model and those options).",
+    ),
+]
+
+
+def deploy_config(deploy: Path | None, model: Path | None, backend: str | None = None):
+    """The bundle's DeployConfig when --deploy is given (None otherwise); --model is then not taken."""
+    if deploy is None:
+        if model is None:
+            raise SettingsError("--model is needed (or --deploy DIR, a bundle from yolo-accel optimize)")
+        return None
+    if model is not None or backend:
+        raise SettingsError("--deploy runs the bundle's own model and backend: leave out --model and --backend")
+    from ..deploy import load_deploy
+
+    return load_deploy(deploy)
 
 
 OcrOpt = Annotated[

@@ -15,6 +15,7 @@ from .options import (
     ChannelsLastOpt,
     CompileOpt,
     CudaGraphOpt,
+    DeployOpt,
     DeviceOpt,
     ForceOpt,
     GpuOpsOpt,
@@ -23,6 +24,7 @@ from .options import (
     IoBindingOpt,
     MaxDetOpt,
     check_imgsz_option,
+    deploy_config,
     speed_options,
 )
 
@@ -30,7 +32,9 @@ from .options import (
 @command("predict")
 def predict_cmd(
     source: Annotated[str, typer.Argument(help="An image, a folder of images, or a glob ('imgs/*.jpg').")],
-    model: Annotated[Path, typer.Option("--model", "-m", help=".pt, .onnx, .pt2 or .engine model.")],
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help=".pt, .onnx, .pt2, .xml or .engine model.")
+    ] = None,
     backend: BackendOpt = None,
     device: DeviceOpt = "cpu",
     conf: Annotated[float, typer.Option("--conf", help="Confidence threshold.")] = 0.25,
@@ -69,6 +73,7 @@ def predict_cmd(
     save_dir: Annotated[Path | None, typer.Option("--save-dir", help="Write annotated images here.")] = None,
     save_json: Annotated[Path | None, typer.Option("--save-json", help="Write detections as JSON here.")] = None,
     force: ForceOpt = False,
+    deploy: DeployOpt = None,
 ):
     """Detect objects in images and print a summary table.
 
@@ -88,25 +93,25 @@ def predict_cmd(
     from ..outputs import check_file, check_folder
     from ..runs import write_json_atomic
 
+    cfg = deploy_config(deploy, model, backend)
     check_folder(save_dir, "--save-dir")
     check_file(save_json, force, "--save-json")
     check_imgsz_option(imgsz)
     paths = expand_source(source)
-    speed = speed_options(cuda_graph, channels_last, compile, io_binding, gpu_ops, threads)
+    if cfg is not None:
+        chosen = cfg.detector_kwargs(threads)
+        model, device, half, conf, iou = cfg.artifact, cfg.run_device, chosen["half"], cfg.conf, cfg.iou
+        rect = False if rect is None else rect  # the square letterbox optimize measured
+    else:
+        speed = speed_options(cuda_graph, channels_last, compile, io_binding, gpu_ops, threads)
+        chosen = dict(model=model, backend=backend, device=device, half=half, imgsz=imgsz, conf=conf, iou=iou, **speed)
     with err.status(f"loading {model.name}"):
         det = Detector(
-            model,
-            backend=backend,
-            device=device,
-            half=half,
-            imgsz=imgsz,
-            conf=conf,
-            iou=iou,
+            **chosen,
             classes=classes,
             max_det=max_det,
             rect=rect,
             names_file=names,
-            **speed,
         )
     if warmup > 0:  # compilation, CUDA graph capture, allocator growth: none of it in the timings
         with err.status(f"warming up ({warmup} untimed run(s) on {paths[0].name})"):

@@ -11,6 +11,7 @@ from ..console import err, out
 from .app import command
 from .options import (
     BackendOpt,
+    DeployOpt,
     DeviceOpt,
     HalfOpt,
     ImgszOpt,
@@ -18,6 +19,7 @@ from .options import (
     PlatePatternOpt,
     check_imgsz_option,
     check_ocr_options,
+    deploy_config,
 )
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -25,7 +27,9 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 @command("serve")
 def serve_cmd(
-    model: Annotated[Path, typer.Option("--model", "-m", help="The detector every stream uses (.pt, .onnx, ...).")],
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="The detector every stream uses (.pt, .onnx, ...).")
+    ] = None,
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on; anything but loopback needs --token.")
     ] = "127.0.0.1",
@@ -57,6 +61,7 @@ def serve_cmd(
     ] = 15.0,
     ocr: OcrOpt = False,
     plate_pattern: PlatePatternOpt = None,
+    deploy: DeployOpt = None,
 ):
     """The traffic-monitoring web app: add a camera or upload a video, watch it live with boxes and
     counts, read the crossing events from the database, the API (/docs) and /metrics.
@@ -70,6 +75,9 @@ def serve_cmd(
     from ..serve.app import create_app
     from ..serve.manager import ServeSettings
 
+    cfg = deploy_config(deploy, model, backend)
+    if cfg is not None:
+        model, device = cfg.artifact, cfg.run_device
     check_ocr_options(ocr, plate_pattern)
     if host not in LOOPBACK and not token:
         raise SettingsError(f"--host {host} serves beyond this machine: give --token (or YOLO_ACCEL_TOKEN)")
@@ -77,8 +85,6 @@ def serve_cmd(
     check_imgsz_option(imgsz)
     uvicorn = require("uvicorn")
     # a model that cannot load fails here, not later in every stream
-    with err.status(f"loading {model.name}"), Detector(model, backend=backend, device=device, half=half) as det:
-        names = dict(det.names)
     settings = ServeSettings(
         model=str(model),
         data_dir=data_dir,
@@ -94,7 +100,10 @@ def serve_cmd(
         preview_fps=preview_fps,
         ocr=ocr,
         plate_pattern=plate_pattern,
+        deploy=str(deploy) if deploy else None,
     )
+    with err.status(f"loading {model.name}"), Detector(**settings.detector_kwargs()) as det:
+        names = dict(det.names)
     app = create_app(settings, names)
     out.print(f"serving on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")
     uvicorn.run(app, host=host, port=port, log_level="warning")

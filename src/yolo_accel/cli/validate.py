@@ -10,12 +10,11 @@ from rich.markup import escape
 
 from ..console import err, out, print_validation
 from .app import command
-from .options import VARIANTS_HELP, DeviceOpt, ForceOpt, ImgszOpt, MaxDetOpt, check_imgsz_option
+from .options import VARIANTS_HELP, DeployOpt, DeviceOpt, ForceOpt, ImgszOpt, MaxDetOpt, check_imgsz_option
 
 
 @command("validate")
 def validate_cmd(
-    model: Annotated[Path, typer.Option("--model", "-m", help="PyTorch checkpoint (.pt): the FP32 reference.")],
     data: Annotated[
         Path,
         typer.Option(
@@ -23,6 +22,14 @@ def validate_cmd(
             help="data.yaml (its val split), a folder of images with YOLO labels, or a COCO annotations .json.",
         ),
     ],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="PyTorch checkpoint (.pt): the FP32 reference (with --deploy: the bundle's source).",
+        ),
+    ] = None,
     backends: Annotated[
         str,
         typer.Option("--backends", help=VARIANTS_HELP + " Each is compared with torch FP32 on the same device."),
@@ -73,6 +80,7 @@ def validate_cmd(
     speed_iters: Annotated[
         int, typer.Option("--speed-iters", help="Timed runs per backend (model-only and end-to-end each; 30+).")
     ] = 50,
+    deploy: DeployOpt = None,
 ):
     """Accuracy (mAP), similarity to PyTorch FP32 and speed of each backend, against acceptance gates.
 
@@ -88,6 +96,21 @@ def validate_cmd(
     from ..runs import next_run_dir
     from ..validate import ValidateSettings, run_validation
 
+    artifacts, rect, sim = {}, True, {}
+    if deploy is not None:  # the bundle's artifact and configuration against its source model
+        from ..deploy import load_deploy
+        from ..errors import SettingsError
+
+        cfg = load_deploy(deploy)
+        model = model or (Path(cfg.source_model) if cfg.source_model else None)
+        if model is None or not model.is_file():
+            raise SettingsError(f"{deploy}: its source model {model} is not here; give the reference with --model")
+        backends, device, half, imgsz, speed_batch = cfg.variant, cfg.device, False, cfg.imgsz[0], cfg.batch
+        artifacts, rect, sim = {cfg.backend: str(cfg.artifact)}, False, {"sim_conf": cfg.conf, "sim_iou": cfg.iou}
+    elif model is None:
+        from ..errors import SettingsError
+
+        raise SettingsError("--model is needed (or --deploy DIR, a bundle from yolo-accel optimize)")
     settings = ValidateSettings(
         backends=tuple(backends.split(",")),
         device=device,
@@ -105,6 +128,9 @@ def validate_cmd(
         speed_metric=speed_metric,
         speed_batch=speed_batch,
         speed_iters=speed_iters,
+        artifacts=artifacts,
+        rect=rect,
+        **sim,
     )
     from ..outputs import check_folder, check_report_folder
 

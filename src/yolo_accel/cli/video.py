@@ -17,6 +17,7 @@ from .options import (
     ChannelsLastOpt,
     CompileOpt,
     CudaGraphOpt,
+    DeployOpt,
     DeviceOpt,
     GpuOpsOpt,
     HalfOpt,
@@ -26,6 +27,7 @@ from .options import (
     PlatePatternOpt,
     check_imgsz_option,
     check_ocr_options,
+    deploy_config,
     speed_options,
 )
 
@@ -39,7 +41,9 @@ def video_cmd(
             "Several sources run as concurrent streams sharing one batched detector."
         ),
     ],
-    model: Annotated[Path, typer.Option("--model", "-m", help=".pt, .onnx, .pt2 or .engine model.")],
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help=".pt, .onnx, .pt2, .xml or .engine model.")
+    ] = None,
     backend: BackendOpt = None,
     device: DeviceOpt = "cpu",
     half: HalfOpt = False,
@@ -123,6 +127,7 @@ def video_cmd(
     plate_crops: Annotated[
         Path | None, typer.Option("--plate-crops", help="Folder for each vehicle's best-read crop (track<ID>.jpg).")
     ] = None,
+    deploy: DeployOpt = None,
 ):
     """Detect, track, count, annotate and write or stream videos, with a per-stage timing table.
 
@@ -150,6 +155,9 @@ def video_cmd(
     from ..video.sources import open_source
 
     n = len(source)
+    cfg = deploy_config(deploy, model, backend)
+    if cfg is not None:
+        model, device, conf, iou = cfg.artifact, cfg.run_device, cfg.conf, cfg.iou
     dev = parse_device(device)
     from ..video.sinks import ENCODERS
 
@@ -212,21 +220,14 @@ def video_cmd(
     for i, t in enumerate(zone or []):
         parse_zone(t, i + 1)
     make_tracker(tracker, 25.0)  # an unknown tracker name fails here, before the model loads
-    speed = speed_options(cuda_graph, channels_last, compile, io_binding, gpu_ops)
+    if cfg is not None:
+        chosen = {**cfg.detector_kwargs(), "gpu_ops": gpu_ops}
+        half = chosen["half"]
+    else:
+        speed = speed_options(cuda_graph, channels_last, compile, io_binding, gpu_ops)
+        chosen = dict(model=model, backend=backend, device=device, half=half, imgsz=imgsz, conf=conf, iou=iou, **speed)
     with err.status(f"loading {model.name}"):
-        det = Detector(
-            model,
-            backend=backend,
-            device=device,
-            half=half,
-            imgsz=imgsz,
-            conf=conf,
-            iou=iou,
-            classes=classes,
-            max_det=max_det,
-            rect=False,
-            **speed,
-        )
+        det = Detector(**chosen, classes=classes, max_det=max_det, rect=False)
         if nvdec and not det.gpu_ops:
             raise SettingsError(
                 "--nvdec frames stay on the GPU: use a backend that takes device tensors (torch or compiled "

@@ -160,10 +160,22 @@ def _quantize(model, s: OpenVINOExportSettings, imgsz, stride: int, say):
         )
 
 
-def cached_openvino(model_path: str | Path, imgsz: int | None = None) -> Path:
-    """The FP32 OpenVINO IR of `model_path` for this size, exported once and reused after."""
+def cached_openvino(
+    model_path: str | Path,
+    imgsz: int | None = None,
+    *,
+    int8: bool = False,
+    calib_data: str | None = None,
+    calib_images: int = 300,
+    dynamic: bool = False,
+) -> Path:
+    """The OpenVINO IR of `model_path` for these settings (FP32, or INT8 calibrated on `calib_data`),
+    exported once and reused after."""
     src = check_model_path(model_path, (".pt",))
-    s = OpenVINOExportSettings(imgsz=imgsz)
+    s = OpenVINOExportSettings(
+        imgsz=imgsz, dynamic=dynamic, int8=int8, calib_data=calib_data if int8 else None, calib_images=calib_images
+    )
+    s.validate()
     return cached_export(
         src,
         "openvino",
@@ -171,6 +183,7 @@ def cached_openvino(model_path: str | Path, imgsz: int | None = None) -> Path:
         [asdict(s), __version__],
         lambda path: export_openvino(src, path, s, force=True, check=True),
         "OpenVINO export",
-        "yolo-accel export --format openvino",
+        "yolo-accel export --format openvino" + (" --int8" if int8 else ""),
+        tag="int8-" if int8 else "",
         companions=(".bin",),
     )

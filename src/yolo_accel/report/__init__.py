@@ -1,9 +1,10 @@
 """Reports: JSON (for machines), Markdown and a self-contained HTML page with matplotlib plots."""
 
 from .bench import write_bench_report
+from .optimize import write_optimize_report
 from .validation import write_validation_report
 
-__all__ = ["rerender", "write_bench_report", "write_validation_report"]
+__all__ = ["rerender", "write_bench_report", "write_optimize_report", "write_validation_report"]
 
 
 def rerender(folder, force: bool = False) -> dict:
@@ -30,7 +31,11 @@ def rerender(folder, force: bool = False) -> dict:
     except (json.JSONDecodeError, RecursionError) as e:
         raise DataError(f"{src}: not valid JSON ({str(e)[:120]})") from None
     kind = report.get("kind") if isinstance(report, dict) else None
-    writers = {"bench": (write_bench_report, "bench"), "validation": (write_validation_report, "report")}
+    writers = {
+        "bench": (write_bench_report, "bench"),
+        "validation": (write_validation_report, "report"),
+        "optimize": (write_optimize_report, "report"),
+    }
     if isinstance(kind, str) and kind in writers:
         write, stem = writers[kind]
         if not force:

@@ -76,6 +76,23 @@ class ServeSettings:
     preview_fps: float = 15.0  # the live video's frame rate at most (frames nobody sees are not drawn)
     ocr: bool = False  # read vehicles' plates (the events get their text, the page their crops)
     plate_pattern: str | None = None
+    deploy: str | None = None  # a bundle from `optimize`: its artifact and configuration for every stream
+
+    def detector_kwargs(self) -> dict:
+        """Detector(**kwargs) for a stream: the bundle's configuration, or the options given."""
+        if self.deploy:
+            from ..deploy import load_deploy
+
+            return load_deploy(self.deploy).detector_kwargs()
+        return {
+            "model": self.model,
+            "backend": self.backend,
+            "device": self.device,
+            "half": self.half,
+            "imgsz": self.imgsz,
+            "conf": self.conf,
+            "iou": self.iou,
+        }
 
     @property
     def database(self) -> str:
@@ -319,13 +336,7 @@ def stream_main(
         from ..video.sources import open_source
 
         with Detector(
-            s.model,
-            backend=s.backend,
-            device=s.device,
-            half=s.half,
-            imgsz=s.imgsz,
-            conf=s.conf,
-            iou=s.iou,
+            **s.detector_kwargs(),
             max_det=s.max_det,
             classes=row["classes"] or None,
             rect=False,

@@ -1,0 +1,1 @@
+"""`yolo-accel optimize`: the fastest configuration that passes the gates on this machine."""

@@ -142,7 +142,16 @@ def optimize_cmd(
     load_dataset(data)  # fails fast on bad labels
 
     def table(rows: list[dict]) -> Table:
-        t = Table(title=f"optimize {model.name} (--device {device}, target {target})", title_justify="left")
+        # rows skipped because of this machine are one line under the table, not one row each
+        machine = [r for r in rows if r["status"] == "skipped" and not r.get("reason", "").startswith("time")]
+        rows = [r for r in rows if r not in machine]
+        caption = f"not run here: {', '.join(r['name'] for r in machine)} (reasons: --list)" if machine else None
+        t = Table(
+            title=f"optimize {model.name} (--device {device}, target {target})",
+            title_justify="left",
+            caption=caption,
+            caption_justify="left",
+        )
         for col in HEADER:
             left = col in ("candidate", "status", "gates failed / reason")
             t.add_column(col, justify="left" if left else "right", no_wrap=col == "candidate")

@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= torch,yolov5,video,serve,ocr,openvino,test
+EXTRAS ?= torch,yolov5,video,serve,ocr,openvino,ray,test
 
 .PHONY: install demo test test-gpu lint format clean
 

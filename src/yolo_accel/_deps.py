@@ -34,6 +34,7 @@ _EXTRAS = {
     "uvicorn": ("uvicorn", "serve"),
     "sqlalchemy": ("SQLAlchemy", "serve"),
     "prometheus_client": ("prometheus-client", "serve"),
+    "ray": ("Ray", "ray"),
 }
 
 

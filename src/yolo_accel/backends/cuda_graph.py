@@ -65,7 +65,8 @@ class CudaGraphs:
                 self._fn(static_in)
         torch.cuda.current_stream(x.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph), torch.inference_mode():
+        # thread_local: other threads (decoders, another stream's engine) may use CUDA during the capture
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"), torch.inference_mode():
             static_out = self._fn(static_in)
         torch.cuda.current_stream(x.device).synchronize()
         self.capture_seconds += time.perf_counter() - t0

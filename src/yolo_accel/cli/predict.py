@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from ..console import err, out
+from ..scale.cluster import RAY_HELP
 from .app import command
 from .options import (
     BackendOpt,
@@ -74,6 +75,24 @@ def predict_cmd(
     save_json: Annotated[Path | None, typer.Option("--save-json", help="Write detections as JSON here.")] = None,
     force: ForceOpt = False,
     deploy: DeployOpt = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help=RAY_HELP + " SOURCE is a folder (local, or one every node sees); Ray Data reads it, one detector "
+            "per GPU (--device cuda) or --engines CPU workers detects, and --save-parquet gets one row per image. "
+            "Every image is letterboxed to the square input (as --square).",
+        ),
+    ] = None,
+    engines: Annotated[
+        int | None,
+        typer.Option("--engines", help="With --ray: detectors to run (default: every GPU of the cluster; 2 on CPUs)."),
+    ] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="With --ray: images per detector call.")] = 32,
+    save_parquet: Annotated[
+        Path | None,
+        typer.Option("--save-parquet", help="With --ray: a folder for the Parquet files (path, size, boxes)."),
+    ] = None,
 ):
     """Detect objects in images and print a summary table.
 
@@ -94,6 +113,15 @@ def predict_cmd(
     from ..runs import write_json_atomic
 
     cfg = deploy_config(deploy, model, backend)
+    if ray is not None:
+        from .predict_ray import predict_on_ray
+
+        given = dict(model=model, backend=backend, device=device, half=half, imgsz=imgsz, conf=conf, iou=iou)
+        speed = speed_options(cuda_graph, channels_last, compile, io_binding, gpu_ops, threads)
+        kwargs = cfg.detector_kwargs(threads) if cfg is not None else {**given, **speed}
+        kwargs.update(max_det=max_det, names_file=names)
+        refused = {"--save-dir": save_dir, "--save-json": save_json, "--rect": rect}
+        return predict_on_ray(ray, source, kwargs, classes, engines, batch, save_parquet, force, refused)
     check_folder(save_dir, "--save-dir")
     check_file(save_json, force, "--save-json")
     check_imgsz_option(imgsz)

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from ..console import err, out, print_engine_line, print_video_summary
 from ..errors import YoloAccelError
+from ..scale.cluster import RAY_HELP
 from .app import command
 from .options import (
     BackendOpt,
@@ -35,12 +36,12 @@ from .options import (
 @command("video")
 def video_cmd(
     source: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             help="A video file, a folder of images, an rtsp:// or http:// URL, or a webcam index (0). "
             "Several sources run as concurrent streams sharing one batched detector."
         ),
-    ],
+    ] = None,
     model: Annotated[
         Path | None, typer.Option("--model", "-m", help=".pt, .onnx, .pt2, .xml or .engine model.")
     ] = None,
@@ -128,6 +129,22 @@ def video_cmd(
         Path | None, typer.Option("--plate-crops", help="Folder for each vehicle's best-read crop (track<ID>.jpg).")
     ] = None,
     deploy: DeployOpt = None,
+    sources_file: Annotated[
+        Path | None, typer.Option("--sources-file", help="More sources, one per line (# starts a comment).")
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help=RAY_HELP + " One video engine per GPU (--device cuda) or --engines CPU engines; streams go to "
+            "the engines by load, a dead engine's streams start again on another from their next frame, events "
+            "are written once. Takes --events and --summary (gathered here), not the annotated outputs.",
+        ),
+    ] = None,
+    engines: Annotated[
+        int | None,
+        typer.Option("--engines", help="With --ray: engines to place (default: every GPU of the cluster; 2 on CPUs)."),
+    ] = None,
 ):
     """Detect, track, count, annotate and write or stream videos, with a per-stage timing table.
 
@@ -154,6 +171,13 @@ def video_cmd(
     from ..video.processor import StreamSettings
     from ..video.sources import open_source
 
+    source = list(source or [])
+    if sources_file is not None:
+        from ..scale.video import read_sources_file
+
+        source += read_sources_file(sources_file)
+    if not source:
+        raise SettingsError("give at least one source (or --sources-file FILE)")
     n = len(source)
     cfg = deploy_config(deploy, model, backend)
     if cfg is not None:
@@ -220,6 +244,37 @@ def video_cmd(
     for i, t in enumerate(zone or []):
         parse_zone(t, i + 1)
     make_tracker(tracker, 25.0)  # an unknown tracker name fails here, before the model loads
+    if ray is not None:
+        from .video_ray import run_video_on_ray
+
+        given = dict(model=model, backend=backend, device=device, half=half, imgsz=imgsz, conf=conf, iou=iou)
+        kwargs = (
+            cfg.detector_kwargs()
+            if cfg is not None
+            else {**given, **speed_options(cuda_graph, channels_last, compile, io_binding, gpu_ops)}
+        )
+        kwargs["max_det"] = max_det
+        kwargs["classes"] = classes
+        kwargs["rect"] = False
+        return run_video_on_ray(
+            ray,
+            source,
+            kwargs,
+            settings[0],
+            events,
+            summary,
+            engines,
+            dev.is_cuda,
+            EngineSettings(
+                batch=batch or (8 if dev.is_cuda else 1), max_wait_ms=max_wait_ms, workers=workers, duration_s=duration
+            ),
+            stride=stride,
+            max_frames=max_frames,
+            retries=retries,
+            nvdec=nvdec,
+            loop=loop,
+            refused={"--output": output, "--save-frames": save_frames, "--serve-mjpeg": serve_mjpeg, "--ocr": ocr},
+        )
     if cfg is not None:
         chosen = {**cfg.detector_kwargs(), "gpu_ops": gpu_ops}
         half = chosen["half"]

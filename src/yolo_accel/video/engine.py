@@ -135,6 +135,8 @@ class VideoEngine:
         self._inline_processors: dict = {}  # workers=0: the in-process worker's StreamProcessors
         self._plate_reader = None  # the plate reader process, when a stream reads plates
         self.board: FrameBoard | None = None  # made by run()
+        # per stream: the last frame index whose tracking, counting and events are done (events flushed)
+        self.last_done: dict[int, int] = {}
 
     def live_stats(self, sid: int) -> tuple[StageTimes, int]:
         """While it runs: stream `sid`'s stage times so far and its dropped frames. The tracking, counting,
@@ -387,6 +389,7 @@ class VideoEngine:
                 continue
             kind = msg[0]
             if kind == "progress":
+                self.last_done.update(msg[2])
                 if self.progress:
                     self.progress(msg[1])
             elif kind == "failed":

@@ -9,7 +9,7 @@ Messages in:  ("open", sid, StreamSettings, names, fps, (w, h), slots or None)
               ("frames", [(sid, index, time_s, t0, dets (K, 6), slot or None, pixels or None), ...])
               ("end", sid)          the stream's last frame has been sent
               ("stop",)             finish every open stream and exit
-Messages out: ("ready", sid, error or None), ("progress", n_frames), ("failed", sid, error),
+Messages out: ("ready", sid, error or None), ("progress", n_frames, {sid: last frame index}), ("failed", sid, error),
               ("done", sid, summary part), ("exit", pid)
 """
 
@@ -100,7 +100,9 @@ def serve(
             kind = msg[0]
             if kind == "frames":
                 touched = set()
+                last: dict[int, int] = {}
                 for sid, index, time_s, t0, dets, slot, pixels in msg[1]:
+                    last[sid] = index
                     p = processors.get(sid)
                     try:
                         if p is None or p.error:
@@ -119,7 +121,8 @@ def serve(
                 for sid in touched:
                     with contextlib.suppress(Exception):
                         processors[sid].flush()
-                outbox.put(("progress", len(msg[1])))
+                # sent after the flush: every event of a frame up to `last` is in its events file by now
+                outbox.put(("progress", len(msg[1]), last))
             elif kind == "open":
                 _, sid, settings, names, fps, size, slot_spec = msg
                 try:

@@ -1,0 +1,1 @@
+"""Scaling out on Ray: video streams over engines on many GPUs, image folders with Ray Data."""

@@ -1,0 +1,164 @@
+"""Scaling out on Ray, on a local Ray with two CPU workers: two streams and a 64-image folder give what
+the runs without Ray give, and a killed engine's stream goes on elsewhere with every frame's events
+written exactly once (those before the restart as the full run wrote them, those after as a fresh run
+from the restart frame writes them). Measured scaling on two GPUs is in BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from yolo_accel._deps import available
+
+LINE = "0,450,1280,450"  # across the motorway of the shared clip
+FRAMES = 90
+
+
+def _cli(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    exe = os.path.join(os.path.dirname(sys.executable), "yolo-accel")
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _events(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def test_without_the_extra_ray_is_one_line_naming_the_install(monkeypatch, yolov5n_pt, assets_root):
+    from typer.testing import CliRunner
+
+    from yolo_accel.cli import app
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError, as when it is not installed
+    clip = str(assets_root / "videos" / "highway_traffic_720p.mp4")
+    res = CliRunner().invoke(app, ["video", clip, "--model", str(yolov5n_pt), "--ray", "local"])
+    assert res.exit_code == 2
+    assert "pip install 'yolo-accel[ray]'" in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+needs_ray = pytest.mark.skipif(not available("ray"), reason="Ray is not installed (pip install 'yolo-accel[ray]')")
+
+
+@needs_ray
+@pytest.mark.slow
+def test_two_streams_on_two_cpu_engines_count_what_the_engine_alone_counts(tmp_path, yolov5n_pt, assets_root):
+    clip = str(assets_root / "videos" / "highway_traffic_720p.mp4")
+    common = [clip, clip, "--model", str(yolov5n_pt), "--imgsz", "320", "--line", LINE, "--max-frames", str(FRAMES)]
+    res = _cli(["video", *common, "--events", str(tmp_path / "ref.jsonl"), "--summary", str(tmp_path / "ref.json")])
+    assert res.returncode == 0, res.stderr
+    args = ["video", *common, "--ray", "local", "--engines", "2", "--events", str(tmp_path / "ray.jsonl")]
+    res = _cli([*args, "--summary", str(tmp_path / "ray.json")])
+    assert res.returncode == 0, res.stdout + res.stderr
+    ray_sum = json.loads((tmp_path / "ray.json").read_text())
+    ref_sum = json.loads((tmp_path / "ref.json").read_text())
+    assert {e["pid"] for e in ray_sum["engines"]} and len(ray_sum["engines"]) == 2
+    assert [e["frames"] for e in ray_sum["engines"]] == [FRAMES, FRAMES]  # one stream each, by load
+    total = 0
+    for i in range(2):
+        ours, ref = _events(tmp_path / f"ray-{i}.jsonl"), _events(tmp_path / f"ref-{i}.jsonl")
+        assert ours == ref
+        total += len(ref)
+        assert ray_sum["streams"][i]["counts"] == ref_sum["streams"][i]["counts"]
+        assert ray_sum["streams"][i]["frames"] == FRAMES
+    assert total >= 2  # the clip really has traffic over the line in these frames
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_folder_on_ray_data_gives_predicts_detections(tmp_path, yolov5n_pt, coco128_images):
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for p in coco128_images[:64]:
+        shutil.copy(p, folder)
+    res = _cli(
+        ["predict", str(folder), "--model", str(yolov5n_pt), "--square", "--save-json", str(tmp_path / "r.json")]
+    )
+    assert res.returncode == 0, res.stderr
+    ref = {Path(r["image"]).name: r["detections"] for r in json.loads((tmp_path / "r.json").read_text())["images"]}
+    out = tmp_path / "parquet"
+    args = ["predict", str(folder), "--model", str(yolov5n_pt), "--ray", "local", "--engines", "2"]
+    res = _cli([*args, "--batch", "8", "--save-parquet", str(out)])
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = pq.read_table(str(out)).to_pylist()
+    assert sorted(Path(r["path"]).name for r in rows) == sorted(ref)
+    for r in rows:
+        want = ref[Path(r["path"]).name]
+        assert len(r["confidence"]) == len(want)
+        if want:
+            np.testing.assert_allclose(np.reshape(r["xyxy"], (-1, 4)), [d["xyxy"] for d in want], atol=0.02)
+            np.testing.assert_allclose(r["confidence"], [d["confidence"] for d in want], atol=1e-4)
+            assert r["class_name"] == [d["class_name"] for d in want]
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_killed_engine_s_stream_resumes_elsewhere_with_every_event_once(tmp_path, yolov5n_pt, assets_root):
+    """Run in a child process (Ray's driver in pytest's own process is not wanted); it writes what the
+    job did, and this test checks it against two runs without Ray."""
+    clip = assets_root / "videos" / "highway_traffic_720p.mp4"
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT)
+    res = subprocess.run(
+        [sys.executable, str(script), str(yolov5n_pt), str(clip), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    st = summary["streams"][0]
+    assert summary["restarts"] == 1 and len(st["pieces"]) == 2 and "died" in st["pieces"][0]
+    assert st["pieces"][0]["engine"] != st["pieces"][1]["engine"]  # it went on on the other engine
+    resume = st["pieces"][1]["start_frame"]
+    assert 0 < resume < FRAMES * 2
+    assert st["frames"] == FRAMES * 2  # every frame once: none lost, none twice
+
+    from yolo_accel.detector import Detector
+    from yolo_accel.video.engine import run_sequential
+    from yolo_accel.video.processor import StreamSettings
+    from yolo_accel.video.sources import open_source
+
+    det = Detector(yolov5n_pt, imgsz=320, rect=False)
+    refs = {}
+    for name, start in (("full", 0), ("from_resume", resume)):
+        path = tmp_path / f"{name}.jsonl"
+        settings = StreamSettings(lines=[LINE], events=str(path))
+        run_sequential(open_source(str(clip), max_frames=FRAMES * 2 - start, start_frame=start), det, settings)
+        refs[name] = _events(path)
+    ours = _events(tmp_path / "events.jsonl")
+    expected = [e for e in refs["full"] if e["frame"] < resume] + refs["from_resume"]
+    assert ours == expected
+    assert len({(e["frame"], e["track_id"], e["counter"]) for e in ours}) == len(ours)
+
+
+KILL_SCRIPT = """
+import json, sys, threading, time
+from yolo_accel.scale.cluster import connect
+from yolo_accel.scale.video import RayVideoJob
+from yolo_accel.video.engine import EngineSettings
+from yolo_accel.video.processor import StreamSettings
+
+model, clip, out = sys.argv[1:4]
+ray = connect("local", num_cpus=2)
+kwargs = dict(model=model, imgsz=320, rect=False)
+job = RayVideoJob(ray, [clip], kwargs, StreamSettings(lines=["LINE"]), EngineSettings(batch=1, workers=1),
+                  [out + "/events.jsonl"], engines=2, gpu=False, max_frames=FRAMES2)
+result = {}
+t = threading.Thread(target=lambda: result.update(job.run()))
+t.start()
+while job.streams[0].frames < 40:
+    time.sleep(0.05)
+engine = job.streams[0].pieces[-1]["engine"]
+ray.kill(job.actors[engine])
+t.join()
+json.dump(result, open(out + "/summary.json", "w"))
+""".replace("LINE", LINE).replace("FRAMES2", str(FRAMES * 2))

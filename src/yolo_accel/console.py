@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from rich.console import Console
 
 out = Console()
@@ -160,3 +162,30 @@ def bench_table(report: dict):
             speedup,
         )
     return t
+
+
+@contextlib.contextmanager
+def frame_progress(label: str, total: float | None):
+    """A transient progress bar of frames with the running FPS; yields `tick(n_frames)`."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=total, fps="")
+        t0 = time.perf_counter()
+        seen = [0]
+
+        def tick(k: int) -> None:
+            seen[0] += k
+            progress.update(task, advance=k, fps=f"{seen[0] / max(time.perf_counter() - t0, 1e-9):.1f} FPS")
+
+        yield tick

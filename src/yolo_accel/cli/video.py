@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from ..console import err, out, print_engine_line, print_video_summary
+from ..console import err, frame_progress, out, print_engine_line, print_video_summary
 from ..errors import YoloAccelError
 from ..scale.cluster import RAY_HELP
 from .app import command
@@ -161,8 +160,6 @@ def video_cmd(
       yolo-accel video clip.mp4 --model yolov5n.pt --loop --duration 600 --summary soak.json
         (a soak: the memory curve is in the summary)
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from ..detector import Detector
     from ..device import parse_device
     from ..errors import SettingsError
@@ -307,23 +304,7 @@ def video_cmd(
     total = None if (None in counts or loop) else sum(-(-min(c, max_frames or c) // stride) for c in counts)
     use_batch = batch if batch is not None else (8 if parse_device(device).is_cuda else 1)
     engine_settings = EngineSettings(batch=use_batch, max_wait_ms=max_wait_ms, workers=workers, duration_s=duration)
-    with Progress(
-        TextColumn("video"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[fps]}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("video", total=total, fps="")
-        t0 = time.perf_counter()
-        seen = [0]
-
-        def tick(k: int) -> None:
-            seen[0] += k
-            progress.update(task, advance=k, fps=f"{seen[0] / max(time.perf_counter() - t0, 1e-9):.1f} FPS")
-
+    with frame_progress("video", total) as tick:
         engine = VideoEngine(det, srcs, settings, engine_settings, progress=tick)
         result = engine.run()
     det.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from ..console import err, out
+from ..console import err, frame_progress, out
 
 
 def run_video_on_ray(
@@ -27,8 +27,6 @@ def run_video_on_ray(
     loop: bool,
     refused: dict,
 ) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from ..errors import SettingsError
     from ..runs import write_json_atomic
     from ..scale.cluster import connect, cpu_count, gpu_count
@@ -73,25 +71,7 @@ def run_video_on_ray(
     for i, w in enumerate(job.where):
         err.print(f"engine {i}: {w['host']} pid {w['pid']}" + (f" GPU {w['gpus']}" if gpu else ""), highlight=False)
     total = sum(st.load for st in job.streams) if not any(st.live for st in job.streams) else None
-    with Progress(
-        TextColumn("video on Ray"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[fps]}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("video", total=total, fps="")
-        import time
-
-        t0 = time.perf_counter()
-        seen = [0]
-
-        def tick(k: int) -> None:
-            seen[0] += k
-            progress.update(task, advance=k, fps=f"{seen[0] / max(time.perf_counter() - t0, 1e-9):.1f} FPS")
-
+    with frame_progress("video on Ray", total) as tick:
         try:
             result = job.run(progress=tick)
         except KeyboardInterrupt:

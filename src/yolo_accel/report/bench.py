@@ -6,8 +6,8 @@ import base64
 import html
 from pathlib import Path
 
-from ..runs import write_json_atomic, write_text_atomic
 from . import plots
+from .files import write_report_files
 
 # readable at any width: system fonts at 16 px, tables that scroll rather than squeeze
 STYLE = (
@@ -178,10 +178,4 @@ def write_bench_report(report: dict, folder: str | Path, write_json: bool = True
     """Write bench.json (unless re-rendering), bench.md and bench.html into `folder`."""
     folder = Path(folder)
     md, page = markdown(report), html_page(report, figures(report))  # rendered before anything is written
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    if write_json:
-        paths["json"] = write_json_atomic(folder / "bench.json", report)
-    paths["md"] = write_text_atomic(folder / "bench.md", md)
-    paths["html"] = write_text_atomic(folder / "bench.html", page)
-    return paths
+    return write_report_files(report, folder, "bench", md, page, write_json)

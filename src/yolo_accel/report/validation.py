@@ -6,9 +6,9 @@ import base64
 import html
 from pathlib import Path
 
-from ..runs import write_json_atomic, write_text_atomic
 from . import plots
 from .bench import STYLE
+from .files import write_report_files
 
 
 def _pct(v: float) -> str:
@@ -273,8 +273,4 @@ def write_validation_report(report: dict, folder: str | Path, write_json: bool =
     """Write report.json (unless re-rendering), report.md and report.html (plots embedded) into `folder`."""
     folder = Path(folder)
     md, page = markdown(report), html_page(report, figures(report))  # rendered before anything is written
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {"json": write_json_atomic(folder / "report.json", report)} if write_json else {}
-    paths["md"] = write_text_atomic(folder / "report.md", md)
-    paths["html"] = write_text_atomic(folder / "report.html", page)
-    return paths
+    return write_report_files(report, folder, "report", md, page, write_json)

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -162,3 +163,79 @@ ray.kill(job.actors[engine])
 t.join()
 json.dump(result, open(out + "/summary.json", "w"))
 """.replace("LINE", LINE).replace("FRAMES2", str(FRAMES * 2))
+
+
+@needs_ray
+@pytest.mark.slow
+def test_serve_runs_its_streams_on_ray_and_stores_the_reference_events(tmp_path, assets_root, yolov5n_pt):
+    """`serve --ray local`: a stream runs as a Ray actor; its events in the database are those of the
+    sequential reference path, its frames all counted, and its live video reaches a viewer."""
+    import socket
+
+    import cv2
+    import httpx
+
+    data = tmp_path / "data"
+    (data / "uploads").mkdir(parents=True)
+    src = cv2.VideoCapture(str(assets_root / "videos" / "highway_traffic_720p.mp4"))
+    clip = data / "uploads" / "clip.mp4"
+    w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (1280, 720))
+    for _ in range(FRAMES):
+        ok, img = src.read()
+        assert ok
+        w.write(img)
+    w.release()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "yolo_accel", "serve", "-m", str(yolov5n_pt), "--imgsz", "320", "--ray", "local"]
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(port), "--data-dir", str(data)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert time.time() < deadline and proc.poll() is None, proc.stdout.read().decode()
+                time.sleep(0.3)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
+            r = c.post("/api/streams", json={"source": "uploads/clip.mp4", "lines": [LINE], "classes": "car,truck"})
+            assert r.status_code == 201, r.text
+            sid = r.json()["id"]
+            jpeg = None
+            with c.stream("GET", f"/api/streams/{sid}/video.mjpg") as v:
+                if v.status_code == 200:  # 409 once the stream has ended: then there is nothing to watch
+                    buf = b""
+                    for chunk in v.iter_bytes():
+                        buf += chunk
+                        start, end = buf.find(b"\xff\xd8"), buf.find(b"\xff\xd9")
+                        if start >= 0 and end > start:
+                            jpeg = buf[start : end + 2]
+                            break
+            deadline = time.time() + 300
+            while (row := c.get(f"/api/streams/{sid}").json())["status"] not in ("finished", "failed", "stopped"):
+                assert time.time() < deadline
+                time.sleep(0.3)
+            assert row["status"] == "finished" and row["frames"] == FRAMES, row
+            events = c.get(f"/api/streams/{sid}/events").json()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert jpeg is not None  # the live video reached a viewer here, from the actor
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None and img.shape == (720, 1280, 3)
+    from yolo_accel import Detector
+    from yolo_accel.video.engine import run_sequential
+    from yolo_accel.video.processor import StreamSettings
+    from yolo_accel.video.sources import open_source
+
+    ref_events = tmp_path / "ref.jsonl"
+    with Detector(yolov5n_pt, imgsz=320, conf=0.25, iou=0.5, max_det=30, classes="car,truck", rect=False) as det:
+        run_sequential(open_source(str(clip)), det, StreamSettings(lines=[LINE], events=str(ref_events)))
+    expected = _events(ref_events)
+    keys = ("frame", "counter", "track_id", "class_name", "direction")
+    assert [tuple(e[k] for k in keys) for e in events] == [tuple(e[k] for k in keys) for e in expected]
+    assert expected

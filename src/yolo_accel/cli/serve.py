@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..console import err, out
+from ..scale.cluster import RAY_HELP
 from .app import command
 from .options import (
     BackendOpt,
@@ -62,6 +63,20 @@ def serve_cmd(
     ocr: OcrOpt = False,
     plate_pattern: PlatePatternOpt = None,
     deploy: DeployOpt = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help=RAY_HELP + " Each stream runs as an actor where the cluster has room; its events, counts, "
+            "stage times and live video come back here.",
+        ),
+    ] = None,
+    ray_gpu_share: Annotated[
+        float,
+        typer.Option(
+            "--ray-gpu-share", min=0.01, max=1.0, help="With --ray --device cuda: the share of a GPU per stream."
+        ),
+    ] = 0.125,
 ):
     """The traffic-monitoring web app: add a camera or upload a video, watch it live with boxes and
     counts, read the crossing events from the database, the API (/docs) and /metrics.
@@ -79,6 +94,13 @@ def serve_cmd(
     if cfg is not None:
         model, device = cfg.artifact, cfg.run_device
     check_ocr_options(ocr, plate_pattern)
+    if ray is not None:
+        if ocr:
+            raise SettingsError("--ocr: not with --ray (plates are read and kept beside the stream); leave one out")
+        from ..scale.cluster import connect
+
+        with err.status(f"joining Ray ({ray})"):
+            connect(ray)  # a cluster that is not there is one line now, not a failure in every stream
     if host not in LOOPBACK and not token:
         raise SettingsError(f"--host {host} serves beyond this machine: give --token (or YOLO_ACCEL_TOKEN)")
     check_folder(data_dir, "--data-dir")
@@ -101,6 +123,8 @@ def serve_cmd(
         ocr=ocr,
         plate_pattern=plate_pattern,
         deploy=str(deploy) if deploy else None,
+        ray=ray,
+        ray_gpu_share=ray_gpu_share,
     )
     with err.status(f"loading {model.name}"), Detector(**settings.detector_kwargs()) as det:
         names = dict(det.names)

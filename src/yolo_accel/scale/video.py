@@ -35,13 +35,34 @@ class StreamJob:
     max_frames: int | None = None
 
 
+class EventsTail:
+    """The events an engine writes to a file, handed over only up to a finished frame: each call gives
+    the events of frames up to `upto` not given before (whole lines only; later ones wait)."""
+
+    def __init__(self, path: str):
+        self.path, self.offset, self.pending = path, 0, []
+
+    def take(self, upto: float) -> list[dict]:
+        events = self.pending + self._read()
+        self.pending = [e for e in events if e["frame"] > upto]
+        return [e for e in events if e["frame"] <= upto]
+
+    def _read(self) -> list[dict]:
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1  # whole lines only: the rest is being written
+        self.offset += end
+        return [json.loads(line) for line in data[:end].splitlines() if line.strip()]
+
+
 @dataclass
 class _Run:
     engine: object
     jobs: list[StreamJob]
-    events: list[str]  # per job: the events file this engine writes
-    offsets: list[int]
-    pending: list[list[dict]]
+    tails: list[EventsTail]  # per job: the events file this engine writes
     thread: threading.Thread
     result: dict | None = None
     error: str | None = None
@@ -99,7 +120,7 @@ class EngineWorker:
             except Exception as e:  # that stream fails, the others run
                 sources.append(e)
         engine = VideoEngine(det, sources, settings, self.es)
-        run = _Run(engine, jobs, events, [0] * len(jobs), [[] for _ in jobs], threading.Thread(daemon=True))
+        run = _Run(engine, jobs, [EventsTail(p) for p in events], threading.Thread(daemon=True))
 
         def body():
             try:
@@ -121,27 +142,14 @@ class EngineWorker:
         last = dict(run.engine.last_done)  # read before the files: their events are in by now
         out = {}
         for sid, job in enumerate(run.jobs):
-            events = run.pending[sid] + self._read(run, sid)
             upto = float("inf") if finished else last.get(sid, -1)
-            run.pending[sid] = [e for e in events if e["frame"] > upto]
-            out[job.key] = {"last": last.get(sid), "events": [e for e in events if e["frame"] <= upto]}
+            out[job.key] = {"last": last.get(sid), "events": run.tails[sid].take(upto)}
         reply = {"streams": out, "finished": finished, "error": run.error}
         if finished and run.result is not None:
             reply["summaries"] = {job.key: s for job, s in zip(run.jobs, run.result["streams"])}
         if finished:
             del self.runs[run_id]
         return reply
-
-    def _read(self, run: _Run, sid: int) -> list[dict]:
-        path = run.events[sid]
-        if not os.path.exists(path):
-            return []
-        with open(path, "rb") as f:
-            f.seek(run.offsets[sid])
-            data = f.read()
-        end = data.rfind(b"\n") + 1  # whole lines only: the rest is being written
-        run.offsets[sid] += end
-        return [json.loads(line) for line in data[:end].splitlines() if line.strip()]
 
     def stop(self) -> None:
         for run in self.runs.values():

@@ -11,6 +11,7 @@ finishes its files). A stopped file stream resumes at the frame where it stopped
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import queue
@@ -77,6 +78,8 @@ class ServeSettings:
     ocr: bool = False  # read vehicles' plates (the events get their text, the page their crops)
     plate_pattern: str | None = None
     deploy: str | None = None  # a bundle from `optimize`: its artifact and configuration for every stream
+    ray: str | None = None  # run the streams as actors on this Ray cluster ("local", "auto", HOST:PORT)
+    ray_gpu_share: float = 0.125  # of a GPU per stream on the cluster (--device cuda)
 
     def detector_kwargs(self) -> dict:
         """Detector(**kwargs) for a stream: the bundle's configuration, or the options given."""
@@ -218,6 +221,9 @@ class StreamManager:
 
     def _run(self, run: Run) -> None:
         """In a thread of the server: start the stream's process, commit its events, record its end."""
+        if self.s.ray:
+            self._run_on_ray(run)
+            return
         ctx = mp.get_context("spawn")
         row = self.store.stream(run.sid)
         run.counter = ctx.Value("q", run.start_frame)
@@ -273,6 +279,95 @@ class StreamManager:
         finally:
             run.done.set()
 
+    def _run_on_ray(self, run: Run) -> None:
+        """The stream as an actor on the Ray cluster: its events are stored up to its last finished frame,
+        its frames relayed to a loopback MJPEG server here while someone watches."""
+        from ..device import parse_device
+        from ..scale.cluster import connect
+        from ..scale.serve_stream import StreamWorker
+        from ..video.sinks import MjpegServer
+
+        row = self.store.stream(run.sid)
+        run.counter, run.stats = _Value(run.start_frame), _Snapshot()
+        last, saved_at, refreshed_at = run.start_frame, time.perf_counter(), time.perf_counter()
+        local = actor = None
+        try:
+            ray = connect(self.s.ray)
+            kwargs = self.s.detector_kwargs()
+            gpu = parse_device(kwargs["device"]).is_cuda
+            if gpu:
+                kwargs["device"] = "cuda"  # Ray shows the actor its GPU as cuda:0
+            options = {"num_gpus": self.s.ray_gpu_share, "num_cpus": 1} if gpu else {"num_cpus": 1}
+            local = MjpegServer(run.mjpeg_port)
+            actor = ray.remote(**options)(StreamWorker).remote(
+                kwargs, self.s.max_det, row, run.start_frame, self.s.preview_fps, _stats_factory
+            )
+            run.process = _ActorHandle(actor, run)
+            if run.stop_requested:
+                run.process.terminate()
+            threading.Thread(target=self._relay_frames, args=(run, actor, local), daemon=True).start()
+            self.store.update_stream(run.sid, status="running")
+            end = None
+            while end is None:
+                try:
+                    reply = ray.get(actor.poll.remote(), timeout=120)
+                except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
+                    end = {"error": f"the stream's Ray actor was lost ({message(e)})"}
+                    break
+                run.stats.value = reply["stats"]
+                if reply["events"]:
+                    self.on_events(run.sid, self.store.add_events(run.sid, reply["events"]))
+                run.counter.value = reply["next_frame"]  # after its events are stored: a resume point
+                if run.frames > last:
+                    self.on_frames(run.sid, run.frames - last)
+                    last = run.frames
+                now = time.perf_counter()
+                if now - refreshed_at > 2.0:
+                    refreshed_at = now
+                    run.refresh()
+                if now - saved_at > 2.0:
+                    saved_at = now
+                    self.store.update_stream(run.sid, frames=run.frames, fps=run.fps)
+                end = reply.get("end")
+                if end is None:
+                    time.sleep(0.5)
+            status = "failed" if end.get("error") else ("stopped" if run.stop_requested else "finished")
+            fields = {"status": status, "error": end.get("error"), "frames": run.frames}
+            fields["fps"] = end.get("fps", run.fps)
+        except Exception as e:  # no cluster, or the actor could not be placed
+            fields = {"status": "failed", "error": message(e), "frames": run.frames, "fps": run.fps}
+        finally:
+            run.ended.set()
+            if actor is not None:
+                with contextlib.suppress(Exception):
+                    ray.kill(actor)
+            if local is not None:
+                local.close()
+        try:
+            if run.frames > last:
+                self.on_frames(run.sid, run.frames - last)
+            self.store.update_stream(run.sid, **fields)
+        finally:
+            run.done.set()
+
+    def _relay_frames(self, run: Run, actor, local) -> None:
+        """While the loopback MJPEG server here has viewers, fetch the actor's newest frames for it."""
+        import ray
+
+        seen, pause = 0, 1.0 / (self.s.preview_fps or 25.0)
+        while not run.ended.is_set():
+            if local.viewers == 0:
+                time.sleep(0.2)
+                continue
+            try:
+                seen, jpeg = ray.get(actor.jpeg.remote(seen), timeout=10)
+            except Exception:  # the actor is gone: the run's loop records that
+                time.sleep(0.5)
+                continue
+            if jpeg is not None:
+                local.publish_jpeg(jpeg)
+            time.sleep(pause)
+
     def _tail(self, run: Run) -> None:
         """Commit the events file's complete lines as they appear, until the run is over; every 2 s, store
         how far the stream got. That point is read before the file: the stream's process writes a frame's
@@ -298,6 +393,40 @@ class StreamManager:
                 saved_at = time.perf_counter()
                 self.store.update_stream(run.sid, frames=frames, fps=run.fps)
             time.sleep(0.2)
+
+
+class _Value:
+    """What `Run.counter` is for a stream on Ray: the next frame index, set by the server's poll."""
+
+    def __init__(self, value: int):
+        self.value = value
+
+
+class _Snapshot:
+    """What `Run.stats` is for a stream on Ray: the stage statistics of the actor's last reply."""
+
+    value: tuple = ({}, 0)
+
+    def read(self) -> tuple:
+        return self.value
+
+
+class _ActorHandle:
+    """What `Run.process` is for a stream on Ray (stop() terminates it)."""
+
+    def __init__(self, actor, run: Run):
+        self.actor, self.run = actor, run
+
+    def is_alive(self) -> bool:
+        return not self.run.ended.is_set()
+
+    def terminate(self) -> None:
+        with contextlib.suppress(Exception):
+            self.actor.stop.remote()
+
+
+def _stats_factory() -> LiveStats:
+    return LiveStats(mp.get_context("spawn"))
 
 
 def plates_dir(data_dir, sid: int) -> Path:

@@ -16,6 +16,8 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 
+from ..video.sinks import read_mjpeg_part
+
 BOUNDARY = b"frame"
 
 
@@ -52,7 +54,7 @@ class MjpegRelay:
                     conn.request("GET", "/")
                     resp = conn.getresponse()
                     while self.alive() and self.viewers > 0:
-                        jpeg = _next_part(resp)
+                        jpeg = read_mjpeg_part(resp)
                         if jpeg is None:
                             return
                         self.loop.call_soon_threadsafe(self._publish, jpeg)
@@ -93,18 +95,3 @@ class MjpegRelay:
                 yield head + jpeg + b"\r\n"
         finally:
             self.viewers -= 1
-
-
-def _next_part(resp) -> bytes | None:
-    """The next JPEG of a multipart response (headers with Content-Length, then the bytes), or None at its end."""
-    length = None
-    while True:
-        line = resp.readline()
-        if not line:
-            return None
-        line = line.strip()
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-        elif not line and length is not None:
-            data = resp.read(length)
-            return data if len(data) == length else None

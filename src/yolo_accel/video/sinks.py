@@ -301,9 +301,31 @@ class MjpegServer:
                 self._latest = buf.tobytes()
                 self._cond.notify_all()
 
+    def publish_jpeg(self, jpeg: bytes) -> None:
+        """An already encoded frame (one relayed from another machine)."""
+        self._published_at = time.perf_counter()
+        with self._cond:
+            self._latest = jpeg
+            self._cond.notify_all()
+
     def close(self) -> None:
         self.closed = True
         with self._cond:
             self._cond.notify_all()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def read_mjpeg_part(resp) -> bytes | None:
+    """The next JPEG of a multipart response (headers with Content-Length, then the bytes), or None at its end."""
+    length = None
+    while True:
+        line = resp.readline()
+        if not line:
+            return None
+        line = line.strip()
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+        elif not line and length is not None:
+            data = resp.read(length)
+            return data if len(data) == length else None

@@ -310,3 +310,13 @@ def test_bad_bundles_are_one_line_errors(tmp_path, bundle):
 
     s = ServeSettings(model="ignored.pt", data_dir=tmp_path, deploy=str(out))
     assert s.detector_kwargs()["model"] == out / "model.onnx"
+
+
+def test_bench_with_deploy_times_the_bundles_configuration(bundle, tmp_path):
+    out, _ = bundle
+    res = _cli(["bench", "--deploy", str(out), "--iters", "5", "--e2e-iters", "3", "--report-dir", str(tmp_path / "b")])
+    assert res.returncode == 0, res.stdout + res.stderr
+    report = json.loads((tmp_path / "b" / "bench.json").read_text())
+    (row,) = report["rows"]
+    assert row["ok"] and row["backend"] == "onnxruntime" and row["batch"] == 1
+    assert report["model"]["path"] == str(out / "model.onnx")

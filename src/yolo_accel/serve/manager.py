@@ -260,18 +260,22 @@ class StreamManager:
             except queue.Empty:  # killed before it could report (SIGTERM while loading the model, or a crash)
                 code = run.process.exitcode
                 end = {} if run.stop_requested else {"error": f"the stream's process exited with code {code}"}
-            if end.get("error"):
-                status = "failed"
-            else:
-                status = "stopped" if run.stop_requested else "finished"
-            fields = {"status": status, "error": end.get("error"), "frames": run.frames}
-            fields["fps"] = end.get("fps", run.fps)
+            fields = self._end_fields(run, end)
         except Exception as e:  # the process could not start
             fields = {"status": "failed", "error": message(e), "frames": run.frames, "fps": run.fps}
         finally:
             run.ended.set()
             if tail.is_alive():
                 tail.join(timeout=10)
+        self._record_end(run, fields, last)
+
+    @staticmethod
+    def _end_fields(run: Run, end: dict) -> dict:
+        """The stream's row at its end, from what its process (or actor) reported."""
+        status = "failed" if end.get("error") else ("stopped" if run.stop_requested else "finished")
+        return {"status": status, "error": end.get("error"), "frames": run.frames, "fps": end.get("fps", run.fps)}
+
+    def _record_end(self, run: Run, fields: dict, last: int) -> None:
         try:
             if run.frames > last:
                 self.on_frames(run.sid, run.frames - last)
@@ -331,9 +335,7 @@ class StreamManager:
                 end = reply.get("end")
                 if end is None:
                     time.sleep(0.5)
-            status = "failed" if end.get("error") else ("stopped" if run.stop_requested else "finished")
-            fields = {"status": status, "error": end.get("error"), "frames": run.frames}
-            fields["fps"] = end.get("fps", run.fps)
+            fields = self._end_fields(run, end)
         except Exception as e:  # no cluster, or the actor could not be placed
             fields = {"status": "failed", "error": message(e), "frames": run.frames, "fps": run.fps}
         finally:
@@ -343,12 +345,7 @@ class StreamManager:
                     ray.kill(actor)
             if local is not None:
                 local.close()
-        try:
-            if run.frames > last:
-                self.on_frames(run.sid, run.frames - last)
-            self.store.update_stream(run.sid, **fields)
-        finally:
-            run.done.set()
+        self._record_end(run, fields, last)
 
     def _relay_frames(self, run: Run, actor, local) -> None:
         """While the loopback MJPEG server here has viewers, fetch the actor's newest frames for it."""

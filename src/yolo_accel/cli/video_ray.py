@@ -29,7 +29,7 @@ def run_video_on_ray(
 ) -> None:
     from ..errors import SettingsError
     from ..runs import write_json_atomic
-    from ..scale.cluster import connect, cpu_count, gpu_count
+    from ..scale.cluster import check_model_here, connect, cpu_count, gpu_count
     from ..scale.video import RayVideoJob
     from ..video.engine import stream_path
 
@@ -40,6 +40,7 @@ def run_video_on_ray(
             "are gathered here); run those streams without --ray"
         )
     n = len(sources)
+    check_model_here(detector_kwargs["model"])
     ray = connect(address, num_cpus=None)
     if gpu:
         have = gpu_count(ray)

@@ -23,6 +23,7 @@ def connect(address: str, num_cpus: int | None = None):
     common = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": False}
     if not address:
         raise SettingsError("--ray needs a value: local, auto, or the cluster's HOST:PORT")
+    quiet_ray_logs()
     try:
         if address == "local":
             # one CPU more than the machine has: CPU engines hold one each, and Ray Data's read and
@@ -48,3 +49,40 @@ def gpu_count(ray) -> int:
 
 def cpu_count(ray) -> int:
     return int(ray.cluster_resources().get("CPU", 0))
+
+
+def check_model_here(model) -> None:
+    """A missing, empty or corrupt model file is one line here, before Ray starts anything (on the
+    cluster it would fail in every worker, each with a page of Ray's logging)."""
+    from pathlib import Path
+
+    from ..backends.base import BACKENDS
+    from ..model import check_model_path, checkpoint_family
+
+    p = check_model_path(model, tuple(sorted({x for s in BACKENDS.values() for x in s.suffixes})))
+    if p.suffix.lower() == ".pt":
+        checkpoint_family(Path(p))
+
+
+def failure_line(e: BaseException) -> str:
+    """The cause of a Ray error in one line: Ray wraps the actor's or task's own exception in pages of
+    context, whose last line names it."""
+    import re
+
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    line = lines[-1] if lines else type(e).__name__
+    m = re.match(r"^([\w.]+)\.(\w+): (.*)$", line)  # module.path.SomeError: what
+    if m:
+        line = m.group(3) if m.group(1).startswith("yolo_accel") else f"{m.group(2)}: {m.group(3)}"
+    return line[:300]
+
+
+def quiet_ray_logs() -> None:
+    """Ray and Ray Data log progress and whole tracebacks to the terminal; the command prints its own
+    progress and one line for an error (Ray's logs stay in /tmp/ray/session_latest/logs)."""
+    import logging
+
+    for name in ("ray", "ray.data", "ray.data.exceptions", "ray.data._internal"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")

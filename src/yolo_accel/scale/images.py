@@ -66,8 +66,12 @@ def predict_folder(
     """Detections of every image under `folder` into Parquet files in `out_dir`; returns counts."""
     import time
 
+    from .cluster import quiet_ray_logs
+
     t0 = time.perf_counter()
-    ds = ray.data.read_binary_files(str(folder), include_paths=True, file_extensions=IMAGE_EXTENSIONS)
+    read = ray.data.read_binary_files  # importing Ray Data configures its loggers: quieted after
+    quiet_ray_logs()
+    ds = read(str(folder), include_paths=True, file_extensions=IMAGE_EXTENSIONS)
     resources = {"num_gpus": 1} if gpu else {"num_cpus": 1}
     # decoding in CPU tasks of their own keeps the detectors fed: in the detector's actor it was the
     # bottleneck (one core per GPU)

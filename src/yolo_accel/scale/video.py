@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..errors import SettingsError, message
+from ..errors import ModelError, SettingsError, message
 
 
 @dataclass
@@ -238,7 +238,14 @@ class RayVideoJob:
         self._new_actor = lambda: actor_cls.remote(detector_kwargs, settings, engine, stride, retries, nvdec, loop)
         self.actors = [self._new_actor() for _ in range(engines)]
         self.alive = list(range(engines))
-        self.where = ray.get([a.where.remote() for a in self.actors])
+        try:
+            self.where = ray.get([a.where.remote() for a in self.actors])
+        except ray.exceptions.RayError as e:  # the model or the device failed in the engine's start
+            from .cluster import failure_line
+
+            for a in self.actors:
+                ray.kill(a)
+            raise ModelError(f"the video engines could not start on Ray: {failure_line(e)}") from None
         self.load = [0.0] * engines
         self.runs: dict[str, tuple[int, list[int]]] = {}  # run id -> (engine, stream keys)
         self._n = 0

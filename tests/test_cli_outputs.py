@@ -258,9 +258,9 @@ def test_a_write_that_fails_during_validate_prints_the_results_first(tmp_path, y
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(runs, "write_text_atomic", full)
-    import yolo_accel.report.validation as validation
+    import yolo_accel.report.files as report_files
 
-    monkeypatch.setattr(validation, "write_text_atomic", full)
+    monkeypatch.setattr(report_files, "write_text_atomic", full)
     rep = tmp_path / "rep"
     res = runner.invoke(
         app,

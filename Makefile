@@ -19,8 +19,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: install
 	$(VENV)/bin/yolo-accel demo
 
+# two pytest workers, one test file each at a time: many tests wait on subprocesses (servers, Ray,
+# encoders), and two workers overlap that waiting on the 2-core CI machine
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile --durations=15
 
 test-gpu: install
 	$(PY) -m pytest -m gpu -v

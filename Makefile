@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= torch,yolov5,video,serve,ocr,openvino,ray,test
 
-.PHONY: install demo test test-gpu lint format clean
+.PHONY: install demo test test-extended test-gpu lint format clean
 
 install: $(VENV)/.installed
 
@@ -19,10 +19,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: install
 	$(VENV)/bin/yolo-accel demo
 
-# two pytest workers, one test file each at a time: many tests wait on subprocesses (servers, Ray,
-# encoders), and two workers overlap that waiting on the 2-core CI machine
+# the long end-to-end tests marked `extended` run with `make test-extended` (CI keeps to 30 minutes)
 test: install
-	$(PY) -m pytest -n 2 --dist loadfile --durations=15
+	$(PY) -m pytest -m "not extended" --durations=15
+
+test-extended: install
+	$(PY) -m pytest -m extended -v
 
 test-gpu: install
 	$(PY) -m pytest -m gpu -v

@@ -189,6 +189,7 @@ def test_a_signal_ends_every_stream_cleanly(tmp_path, video, yolov5n_pt, sig):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_soak_two_minutes_memory_stays_flat(tmp_path, video, yolov5n_pt):
     """One stream looping the clip for 2 minutes: host memory flat within 5 % after warm-up."""
     summary = tmp_path / "soak.json"

@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= torch,yolov5,video,serve,ocr,openvino,ray,test
 
-.PHONY: install demo test test-extended test-gpu lint format clean
+.PHONY: install demo test test-fast test-gpu lint format clean
 
 install: $(VENV)/.installed
 
@@ -19,12 +19,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: install
 	$(VENV)/bin/yolo-accel demo
 
-# the long end-to-end tests marked `extended` run with `make test-extended` (CI keeps to 30 minutes)
+# every test, on two pytest-xdist workers (one inference thread each; tests/conftest.py groups them)
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 test: install
-	$(PY) -m pytest -m "not extended" --durations=15
+	$(PY) -m pytest $(XDIST) --durations=30
 
-test-extended: install
-	$(PY) -m pytest -m extended -v
+# the inner loop: everything not marked slow (see CONTRIBUTING.md)
+test-fast: install
+	$(PY) -m pytest $(XDIST) -m "not slow" --durations=10
 
 test-gpu: install
 	$(PY) -m pytest -m gpu -v

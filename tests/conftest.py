@@ -8,17 +8,62 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+_GROUP = pytest.StashKey[str]()
+
+
+# Groups that run longest, started first so that the two workers of `make test` finish together
+# (longest first: what is left at the end is short). Every other test runs in its module's group.
+LONGEST_FIRST = (
+    "test_compiled.py::torch-compile-yolov8n",
+    "test_video_engine.py::soak",
+    "test_compiled.py::torch-compile-yolov5n",
+    "test_compiled.py::package",
+    "test_ray.py",
+    "test_openvino.py",
+    "test_video_engine.py",
+    "test_package.py",
+    "test_serve.py",
+    "test_video.py",
+    "test_validate.py",
+    "test_plates.py",
+    "test_optimize.py",
+    "test_compiled.py::cache",
+)
+
 
 def pytest_configure(config):
-    # every test session gets its own ONNX/engine cache, never the user's
+    # every test session gets its own ONNX/engine cache, never the user's; under pytest-xdist the
+    # controller makes it before the workers start, so they share it (the cache locks each entry)
     if "YOLO_ACCEL_CACHE" not in os.environ:
         import tempfile
 
         os.environ["YOLO_ACCEL_CACHE"] = tempfile.mkdtemp(prefix="yolo-accel-test-cache-")
     os.environ.setdefault("YOLO_OFFLINE", "True")
+    if getattr(config.option, "numprocesses", None):
+        # N workers on N cores: one inference thread each (torch, ONNX Runtime, OpenVINO, OpenBLAS),
+        # inherited by the workers and by the commands they start. Runtimes that start a busy-waiting
+        # thread per core in every worker made two workers slower than one.
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "YOLO_ACCEL_THREADS"):
+            os.environ.setdefault(var, "1")
 
 
+def _group(item) -> str:
+    module = item.path.name
+    marker = item.get_closest_marker("xdist_group")  # a test's own group names its module: "test_x.py::name"
+    return (marker.args[0] if marker.args else marker.kwargs["name"]) if marker is not None else module
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
+    # one pytest-xdist group per module (its module fixtures are built once), unless a test names its own
+    # group; the longest groups first. Without xdist the marks do nothing and only the order changes.
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    for item in items:
+        group = _group(item)
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
+        item.stash[_GROUP] = group
+    items.sort(key=lambda it: rank.get(it.stash[_GROUP], len(rank)))
     cuda = False
     try:
         import torch
@@ -56,15 +101,33 @@ def coco128_images(assets_root) -> list[Path]:
     return sorted((assets_root / "datasets" / "coco128" / "images" / "train2017").glob("*.jpg"))
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """The folder `name`, filled by `build(folder)` once per test run: under pytest-xdist the first worker
+    to ask builds it (the others wait on a lock, then read it), so a shared fixture is not made twice."""
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder, done = root / f"shared-{name}", root / f"shared-{name}.done"
+    with open(root / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            folder.mkdir(exist_ok=True)
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def yolov5n_onnx(tmp_path_factory, yolov5n_pt) -> Path:
     """A static 640 FP32 export of the real YOLOv5n."""
     from yolo_accel.export.onnx import OnnxExportSettings, export_onnx
 
-    out = tmp_path_factory.mktemp("onnx") / "yolov5n.onnx"
-    result = export_onnx(yolov5n_pt, out, OnnxExportSettings())
-    assert result.ok
-    return out
+    def build(folder):
+        assert export_onnx(yolov5n_pt, folder / "yolov5n.onnx", OnnxExportSettings()).ok
+
+    return built_once(tmp_path_factory, "onnx", build) / "yolov5n.onnx"
 
 
 @pytest.fixture(scope="session")
@@ -80,32 +143,33 @@ def ultralytics_pts(tmp_path_factory, coco128_images) -> dict[str, Path]:
     from yolo_accel._deps import quiet
     from yolo_accel.ops import preprocess
 
-    images = [read_bgr(p) for p in coco128_images[:16]]
-    x = torch.from_numpy(preprocess(images, (640, 640))[0])
-    folder = tmp_path_factory.mktemp("ultralytics")
-    out = {}
-    with quiet():
-        from ultralytics import YOLO
+    names = ("yolov8n", "yolo11n")
 
-        for name in ("yolov8n", "yolo11n"):
-            torch.manual_seed(0)
-            model = YOLO(f"{name}.yaml")
-            net = model.model
-            bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-            for m in bns:
-                m.reset_running_stats()
-                m.momentum = None  # cumulative average over the calibration batches
-            net.train()
-            with torch.no_grad():
-                for i in range(0, len(x), 4):
-                    net(x[i : i + 4])
-            for m in bns:
-                m.momentum = 0.03
-            net.eval()
-            path = folder / f"{name}.pt"
-            model.save(path)
-            out[name] = path
-    return out
+    def build(folder):
+        images = [read_bgr(p) for p in coco128_images[:16]]
+        x = torch.from_numpy(preprocess(images, (640, 640))[0])
+        with quiet():
+            from ultralytics import YOLO
+
+            for name in names:
+                torch.manual_seed(0)
+                model = YOLO(f"{name}.yaml")
+                net = model.model
+                bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+                for m in bns:
+                    m.reset_running_stats()
+                    m.momentum = None  # cumulative average over the calibration batches
+                net.train()
+                with torch.no_grad():
+                    for i in range(0, len(x), 4):
+                        net(x[i : i + 4])
+                for m in bns:
+                    m.momentum = 0.03
+                net.eval()
+                model.save(folder / f"{name}.pt")
+
+    folder = built_once(tmp_path_factory, "ultralytics", build)
+    return {name: folder / f"{name}.pt" for name in names}
 
 
 @pytest.fixture(scope="session")

@@ -51,10 +51,17 @@ def test_doctor_flags_both_onnxruntime_builds(monkeypatch):
 
 
 def test_demo_end_to_end(tmp_path, monkeypatch):
+    """The whole demo once, beside an earlier run's folder: it writes a new one and leaves that one alone
+    (one run proves both; a second full demo only to see the folder named run2 cost as much again)."""
     monkeypatch.chdir(tmp_path)
+    earlier = tmp_path / "runs" / "demo" / "run"
+    earlier.mkdir(parents=True)
+    (earlier / "demo.json").write_text('{"earlier": true}')
     res = runner.invoke(app, ["demo"])
     assert res.exit_code == 0, res.output
-    run = tmp_path / "runs" / "demo" / "run"
+    assert sorted(p.name for p in earlier.iterdir()) == ["demo.json"]  # the earlier run is not overwritten
+    assert json.loads((earlier / "demo.json").read_text()) == {"earlier": True}
+    run = tmp_path / "runs" / "demo" / "run2"
     summary = json.loads((run / "demo.json").read_text())
     assert summary["parity"]["passed"] and summary["parity"]["match_rate"] >= 0.98
     assert (run / "yolov5n.onnx").is_file()
@@ -69,6 +76,3 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
     assert val["backends"]["onnxruntime"]["similarity"]["match_rate"] >= 0.99
     assert (run / "validate" / "report.html").is_file() and "report.html" in res.output
     assert summary["video"]["frames"] == 150 and (run / "traffic.mp4").stat().st_size > 100_000
-    # a second run never overwrites the first
-    assert runner.invoke(app, ["demo"]).exit_code == 0
-    assert (tmp_path / "runs" / "demo" / "run2" / "demo.json").is_file()

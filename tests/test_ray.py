@@ -102,7 +102,6 @@ def test_a_folder_on_ray_data_gives_predicts_detections(tmp_path, yolov5n_pt, co
 
 @needs_ray
 @pytest.mark.slow
-@pytest.mark.extended
 def test_a_killed_engine_s_stream_resumes_elsewhere_with_every_event_once(tmp_path, yolov5n_pt, assets_root):
     """Run in a child process (Ray's driver in pytest's own process is not wanted); it writes what the
     job did, and this test checks it against two runs without Ray."""
@@ -168,7 +167,6 @@ json.dump(result, open(out + "/summary.json", "w"))
 
 @needs_ray
 @pytest.mark.slow
-@pytest.mark.extended
 def test_serve_runs_its_streams_on_ray_and_stores_the_reference_events(tmp_path, assets_root, yolov5n_pt):
     """`serve --ray local`: a stream runs as a Ray actor; its events in the database are those of the
     sequential reference path, its frames all counted, and its live video reaches a viewer."""

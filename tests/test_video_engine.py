@@ -189,7 +189,7 @@ def test_a_signal_ends_every_stream_cleanly(tmp_path, video, yolov5n_pt, sig):
 
 
 @pytest.mark.slow
-@pytest.mark.extended
+@pytest.mark.xdist_group("test_video_engine.py::soak")  # two minutes of one core: beside the rest
 def test_soak_two_minutes_memory_stays_flat(tmp_path, video, yolov5n_pt):
     """One stream looping the clip for 2 minutes: host memory flat within 5 % after warm-up."""
     summary = tmp_path / "soak.json"

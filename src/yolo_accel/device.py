@@ -53,3 +53,30 @@ def check_torch_cuda(device: Device) -> None:
     n = torch.cuda.device_count()
     if device.index >= n:
         raise DeviceError(f"--device {device} asked for, but only {n} CUDA device(s) exist")
+
+
+THREADS_ENV = "YOLO_ACCEL_THREADS"
+
+
+def cpu_threads(requested: int = 0) -> int:
+    """The CPU threads a backend may use for inference: `requested` when given (> 0), else
+    $YOLO_ACCEL_THREADS, else 0 (the runtime's own default: one per core).
+
+    For several yolo-accel processes on one machine (containers, test workers, one process per
+    camera): each runtime otherwise starts a thread per core, and their busy-waiting threads
+    then compete for the same cores.
+    """
+    import os
+
+    if requested > 0:
+        return requested
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if not text:
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingsError(f"${THREADS_ENV} must be a whole number of threads (got {text!r})") from None
+    if value < 0:
+        raise SettingsError(f"${THREADS_ENV} must be 0 or more (got {value})")
+    return value

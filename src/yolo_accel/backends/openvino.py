@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .._deps import require
-from ..device import Device
+from ..device import Device, cpu_threads
 from ..errors import DeviceError, ModelError
 from .base import Backend
 
@@ -55,6 +55,8 @@ class OpenVINOBackend(Backend):
         self.info = read_openvino_info(model, path, names_file)
         self.precision = "bf16" if half else "f32"
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": self.precision}
+        if threads := cpu_threads():
+            config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
         self._output = self.compiled.output(0)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .._deps import available, require
-from ..device import Device
+from ..device import Device, cpu_threads
 from ..errors import DeviceError, ModelError, SettingsError
 from .base import Backend
 
@@ -147,7 +147,7 @@ class OnnxRuntimeBackend(Backend):
                 f"unknown graph optimisation level {opts.graph_optimization!r}; use one of {', '.join(_OPT_LEVELS)}"
             )
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
-        so.intra_op_num_threads = int(opts.intra_op_threads)
+        so.intra_op_num_threads = cpu_threads(int(opts.intra_op_threads))
         so.inter_op_num_threads = int(opts.inter_op_threads)
         so.log_severity_level = 3
         try:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._deps import require
-from ..device import Device, check_torch_cuda
+from ..device import Device, check_torch_cuda, cpu_threads
 from ..errors import SettingsError
 from .base import Backend
 
@@ -73,6 +73,8 @@ class _TorchRunner(Backend):
 
     def _setup(self, device: Device, half: bool, options: TorchOptions | None):
         self._torch = torch = require("torch")
+        if (threads := cpu_threads()) and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
         check_torch_cuda(device)
         self.options = options or TorchOptions()
         self.options.check(device)

@@ -130,12 +130,38 @@ def cached_export(
     sha = file_sha256(src)
     key = hashlib.sha256(json.dumps([sha, *key_parts], sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir() / kind / f"{src.stem}-{sha[:8]}-{tag}{key}{suffix}"
-    if path.is_file() and all(path.with_suffix(c).is_file() for c in companions):
+
+    def ready() -> bool:
+        return path.is_file() and all(path.with_suffix(c).is_file() for c in companions)
+
+    if ready():
         return path
-    result = export(path)
+    # processes that share the cache (cameras, workers, a second command) wait for the first one's
+    # export instead of each making the same one
+    with _cache_lock(path):
+        if ready():
+            return path
+        result = export(path)
     if not result.ok:
         raise ExportError(
             f"the {what} of {src.name} failed its parity check ({result.parity.match_rate:.1%} of "
             f"detections matched, {PARITY_THRESHOLD:.0%} needed); run `{command}` to see why"
         )
     return path
+
+
+@contextlib.contextmanager
+def _cache_lock(path: Path):
+    """An exclusive lock on one cache entry (a `.lock` file beside it), held while it is made."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; two processes may both export, the last rename wins
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -17,7 +17,7 @@ LONGEST_FIRST = (
     "test_compiled.py::torch-compile-yolov8n",
     "test_video_engine.py::soak",
     "test_compiled.py::torch-compile-yolov5n",
-    "test_compiled.py::package",
+    "test_compiled.py",  # the AOTInductor package and the tests that load it
     "test_ray.py",
     "test_openvino.py",
     "test_video_engine.py",
@@ -47,21 +47,18 @@ def pytest_configure(config):
             os.environ.setdefault(var, "1")
 
 
-def _group(item) -> str:
-    module = item.path.name
-    marker = item.get_closest_marker("xdist_group")  # a test's own group names its module: "test_x.py::name"
-    return (marker.args[0] if marker.args else marker.kwargs["name"]) if marker is not None else module
-
-
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     # one pytest-xdist group per module (its module fixtures are built once), unless a test names its own
     # group; the longest groups first. Without xdist the marks do nothing and only the order changes.
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     for item in items:
-        group = _group(item)
-        if item.get_closest_marker("xdist_group") is None:
+        marker = item.get_closest_marker("xdist_group")  # a test's own group names its module: "test_x.py::name"
+        if marker is None:
+            group = item.path.name
             item.add_marker(pytest.mark.xdist_group(group))
+        else:
+            group = marker.args[0] if marker.args else marker.kwargs["name"]
         item.stash[_GROUP] = group
     items.sort(key=lambda it: rank.get(it.stash[_GROUP], len(rank)))
     cuda = False
@@ -104,14 +101,13 @@ def coco128_images(assets_root) -> list[Path]:
 def built_once(tmp_path_factory, name: str, build) -> Path:
     """The folder `name`, filled by `build(folder)` once per test run: under pytest-xdist the first worker
     to ask builds it (the others wait on a lock, then read it), so a shared fixture is not made twice."""
-    import fcntl
+    from yolo_accel.runs import file_lock
 
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # the run's folder, above each worker's own
     folder, done = root / f"shared-{name}", root / f"shared-{name}.done"
-    with open(root / f"shared-{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(root / f"shared-{name}.lock"):
         if not done.exists():
             folder.mkdir(exist_ok=True)
             build(folder)

@@ -67,7 +67,6 @@ def _export_cli(out, yolov5n_pt, folder):
     )
 
 
-@pytest.mark.xdist_group("test_compiled.py::package")
 def test_export_checks_parity_and_leaves_only_the_package(package, tmp_path):
     path, report = package
     assert report["ok"] and report["parity"]["match_rate"] >= 0.98
@@ -82,7 +81,6 @@ def test_export_checks_parity_and_leaves_only_the_package(package, tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["r.json", "yolov5n.pt2"]  # no partial file
 
 
-@pytest.mark.xdist_group("test_compiled.py::package")
 def test_package_matches_torch_and_takes_dynamic_batches(package, yolov5n_pt, sample_images, coco128_images):
     path, _ = package
     frames = [read_bgr(p) for p in sample_images + coco128_images[:4]]
@@ -98,7 +96,6 @@ def test_package_matches_torch_and_takes_dynamic_batches(package, yolov5n_pt, sa
             det.forward(np.zeros((5, 3, 640, 640), np.float32))
 
 
-@pytest.mark.xdist_group("test_compiled.py::package")
 def test_package_runs_without_ultralytics_or_yolov5(package, sample_images, yolov5n_pt):
     path, _ = package
     code = (
@@ -117,7 +114,6 @@ def test_package_runs_without_ultralytics_or_yolov5(package, sample_images, yolo
     assert np.allclose(np.sort(np.asarray(xyxy), 0), np.sort(ref.xyxy, 0), atol=1.0)
 
 
-@pytest.mark.xdist_group("test_compiled.py::package")
 def test_package_errors(package, tmp_path):
     path, _ = package
     # a package from another torch version: one line that says to export again
@@ -149,7 +145,6 @@ def test_package_errors(package, tmp_path):
         Detector(path, torch_options=TorchOptions(cuda_graph=True))
 
 
-@pytest.mark.xdist_group("test_compiled.py::package")
 def test_loader_runs_in_a_child_first_and_remembers_it(package, monkeypatch):
     """torch's AOTInductor loader once killed whole processes (SIGSEGV, H100): a child loads first."""
     from yolo_accel.assets import cache_dir
@@ -166,7 +161,6 @@ def test_loader_runs_in_a_child_first_and_remembers_it(package, monkeypatch):
         assert det.info.path == path
 
 
-@pytest.mark.xdist_group("test_compiled.py::package")
 def test_a_loader_crash_in_the_child_is_one_error_line(package, tmp_path, monkeypatch):
     path, _ = package
     monkeypatch.setenv("YOLO_ACCEL_CACHE", str(tmp_path / "cache"))  # no verdict cached yet
@@ -180,7 +174,6 @@ def test_a_loader_crash_in_the_child_is_one_error_line(package, tmp_path, monkey
         Detector(path)
 
 
-@pytest.mark.xdist_group("test_compiled.py::package")
 def test_an_export_whose_package_crashes_the_loader_keeps_nothing(package, yolov5n_pt, tmp_path, monkeypatch):
     import torch
 

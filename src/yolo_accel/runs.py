@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,26 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return p
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """An exclusive lock between processes on `path` (the file is made if missing), held inside the block.
+
+    Where fcntl is missing (Windows) there is no lock: callers must stay correct without it."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _plain(o: Any) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 from ..errors import ExportError, OutputExistsError, SettingsError, YoloAccelError, summary
 from ..evaluate.similarity import ParityReport
 from ..model import ModelInfo
+from ..runs import file_lock
 
 PARITY_THRESHOLD = 0.98
 
@@ -137,8 +138,8 @@ def cached_export(
     if ready():
         return path
     # processes that share the cache (cameras, workers, a second command) wait for the first one's
-    # export instead of each making the same one
-    with _cache_lock(path):
+    # export instead of each making the same one; without a lock (Windows) both export, the last rename wins
+    with file_lock(path.with_name(path.name + ".lock")):
         if ready():
             return path
         result = export(path)
@@ -148,20 +149,3 @@ def cached_export(
             f"detections matched, {PARITY_THRESHOLD:.0%} needed); run `{command}` to see why"
         )
     return path
-
-
-@contextlib.contextmanager
-def _cache_lock(path: Path):
-    """An exclusive lock on one cache entry (a `.lock` file beside it), held while it is made."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no lock; two processes may both export, the last rename wins
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)

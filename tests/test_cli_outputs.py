@@ -272,6 +272,8 @@ def test_a_write_that_fails_during_validate_prints_the_results_first(tmp_path, y
             str(folder),
             "--backends",
             "torch",
+            "--speed-iters",
+            "5",  # the write that fails is the test, not the timing
             "--report-dir",
             str(rep),
         ],

@@ -235,6 +235,11 @@ def test_torch_compile_is_one_graph_per_shape_and_matches_eager(
 
     Compiling the checkpoint's module directly gave about 20 graphs per model (graph breaks at
     YOLOv5's warnings context and the Ultralytics head's `.item()`), most layers left to eager.
+
+    YOLOv5n is compiled for two shapes (batch 2, then 1): one graph each, none again on later calls.
+    YOLOv8n for one: its graph is the whole Ultralytics network, not compiled again on a second call
+    and equal to eager. One shape is enough there because the graph per shape is chosen by the backend
+    (keyed on the input's shape), not by the model; a second YOLOv8n compile cost 80 s of one core.
     """
     import torch
     import torch._inductor.config as inductor_config
@@ -266,23 +271,26 @@ def test_torch_compile_is_one_graph_per_shape_and_matches_eager(
     x = preprocess([read_bgr(p) for p in coco128_images[:2]], (320, 320))[0]
     torch._dynamo.reset()
     counters.clear()
+    two_shapes = model == "yolov5n"
     with Detector(pt, device="cpu", rect=False, imgsz=320) as eager:
-        ref2, ref1 = eager.backend.forward(x), eager.backend.forward(x[:1])
+        refs = [eager.backend.forward(x), *([eager.backend.forward(x[:1])] if two_shapes else [])]
     with Detector(pt, device="cpu", rect=False, imgsz=320, torch_options=TorchOptions(compile=True)) as det:
-        got2 = det.backend.forward(x)
+        got = [det.backend.forward(x)]
         assert counters["stats"]["unique_graphs"] == 1
-        got1 = det.backend.forward(x[:1])
+        if two_shapes:
+            got.append(det.backend.forward(x[:1]))
+            det.backend.forward(x[:1])
         det.backend.forward(x)
-        det.backend.forward(x[:1])
-        assert counters["stats"]["unique_graphs"] == 2  # one per shape, none again on later calls
-        assert set(det.backend.setup_seconds) == {"first_call_2x3x320x320", "first_call_1x3x320x320"}
+        assert counters["stats"]["unique_graphs"] == len(refs)  # one per shape, none again on later calls
+        shapes = ["2x3x320x320", "1x3x320x320"][: len(refs)]
+        assert set(det.backend.setup_seconds) == {f"first_call_{s}" for s in shapes}
     assert threads[:1] == [1] and threads[-1] == inductor_config.compile_threads  # first call compiles
     kernels = cache_dir() / "inductor"  # compiled kernels are kept in yolo-accel's cache, for the next run
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(kernels) and any(kernels.rglob("*.py"))
-    for ref, got in ((ref2, got2), (ref1, got1)):
-        assert got.shape == ref.shape
+    for ref, out in zip(refs, got, strict=True):
+        assert out.shape == ref.shape
         # boxes in input pixels (0..320), scores in 0..1: float rounding of a fused graph only
-        np.testing.assert_allclose(got, ref, rtol=1e-3, atol=2e-3)
+        np.testing.assert_allclose(out, ref, rtol=1e-3, atol=2e-3)
 
 
 def test_torch_compile_failure_is_one_error_line(yolov5n_pt, monkeypatch):

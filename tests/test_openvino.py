@@ -121,7 +121,14 @@ def test_int8_keeps_map_close(yolov5n_pt, assets_root, tmp_path):
     res = runner.invoke(
         [
             *("validate", "-m", str(yolov5n_pt), "--data", str(data), "--backends", "torch,openvino"),
-            *("--openvino", str(ir), "--report-dir", str(tmp_path / "val"), "--speed-iters", "30"),
+            *(
+                "--openvino",
+                str(ir),
+                "--report-dir",
+                str(tmp_path / "val"),
+                "--speed-iters",
+                "5",
+            ),  # mAP is the claim, not speed
         ],
     )
     assert res.exit_code in (0, 1), res.output  # gates may fail (INT8 similarity); the report is what counts

@@ -26,3 +26,13 @@ def test_a_bad_value_is_one_settings_error(monkeypatch, value):
     monkeypatch.setenv("YOLO_ACCEL_THREADS", value)
     with pytest.raises(SettingsError, match="YOLO_ACCEL_THREADS"):
         cpu_threads()
+
+
+def test_ray_engines_get_the_variable(monkeypatch):
+    """Engines on Ray are processes Ray starts: they see the setting only through the job's runtime env."""
+    from yolo_accel.scale.cluster import _runtime_env
+
+    monkeypatch.setenv("YOLO_ACCEL_THREADS", "1")
+    assert _runtime_env()["env_vars"]["YOLO_ACCEL_THREADS"] == "1"
+    monkeypatch.delenv("YOLO_ACCEL_THREADS")
+    assert "YOLO_ACCEL_THREADS" not in _runtime_env()["env_vars"]

@@ -22,6 +22,11 @@ from yolo_accel.evaluate.map import CocoAccumulator
 runner = CliRunner()
 
 
+# Where a test is about accuracy, similarity or the report and not about speed: 5 timed runs per backend
+# instead of 50 (about 10 s of one core less per validate run; the speed gate is tested on its own below).
+SPEED_NOT_TESTED = ("--speed-iters", "5")
+
+
 @pytest.fixture(scope="module")
 def coco128_yaml(assets_root):
     return assets_root / "datasets" / "coco128" / "data.yaml"
@@ -48,6 +53,7 @@ def coco128_run(tmp_path_factory, yolov5n_pt, coco128_yaml):
             "0.6",
             "--batch",
             "32",
+            *SPEED_NOT_TESTED,
             "--report-dir",
             str(folder / "report"),
         ],
@@ -173,7 +179,10 @@ def _validate_onnx(model, data, onnx_file, out):
     """validate torch vs the given ONNX file; returns the CLI result and the onnxruntime gates by name."""
     res = runner.invoke(
         app,
-        ["validate", "--model", str(model), "--data", str(data), "--onnx", str(onnx_file), "--report-dir", str(out)],
+        [
+            *("validate", "--model", str(model), "--data", str(data), "--onnx", str(onnx_file), *SPEED_NOT_TESTED),
+            *("--report-dir", str(out)),
+        ],
     )
     report = json.loads((out / "report.json").read_text())
     return res, {g["criterion"]: g for g in report["backends"]["onnxruntime"]["gates"]}
@@ -224,7 +233,10 @@ def test_coco_json_dataset_gives_the_same_map(tmp_path, yolov5n_pt, assets_root)
     }.items():
         res = runner.invoke(
             app,
-            ["validate", "--model", str(yolov5n_pt), "--backends", "torch", *args, "--report-dir", str(tmp_path / key)],
+            [
+                *("validate", "--model", str(yolov5n_pt), "--backends", "torch", *args, *SPEED_NOT_TESTED),
+                *("--report-dir", str(tmp_path / key)),
+            ],
         )
         assert res.exit_code == 0, res.output
         maps[key] = json.loads((tmp_path / key / "report.json").read_text())["backends"]["torch"]["accuracy"]
@@ -313,6 +325,7 @@ def test_corrupt_image_is_skipped_and_counted(tmp_path, yolov5n_pt, labelled_fol
             str(folder),
             "--backends",
             "torch",
+            *SPEED_NOT_TESTED,
             "--report-dir",
             str(tmp_path / "r"),
         ],

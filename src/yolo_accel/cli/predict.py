@@ -120,7 +120,8 @@ def predict_cmd(
         speed = speed_options(cuda_graph, channels_last, compile, io_binding, gpu_ops, threads)
         kwargs = cfg.detector_kwargs(threads) if cfg is not None else {**given, **speed}
         kwargs.update(max_det=max_det, names_file=names)
-        refused = {"--save-dir": save_dir, "--save-json": save_json, "--rect": rect}
+        # Ray's engines letterbox to the square input: --square says so, --rect is refused
+        refused = {"--save-dir": save_dir, "--save-json": save_json, "--rect": True if rect else None}
         return predict_on_ray(ray, source, kwargs, classes, engines, batch, save_parquet, force, refused)
     check_folder(save_dir, "--save-dir")
     check_file(save_json, force, "--save-json")

@@ -39,7 +39,14 @@ def connect(address: str, num_cpus: int | None = None):
 
 def _runtime_env() -> dict:
     """The environment actors need to find this package and its caches the way the driver does."""
-    keep = ("PYTHONPATH", "YOLO_ACCEL_ASSETS", "YOLO_ACCEL_CACHE", "YOLO_OFFLINE", "YOLO_ACCEL_CXX")
+    keep = (
+        "PYTHONPATH",
+        "YOLO_ACCEL_ASSETS",
+        "YOLO_ACCEL_CACHE",
+        "YOLO_OFFLINE",
+        "YOLO_ACCEL_CXX",
+        "YOLO_ACCEL_THREADS",
+    )
     return {"env_vars": {k: os.environ[k] for k in keep if k in os.environ}}
 
 

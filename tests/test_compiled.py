@@ -204,19 +204,36 @@ def sample_image_dummy(tmp_path):
     return p
 
 
-@pytest.mark.xdist_group("test_compiled.py::cache")
-def test_cache_compiles_once(yolov5n_pt, tmp_path, monkeypatch):
-    """A .pt on the compiled backend is compiled once per settings, then reused from the cache."""
-    from yolo_accel.export import compiled
+def test_cache_compiles_once(package, yolov5n_pt, tmp_path, monkeypatch):
+    """A .pt on the compiled backend is compiled once per settings, then reused from the cache.
 
+    The compile itself is the package fixture's (a real AOTInductor build through `export`); here the
+    cache's export step copies that package instead of building a second one (90 s of one core), so what
+    is tested is the cache: which export it asks for, that it keeps the result, that the Detector loads
+    the kept package and never exports again."""
+    from yolo_accel.export import compiled
+    from yolo_accel.export.common import ExportResult
+
+    built, _ = package
     pt = tmp_path / "yolov5n.pt"
     shutil.copy(yolov5n_pt, pt)
+    asked = []
+
+    def export_once(src, path, settings, device, force, check):
+        asked.append((src, settings, str(device), force, check))
+        shutil.copy(built, path)
+        return ExportResult(path=path, target=path, info=None, settings=settings, seconds=0.0)
+
+    monkeypatch.setattr(compiled, "export_compiled", export_once)
     first = compiled.cached_compiled(pt, None, False, "cpu")
+    ((src, settings, device, force, check),) = asked
+    assert src == pt and (settings.imgsz, settings.half) == (None, False) and device == "cpu" and force and check
+    assert first.parent.name == "compiled" and first.suffix == ".pt2"
     stamp = first.stat().st_mtime_ns
-    calls = []
-    monkeypatch.setattr(compiled, "export_compiled", lambda *a, **k: calls.append(a))
-    with Detector(pt, backend="compiled") as det:
-        assert det.info.path == first and not calls
+    with Detector(pt, backend="compiled") as det:  # the kept package, loaded for real
+        assert det.info.path == first and len(asked) == 1
+        assert det.predict(read_bgr(yolov5n_pt.parent.parent / "images" / "bus.jpg"))[0].class_id.size > 0
+    assert compiled.cached_compiled(pt, None, False, "cpu") == first and len(asked) == 1
     assert first.stat().st_mtime_ns == stamp
 
 

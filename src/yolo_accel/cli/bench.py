@@ -112,7 +112,9 @@ def bench_cmd(
     if report_dir is None:
         check_folder(Path("runs") / "bench", "runs folder")
     check_imgsz_option(imgsz)
-    total = len(parse_variants(backends, half)) * len(settings.batches)
+    variants = parse_variants(backends, half)
+    _check_runtimes(variants)
+    total = len(variants) * len(settings.batches)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("benchmarking", total=total)
         report = run_bench(model, settings, progress=lambda: progress.advance(task))
@@ -127,3 +129,15 @@ def bench_cmd(
     if report["rows"] and len(failed) == len(report["rows"]):
         err.print("[bold red]error:[/] no row was measured (every backend and batch failed; see the warnings)")
         raise typer.Exit(1)
+
+
+def _check_runtimes(variants) -> None:
+    """A backend whose runtime is not installed is one line before anything is measured (not after the
+    other backends have run for minutes)."""
+    from .._deps import require
+    from ..backends.base import get_backend_spec
+
+    for v in variants:
+        spec = get_backend_spec(v.backend)
+        if not spec.is_available():
+            require(spec.requires)  # raises the MissingDependencyError that names the install

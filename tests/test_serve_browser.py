@@ -21,6 +21,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
+from tests.conftest import wait_in_page  # noqa: E402
 from tests.test_serve import IMGSZ, Server, clip, names  # noqa: E402, F401  (fixtures)
 
 from yolo_accel.serve.manager import ServeSettings  # noqa: E402
@@ -42,7 +43,7 @@ def test_a_person_uploads_draws_a_line_and_watches_the_counts(tmp_path, clip, yo
             page.click("#show")
             preview = page.locator("#preview")
             preview.wait_for(state="visible")
-            page.wait_for_function("document.getElementById('preview').naturalWidth > 0")
+            wait_in_page(page, "document.getElementById('preview').naturalWidth > 0")
             box = preview.bounding_box()
             # two clicks across the road, 450 px down the 720 px frame (the page scales to the image)
             y = box["height"] * 450 / 720
@@ -65,20 +66,23 @@ def test_a_person_uploads_draws_a_line_and_watches_the_counts(tmp_path, clip, yo
             card = page.locator(".stream").first
             card.wait_for(timeout=30_000)
             # the live image shows frames while it runs
-            page.wait_for_function(
+            wait_in_page(
+                page,
                 "(() => { const i = document.querySelector('.stream img'); return i && i.naturalWidth > 0; })()",
                 timeout=60_000,
             )
-            page.wait_for_function(
-                "document.querySelector('.stream .counts').textContent.includes(' in ')", timeout=120_000
+            wait_in_page(
+                page, "document.querySelector('.stream .counts').textContent.includes(' in ')", timeout=120_000
             )
             page.locator("#events tr").first.wait_for(timeout=60_000)
-            page.wait_for_function(  # per-stage latency, pushed every few seconds while it runs
-                "document.querySelector('.stream .stages').textContent.includes('infer')", timeout=60_000
+            wait_in_page(
+                page,  # per-stage latency, pushed every few seconds while it runs
+                "document.querySelector('.stream .stages').textContent.includes('infer')",
+                timeout=60_000,
             )
             page.screenshot(path=str(ARTIFACTS / "serve-running.png"), full_page=True)
-            page.wait_for_function(
-                "document.querySelector('.stream .status').textContent.startsWith('finished')", timeout=180_000
+            wait_in_page(
+                page, "document.querySelector('.stream .status').textContent.startsWith('finished')", timeout=180_000
             )
             page.wait_for_timeout(1500)  # the last SSE tick
             page.screenshot(path=str(ARTIFACTS / "serve-finished.png"), full_page=True)

@@ -24,6 +24,7 @@ from .options import (
 )
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MIN_TOKEN_CHARS = 16
 
 
 @command("serve")
@@ -48,7 +49,33 @@ def serve_cmd(
     ] = None,
     token: Annotated[
         str | None,
-        typer.Option("--token", envvar="YOLO_ACCEL_TOKEN", help="Bearer token for the page and the API."),
+        typer.Option(
+            "--token",
+            envvar="YOLO_ACCEL_TOKEN",
+            help=f"Bearer token for the page and the API ({MIN_TOKEN_CHARS}+ characters). Prefer the "
+            "YOLO_ACCEL_TOKEN variable or --token-file: an option is visible to every user in `ps`.",
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option("--token-file", help="Read the token from this file (its first line)."),
+    ] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="A host name the server is reached by besides loopback and --host (repeat for several). "
+            "Requests naming another host are refused (DNS rebinding). Listening on 0.0.0.0 without it, "
+            "any name is taken (the token guards).",
+        ),
+    ] = None,
+    allow_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-origin",
+            help="A page on another origin that may call the API, e.g. https://ops.example.org (repeat for "
+            "several). Requests from any other site's pages are refused.",
+        ),
     ] = None,
     max_upload_mb: Annotated[int, typer.Option("--max-upload-mb", min=1, help="Largest video upload.")] = 2048,
     preview_fps: Annotated[
@@ -101,6 +128,7 @@ def serve_cmd(
 
         with err.status(f"joining Ray ({ray})"):
             connect(ray)  # a cluster that is not there is one line now, not a failure in every stream
+    token = _read_token(token, token_file)
     if host not in LOOPBACK and not token:
         raise SettingsError(f"--host {host} serves beyond this machine: give --token (or YOLO_ACCEL_TOKEN)")
     check_folder(data_dir, "--data-dir")
@@ -118,6 +146,8 @@ def serve_cmd(
         host=host,
         port=port,
         token=token,
+        allow_hosts=tuple(allow_host or ()),
+        allow_origins=tuple(allow_origin or ()),
         max_upload_mb=max_upload_mb,
         preview_fps=preview_fps,
         ocr=ocr,
@@ -128,6 +158,29 @@ def serve_cmd(
     )
     with err.status(f"loading {model.name}"), Detector(**settings.detector_kwargs()) as det:
         names = dict(det.names)
-    app = create_app(settings, names)
+    server: list = []  # uvicorn's server, made below: the app asks it whether it is shutting down
+    app = create_app(settings, names, closing=lambda: bool(server) and server[0].should_exit)
+    # timeout_graceful_shutdown: a connection that still holds on is cut after it
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+    server.append(uvicorn.Server(config))
     out.print(f"serving on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    server[0].run()
+
+
+def _read_token(token: str | None, token_file: Path | None) -> str | None:
+    from ..errors import SettingsError
+
+    if token_file is not None:
+        if token:
+            raise SettingsError("--token-file: not with --token (or YOLO_ACCEL_TOKEN); give one")
+        try:
+            lines = token_file.expanduser().read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise SettingsError(f"--token-file {token_file}: cannot read it ({type(e).__name__})") from None
+        token = lines[0].strip() if lines else ""
+    if token is not None and len(token) < MIN_TOKEN_CHARS:
+        raise SettingsError(
+            f"the token has {len(token)} characters: use {MIN_TOKEN_CHARS} or more "
+            '(e.g. python -c "import secrets; print(secrets.token_urlsafe(24))")'
+        )
+    return token

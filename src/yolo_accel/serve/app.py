@@ -1,9 +1,12 @@
 """The FastAPI app: the page at `/`, the API under `/api` (OpenAPI at `/docs`), `/metrics`, `/healthz`.
 
-Security: a bearer token (header, `token` cookie, or `?token=` once on the page) guards everything
-but `/healthz` when the server was started with one (it must be, off loopback); uploads are size
-limited, must decode, and are stored under a generated name; file sources only from inside the
-data folder; URL sources only rtsp, http and https. Every bad request is a 4xx with a JSON error.
+Security (README, "Security"): requests for another host name and requests a page on another origin
+makes are refused (guard.py); a bearer token (header, or the HttpOnly cookie the sign-in form or the
+`/?token=` link sets) guards everything but `/healthz` when the server was started with one (it must
+be, off loopback); uploads are size limited while they arrive, written inside the data folder, must
+decode, and are stored under a generated name; file sources only from inside the data folder; URL
+sources only rtsp, http and https, previewed a few at a time with a time limit. Every bad request is
+a 4xx with a JSON error.
 """
 
 import asyncio
@@ -25,13 +28,23 @@ from .relay import BOUNDARY, MjpegRelay
 from .store import EVENT_FIELDS, Store
 
 URL_SCHEMES = ("rtsp://", "http://", "https://")
+MAX_ID = 2**63 - 1  # the databases' integer keys
+MAX_SOURCE_CHARS = 2048
+PREVIEWS_AT_ONCE = 4  # previews decode in threads: a camera that never answers must not hold them all
+URL_TIMEOUT_MS = 8000  # to open a URL source for a preview, and to read its first frame
+LIVE_READERS = 32  # /api/live connections at once (each polls the database every second)
+UPLOAD_PART_OVERHEAD = 64 * 1024  # multipart headers and boundaries beyond the file's own bytes
 
 
-def first_frame(path: str):
-    """The first decoded frame of a video file or stream, or None."""
+def first_frame(path: str, timeout_ms: int | None = None):
+    """The first decoded frame of a video file or stream, or None; a URL gives up after `timeout_ms`."""
     import cv2
 
-    cap = cv2.VideoCapture(path)
+    if timeout_ms is not None and "://" in path:
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+        cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG, params)
+    else:
+        cap = cv2.VideoCapture(path)
     try:
         ok, img = cap.read()
     finally:
@@ -39,15 +52,25 @@ def first_frame(path: str):
     return img if ok and img is not None and img.size else None
 
 
-def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
-    """The app and its manager; `names` (the model's classes) validate --classes-like inputs early."""
+def create_app(settings: ServeSettings, names: dict[int, str] | None = None, closing=None):
+    """The app and its manager; `names` (the model's classes) validate --classes-like inputs early.
+    `closing()` says the server is shutting down (uvicorn's should_exit): open live updates and videos
+    end then, instead of holding the shutdown until their browser closes them."""
+    closing = closing or (lambda: False)
     require("fastapi")
     prom = require("prometheus_client")
-    from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
+    from typing import Annotated
+
+    from fastapi import Depends, FastAPI, HTTPException, Query, Request
+    from fastapi import Path as PathParam
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-    from pydantic import BaseModel, Field
+    from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+    from pydantic import BaseModel, Field, StringConstraints
     from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from .guard import RequestGuard, served_hosts
+    from .page import API_CSP, LOGIN_CSP, LOGIN_PAGE, PAGE_CSP, page_csp
+    from .upload import UploadError, receive_upload
 
     data_dir = Path(settings.data_dir).resolve()
     (data_dir / "uploads").mkdir(parents=True, exist_ok=True)
@@ -96,7 +119,10 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
         yield
         await asyncio.to_thread(manager.stop_all)  # every stream's engine drains and finishes its files
 
-    app = FastAPI(title="yolo-accel serve", version="1", docs_url="/docs", redoc_url=None, lifespan=lifespan)
+    # the API's description and Swagger UI are served below, behind the token, from local files
+    app = FastAPI(
+        title="yolo-accel serve", version="1", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
     app.state.manager, app.state.store = manager, store
 
     # -- errors: JSON, never a traceback page ----------------------------------------------------
@@ -137,18 +163,35 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
             return await self.inner(scope, receive, send_timed)
 
     app.add_middleware(Timed)
+    docs_page = _swagger_page()
+    csp = {"*": API_CSP, "/": PAGE_CSP, "/login": LOGIN_CSP, "/docs": page_csp(docs_page or "", "'self'")}
+    hosts = served_hosts(settings.host, list(settings.allow_hosts))
+    app.add_middleware(RequestGuard, hosts=hosts, origins=list(settings.allow_origins), csp=csp)  # outermost
 
     # -- auth ------------------------------------------------------------------------------------
+    def token_ok(given: str) -> bool:
+        return bool(settings.token) and hmac.compare_digest(given.encode(), settings.token.encode())
+
     def auth(request: Request) -> None:
+        """The bearer token from the Authorization header or the cookie; never from the URL (it would stay
+        in the address bar, the history and the logs)."""
         if not settings.token:
             return
         header = request.headers.get("authorization", "")
         given = header[7:] if header.lower().startswith("bearer ") else None
-        given = given or request.cookies.get("token") or request.query_params.get("token") or ""
-        if not hmac.compare_digest(given.encode(), settings.token.encode()):
+        if not token_ok(given or request.cookies.get("token") or ""):
             raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
 
+    def signed_in(location: str, token: str) -> Response:
+        resp = RedirectResponse(location, status_code=303)
+        resp.set_cookie("token", token, httponly=True, samesite="strict", path="/")
+        return resp
+
     guarded = [Depends(auth)]
+    StreamId = Annotated[int, PathParam(ge=0, le=MAX_ID)]
+    EventId = Annotated[int, Query(ge=0, le=MAX_ID)]
+    Limit = Annotated[int, Query(ge=1, le=MAX_ID)]
+    Short = Annotated[str, StringConstraints(max_length=200)]
 
     # -- helpers ---------------------------------------------------------------------------------
     def stream_or_404(sid: int) -> dict:
@@ -172,16 +215,22 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
     def resolve_source(source: str) -> tuple[str, str]:
         """(source for the engine, kind) or a 400: URLs of allowed schemes, files inside the data folder."""
         s = source.strip()
+        if len(s) > MAX_SOURCE_CHARS or any(ord(c) < 32 for c in s):
+            raise HTTPException(400, f"a source is at most {MAX_SOURCE_CHARS} characters, without control characters")
         if "://" in s:
             if not s.lower().startswith(URL_SCHEMES):
                 raise HTTPException(400, "URL sources must be rtsp://, http:// or https://")
             return s, "url"
         if s.startswith(("/", "~")) or ".." in Path(s).parts:
             raise HTTPException(400, "file sources are paths inside the data folder (no '..', not absolute)")
-        path = (data_dir / s).resolve()  # follows symlinks: one that leads out is refused below
-        if not path.is_relative_to(data_dir):
+        try:
+            path = (data_dir / s).resolve()  # follows symlinks: one that leads out is refused below
+            inside, found = path.is_relative_to(data_dir), path.is_file()
+        except (OSError, ValueError) as e:  # a name too long for the file system
+            raise HTTPException(400, f"not a usable file name ({type(e).__name__})") from None
+        if not inside:
             raise HTTPException(400, "file sources must stay inside the data folder")
-        if not path.is_file():
+        if not found:
             raise HTTPException(400, f"no file {s} in the data folder")
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             raise HTTPException(400, f"{s} is not a video file ({', '.join(VIDEO_SUFFIXES)})")
@@ -189,11 +238,18 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
 
     # -- API -------------------------------------------------------------------------------------
     class NewStream(BaseModel):
-        source: str = Field(description="uploads/NAME from /api/uploads, a file in the data folder, or a URL")
-        name: str | None = None
-        classes: str | None = Field(None, description="e.g. car,bus,truck,motorcycle (default: every class)")
-        lines: list[str] = Field(default_factory=list, description='counting lines "x1,y1,x2,y2"')
-        zones: list[str] = Field(default_factory=list, description='zones "x1,y1,x2,y2,x3,y3,..."')
+        source: str = Field(
+            description="uploads/NAME from /api/uploads, a file in the data folder, or a URL",
+            max_length=MAX_SOURCE_CHARS,
+        )
+        name: str | None = Field(None, max_length=200)
+        classes: str | None = Field(
+            None, max_length=2000, description="e.g. car,bus,truck,motorcycle (default: every class)"
+        )
+        lines: list[Short] = Field(default_factory=list, max_length=16, description='counting lines "x1,y1,x2,y2"')
+        zones: list[Annotated[str, StringConstraints(max_length=2000)]] = Field(
+            default_factory=list, max_length=16, description='zones "x1,y1,x2,y2,x3,y3,..."'
+        )
         loop: bool = Field(False, description="play a file source again and again (until stopped)")
         start: bool = True
 
@@ -209,37 +265,44 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
             fps_gauge.labels(str(sid)).set(run.fps if run else 0.0)
         return Response(prom.generate_latest(registry), media_type=prom.CONTENT_TYPE_LATEST)
 
-    @app.post("/api/uploads", dependencies=guarded, status_code=201)
-    async def upload(file: UploadFile = File(...)) -> dict:
-        suffix = Path(file.filename or "").suffix.lower()
-        if suffix not in VIDEO_SUFFIXES:
-            raise HTTPException(400, f"uploads must be video files ({', '.join(VIDEO_SUFFIXES)})")
-        name = f"{uuid.uuid4().hex}{suffix}"
-        tmp = data_dir / "uploads" / f".{name}.partial"
-        limit, size = settings.max_upload_mb * 2**20, 0
+    @app.post("/api/uploads", dependencies=guarded, status_code=201, openapi_extra=UPLOAD_BODY)
+    async def upload(request: Request) -> dict:
+        """A video file as multipart/form-data (the part named `file`): its size checked while it arrives,
+        written inside the data folder, kept only if its first frame decodes."""
+        limit = settings.max_upload_mb * 2**20
+        length = request.headers.get("content-length")
+        close = {"Connection": "close"}  # the server stops reading the rest of a refused body
+        if length is not None and (not length.isdigit() or int(length) > limit + UPLOAD_PART_OVERHEAD):
+            raise HTTPException(413, f"the upload is larger than {settings.max_upload_mb} MB", headers=close)
         try:
-            with open(tmp, "wb") as f:
-                while chunk := await file.read(2**20):
-                    size += len(chunk)
-                    if size > limit:
-                        raise HTTPException(413, f"the upload is larger than {settings.max_upload_mb} MB")
-                    f.write(chunk)
+            tmp, suffix, size = await receive_upload(
+                request, data_dir / "uploads", limit, VIDEO_SUFFIXES, settings.upload_timeout_s
+            )
+        except UploadError as e:
+            raise HTTPException(e.status, str(e), headers=close) from None
+        try:
             if await asyncio.to_thread(first_frame, str(tmp)) is None:
                 raise HTTPException(400, "the upload is not a readable video (its first frame does not decode)")
+            name = f"{uuid.uuid4().hex}{suffix}"
             os.replace(tmp, data_dir / "uploads" / name)
         finally:
             tmp.unlink(missing_ok=True)
         return {"source": f"uploads/{name}", "bytes": size}
 
+    previews = asyncio.Semaphore(PREVIEWS_AT_ONCE)
+
     @app.get("/api/preview", dependencies=guarded)
-    def preview(source: str) -> Response:
+    async def preview(source: Annotated[str, Query(max_length=MAX_SOURCE_CHARS)]) -> Response:
         """The first frame of a source as JPEG (the page draws counting lines on it)."""
         import cv2
 
         path, _ = resolve_source(source)
-        img = first_frame(path)
+        if previews.locked():
+            raise HTTPException(503, f"{PREVIEWS_AT_ONCE} previews are being read already; try again shortly")
+        async with previews:
+            img = await asyncio.to_thread(first_frame, path, URL_TIMEOUT_MS)
         if img is None:
-            raise HTTPException(400, "the source's first frame does not decode")
+            raise HTTPException(400, "the source's first frame does not decode (or the camera did not answer)")
         return Response(cv2.imencode(".jpg", img)[1].tobytes(), media_type="image/jpeg")
 
     @app.get("/api/streams", dependencies=guarded)
@@ -271,24 +334,24 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
         return live(store.stream(row["id"]))
 
     @app.get("/api/streams/{sid}", dependencies=guarded)
-    def get_stream(sid: int) -> dict:
+    def get_stream(sid: StreamId) -> dict:
         return live(stream_or_404(sid))
 
     @app.post("/api/streams/{sid}/stop", dependencies=guarded)
-    def stop_stream(sid: int) -> dict:
+    def stop_stream(sid: StreamId) -> dict:
         stream_or_404(sid)
         manager.stop(sid)
         return live(store.stream(sid))
 
     @app.post("/api/streams/{sid}/start", dependencies=guarded)
-    def start_stream(sid: int) -> dict:
+    def start_stream(sid: StreamId) -> dict:
         """Run the stream again from its beginning (its earlier events are dropped)."""
         stream_or_404(sid)
         manager.start(sid)
         return live(store.stream(sid))
 
     @app.post("/api/streams/{sid}/resume", dependencies=guarded)
-    def resume_stream(sid: int) -> dict:
+    def resume_stream(sid: StreamId) -> dict:
         """Run a stopped or interrupted file stream on from the frame where it stopped, keeping its events."""
         row = stream_or_404(sid)
         if manager.running(sid):
@@ -299,7 +362,7 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
         return live(store.stream(sid))
 
     @app.delete("/api/streams/{sid}", dependencies=guarded, status_code=204, response_model=None)
-    def delete_stream(sid: int) -> Response:
+    def delete_stream(sid: StreamId) -> Response:
         import shutil
 
         stream_or_404(sid)
@@ -309,7 +372,7 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
         return Response(status_code=204)
 
     @app.get("/api/streams/{sid}/plates/{track_id}.jpg", dependencies=guarded)
-    def plate_crop(sid: int, track_id: int) -> Response:
+    def plate_crop(sid: StreamId, track_id: Annotated[int, PathParam(ge=0, le=MAX_ID)]) -> Response:
         """The vehicle crop its plate was best read from (with --ocr)."""
         path = plates_dir(data_dir, sid) / f"track{track_id}.jpg"
         if not path.is_file():
@@ -317,7 +380,7 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
         return Response(path.read_bytes(), media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
 
     @app.get("/api/streams/{sid}/events", dependencies=guarded)
-    def stream_events(sid: int, after: int = 0, limit: int = 1000, format: str = "json") -> Response:
+    def stream_events(sid: StreamId, after: EventId = 0, limit: Limit = 1000, format: str = "json") -> Response:
         stream_or_404(sid)
         rows = store.events(sid, after, min(max(limit, 1), 100_000))
         if format == "csv":
@@ -332,13 +395,14 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
         return json_response(rows)
 
     @app.get("/api/events", dependencies=guarded)
-    def all_events(after: int = 0, limit: int = 200) -> Response:
+    def all_events(after: EventId = 0, limit: Limit = 200) -> Response:
         return json_response(store.events(None, after, min(max(limit, 1), 10_000)))
 
     relays: dict[int, tuple[object, MjpegRelay]] = {}
+    readers = [0]  # open /api/live connections
 
     @app.get("/api/streams/{sid}/video.mjpg", dependencies=guarded)
-    async def video(sid: int) -> StreamingResponse:
+    async def video(sid: StreamId) -> StreamingResponse:
         """The stream's annotated frames (multipart JPEG), relayed from its loopback MJPEG server."""
         await asyncio.to_thread(stream_or_404, sid)
         run = manager.running(sid)
@@ -348,36 +412,120 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None):
         if held is None or held[0] is not run:  # one relay per run of the stream
             held = relays[sid] = (
                 run,
-                MjpegRelay(run.mjpeg_port, lambda: not run.done.is_set(), asyncio.get_running_loop()),
+                MjpegRelay(run.mjpeg_port, lambda: not run.done.is_set() and not closing(), asyncio.get_running_loop()),
             )
         media = f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}"
         return StreamingResponse(held[1].frames(), media_type=media, headers={"Cache-Control": "no-cache"})
 
     @app.get("/api/live", dependencies=guarded)
-    async def live_updates(request: Request, after: int = 0) -> StreamingResponse:
+    async def live_updates(request: Request, after: EventId = 0) -> StreamingResponse:
         """Server-Sent Events: every second, every stream's status, FPS and counts, and the new events."""
+        if readers[0] >= LIVE_READERS:
+            raise HTTPException(503, f"{LIVE_READERS} live-update readers are connected already")
+        readers[0] += 1
 
         async def events():
             last = after
-            while not await request.is_disconnected():
-                streams = await asyncio.to_thread(lambda: [live(r) for r in store.streams()])
-                new = await asyncio.to_thread(store.events, None, last, 500)
-                if new:
-                    last = new[-1]["id"]
-                yield f"data: {json.dumps({'streams': streams, 'events': new})}\n\n"
-                await asyncio.sleep(1.0)
+            try:
+                while not closing() and not await request.is_disconnected():
+                    streams = await asyncio.to_thread(lambda: [live(r) for r in store.streams()])
+                    new = await asyncio.to_thread(store.events, None, last, 500)
+                    if new:
+                        last = new[-1]["id"]
+                    yield f"data: {json.dumps({'streams': streams, 'events': new})}\n\n"
+                    await asyncio.sleep(1.0)
+            finally:
+                readers[0] -= 1
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
     @app.get("/", response_class=HTMLResponse)
     def page(request: Request, token: str | None = None) -> Response:
-        if settings.token and token is not None:  # the link with ?token= once: a cookie from then on
-            if not hmac.compare_digest(token.encode(), settings.token.encode()):
-                raise HTTPException(401, "a valid bearer token is required")
-            resp = HTMLResponse(PAGE)
-            resp.set_cookie("token", token, httponly=True, samesite="strict")
-            return resp
-        auth(request)
+        if settings.token and token is not None:  # the link with ?token= once: a cookie, and the URL without it
+            if not token_ok(token):
+                return login_page("that token is not this server's", 401)
+            return signed_in("/", token)
+        if settings.token and not token_ok(request.cookies.get("token") or _bearer(request)):
+            return RedirectResponse("/login", status_code=303)
         return HTMLResponse(PAGE)
 
+    def login_page(message: str = "", status: int = 200) -> HTMLResponse:
+        import html
+
+        return HTMLResponse(LOGIN_PAGE.replace("{message}", html.escape(message)), status_code=status)
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_form() -> Response:
+        return login_page() if settings.token else RedirectResponse("/", status_code=303)
+
+    @app.post("/login", response_class=HTMLResponse)
+    async def login(request: Request) -> Response:
+        """The sign-in form: the token in the POST body, an HttpOnly SameSite cookie in return."""
+        from urllib.parse import parse_qs
+
+        body = await request.body()
+        if len(body) > 4096:
+            raise HTTPException(413, "a sign-in form is smaller than that")
+        given = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0]
+        if not token_ok(given):
+            return login_page("that token is not this server's", 401)
+        return signed_in("/", given)
+
+    @app.get("/openapi.json", dependencies=guarded, include_in_schema=False)
+    def openapi() -> Response:
+        return json_response(app.openapi())
+
+    @app.get("/docs", dependencies=guarded, include_in_schema=False)
+    def docs() -> Response:
+        if docs_page is None:
+            raise HTTPException(404, "the API docs page needs swagger-ui-bundle (pip install 'yolo-accel[serve]')")
+        return HTMLResponse(docs_page)
+
+    @app.get("/docs/assets/{name}", dependencies=guarded, include_in_schema=False)
+    def docs_asset(name: str) -> Response:
+        media = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css"}
+        if docs_page is None or name not in media:
+            raise HTTPException(404, f"no {name[:80]}")
+        import swagger_ui_bundle
+
+        return Response((Path(swagger_ui_bundle.swagger_ui_path) / name).read_bytes(), media_type=media[name])
+
     return app
+
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}
+
+
+def _bearer(request) -> str:
+    header = request.headers.get("authorization", "")
+    return header[7:] if header.lower().startswith("bearer ") else ""
+
+
+def _swagger_page() -> str | None:
+    """Swagger UI's page with its script and style from this server (swagger-ui-bundle), or None without it."""
+    try:
+        import swagger_ui_bundle  # noqa: F401
+    except ImportError:
+        return None
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="yolo-accel serve: API",
+        swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+        swagger_css_url="/docs/assets/swagger-ui.css",
+        swagger_favicon_url="data:,",
+    ).body.decode()

@@ -73,7 +73,10 @@ class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     token: str | None = None
+    allow_hosts: tuple[str, ...] = ()  # host names besides loopback's and --host that requests may name
+    allow_origins: tuple[str, ...] = ()  # pages on other origins that may call the API (https://ops.example)
     max_upload_mb: int = 2048
+    upload_timeout_s: float = 30.0  # an upload that sends nothing for this long is dropped
     preview_fps: float = 15.0  # the live video's frame rate at most (frames nobody sees are not drawn)
     ocr: bool = False  # read vehicles' plates (the events get their text, the page their crops)
     plate_pattern: str | None = None

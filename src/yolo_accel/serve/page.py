@@ -195,3 +195,37 @@ const live = new EventSource('/api/live');
 live.onmessage = (m) => { const d = JSON.parse(m.data); render(d.streams); addEvents(d.events); };
 </script></body></html>
 """
+
+
+def inline_script_hash(html: str) -> str:
+    """The CSP source of the page's inline script (its SHA-256): that script runs, no other inline one."""
+    import base64
+    import hashlib
+    import re
+
+    scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
+    return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts)
+
+
+def page_csp(html: str, extra_script: str = "") -> str:
+    """A Content-Security-Policy for one of the app's pages: its own inline script, parts from this server."""
+    scripts = " ".join(x for x in (extra_script, inline_script_hash(html)) if x) or "'none'"
+    return (
+        f"default-src 'none'; script-src {scripts}; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+
+
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+PAGE_CSP = page_csp(PAGE)
+
+LOGIN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>yolo-accel: sign in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font:15px/1.45 system-ui,sans-serif;margin:15vh auto;max-width:340px;color:#1d1d1f}
+input{width:100%;box-sizing:border-box;margin:6px 0 10px;padding:6px}.err{color:#b00}</style></head><body>
+<h1 style="font-size:18px">yolo-accel &middot; traffic monitoring</h1>
+<form method="post" action="/login"><label>Token <input type="password" name="token" id="token"
+autocomplete="current-password" autofocus required></label><button type="submit">Sign in</button></form>
+<p class="err">{message}</p></body></html>"""
+LOGIN_CSP = page_csp(LOGIN_PAGE)

@@ -76,7 +76,7 @@ class MjpegRelay:
         try:
             self._ensure_reader()
             seen = -1
-            while True:
+            while self.alive():  # checked at every frame too: a server shutting down ends its viewers
                 if self.seq == seen or self.latest is None:
                     changed = self._changed
                     try:

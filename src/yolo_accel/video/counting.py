@@ -24,11 +24,17 @@ class ZoneSpec:
     polygon: np.ndarray  # (N, 2) int
 
 
+MAX_COORDINATE = 100_000  # pixels: past any camera's frame, and far from float overflow
+
+
 def _numbers(text: str, what: str) -> list[int]:
     try:
-        return [round(float(v)) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise SettingsError(f"{what} takes comma-separated pixel coordinates (got {text!r})") from None
+        raise SettingsError(f"{what} takes comma-separated pixel coordinates (got {text[:80]!r})") from None
+    if not all(abs(v) <= MAX_COORDINATE for v in values):  # also refuses inf and nan
+        raise SettingsError(f"{what} {text[:80]!r}: coordinates must be finite pixels within +-{MAX_COORDINATE}")
+    return [round(v) for v in values]
 
 
 def parse_line(text: str, i: int) -> LineSpec:

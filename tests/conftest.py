@@ -282,3 +282,21 @@ def wait_in_page(page, expression: str, timeout: float = 30_000) -> None:
     while not page.evaluate(f"() => Boolean({expression})"):
         assert time.monotonic() < deadline, f"not true within {timeout / 1000:g} s: {expression}"
         time.sleep(0.1)
+
+
+def wait_until_serving(port: int, proc, seconds: float = 90) -> None:
+    """Until the `serve` process `proc` answers /healthz on `port`; its output in the failure otherwise."""
+    import time
+
+    import httpx
+
+    deadline = time.time() + seconds
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise AssertionError(proc.stdout.read().decode()) from None
+            time.sleep(0.3)

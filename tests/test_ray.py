@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import wait_until_serving
 from yolo_accel._deps import available
 
 LINE = "0,450,1280,450"  # across the motorway of the shared clip
@@ -215,14 +216,7 @@ def test_serve_runs_its_streams_on_ray_and_stores_the_reference_events(tmp_path,
         [*cmd, "--port", str(port), "--data-dir", str(data)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                assert time.time() < deadline and proc.poll() is None, proc.stdout.read().decode()
-                time.sleep(0.3)
+        wait_until_serving(port, proc, 120)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
             r = c.post("/api/streams", json={"source": "uploads/clip.mp4", "lines": [LINE], "classes": "car,truck"})
             assert r.status_code == 201, r.text

@@ -23,6 +23,8 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
+from tests.conftest import wait_until_serving  # noqa: E402
+
 from yolo_accel.serve.app import create_app  # noqa: E402
 from yolo_accel.serve.manager import ServeSettings  # noqa: E402
 from yolo_accel.serve.store import Store  # noqa: E402
@@ -313,15 +315,8 @@ def test_kill_9_mid_stream_loses_no_event_and_the_streams_come_back(tmp_path, as
 
     def start():
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    return proc
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        proc.kill()
-        raise AssertionError(proc.stdout.read().decode())
+        wait_until_serving(port, proc, 60)
+        return proc
 
     proc = start()
     try:

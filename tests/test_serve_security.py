@@ -6,6 +6,7 @@ holds the live feed open."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -24,30 +25,16 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-import contextlib
-
-from tests.conftest import wait_in_page
-from tests.test_serve import IMGSZ, Server, clip, names  # noqa: F401  (fixtures)
-
-from yolo_accel.serve.manager import ServeSettings
+from tests.conftest import wait_in_page, wait_until_serving
+from tests.test_serve import clip, make_server, names  # noqa: F401  (fixtures)
 
 TOKEN = "a-test-token-of-24-chars"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture
-def server(tmp_path, yolov5n_pt, names):  # noqa: F811
-    made = []
-
-    def make(**kw):
-        kw.setdefault("data_dir", tmp_path / "data")
-        s = Server(ServeSettings(model=str(yolov5n_pt), imgsz=IMGSZ, **kw), names=names)
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.close()
+def server(make_server):  # noqa: F811
+    return make_server
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
@@ -386,14 +373,7 @@ def test_sigterm_ends_the_server_while_a_browser_holds_the_live_feed(tmp_path, y
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                assert time.time() < deadline and proc.poll() is None, proc.stdout.read().decode()
-                time.sleep(0.3)
+        wait_until_serving(port, proc)
         with httpx.Client(timeout=30) as c, c.stream("GET", f"http://127.0.0.1:{port}/api/live") as feed:
             lines = feed.iter_lines()
             assert next(lines).startswith("data: ")

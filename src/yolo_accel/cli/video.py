@@ -75,6 +75,14 @@ def video_cmd(
     duration: Annotated[
         float | None, typer.Option("--duration", help="Stop after this many seconds (a planned end: exit code 0).")
     ] = None,
+    realtime: Annotated[
+        bool,
+        typer.Option(
+            "--realtime",
+            help="Deliver files' frames at their frame rate, as a camera would (soak tests, demos); "
+            "by default a file is read as fast as the detector takes it.",
+        ),
+    ] = False,
     batch: Annotated[
         int | None,
         typer.Option("--batch", help="Frames per stream in one detector batch (default 8 on CUDA, 1 on the CPU)."),
@@ -270,7 +278,13 @@ def video_cmd(
             retries=retries,
             nvdec=nvdec,
             loop=loop,
-            refused={"--output": output, "--save-frames": save_frames, "--serve-mjpeg": serve_mjpeg, "--ocr": ocr},
+            refused={
+                "--output": output,
+                "--save-frames": save_frames,
+                "--serve-mjpeg": serve_mjpeg,
+                "--ocr": ocr,
+                "--realtime": realtime,
+            },
         )
     if cfg is not None:
         chosen = {**cfg.detector_kwargs(), "gpu_ops": gpu_ops}
@@ -289,7 +303,9 @@ def video_cmd(
         srcs: list = []
         for x in source:
             try:
-                srcs.append(open_source(x, stride, max_frames, retries, nvdec_device=nvdec_device, loop=loop))
+                srcs.append(
+                    open_source(x, stride, max_frames, retries, nvdec_device=nvdec_device, loop=loop, realtime=realtime)
+                )
             except YoloAccelError as e:
                 if n == 1:
                     raise

@@ -332,6 +332,39 @@ class LoopingSource(FrameSource):
         self._current.close()
 
 
+class RealtimeSource(FrameSource):
+    """A file or folder delivered at its own frame rate, as a camera would deliver it: each frame waits
+    until its time on the clock (the first frame at once). A consumer that falls behind is not waited
+    for (frames are late, none dropped)."""
+
+    def __init__(self, inner: FrameSource):
+        self.inner = inner
+
+    # what the engine reads of a source: the inner one's (FrameSource's class defaults would hide them)
+    kind = property(lambda self: self.inner.kind)
+    live = property(lambda self: self.inner.live)
+    fps = property(lambda self: self.inner.fps)
+    size = property(lambda self: self.inner.size)
+    frame_count = property(lambda self: self.inner.frame_count)
+    description = property(lambda self: f"{self.inner.description} (at its frame rate)")
+    passes = property(lambda self: getattr(self.inner, "passes", 1))
+
+    def __iter__(self) -> Iterator[Frame]:
+        import time
+
+        start = first = None
+        for frame in self.inner:
+            if start is None:
+                start, first = time.monotonic(), frame.time_s
+            wait = (frame.time_s - first) - (time.monotonic() - start)
+            if wait > 0:
+                time.sleep(wait)
+            yield frame
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def open_source(
     spec: str,
     stride: int = 1,
@@ -341,15 +374,22 @@ def open_source(
     nvdec_device: str | None = None,
     loop: bool = False,
     start_frame: int = 0,
+    realtime: bool = False,
 ) -> FrameSource:
     """A file, a folder, a URL (rtsp://, http(s)://) or a webcam index ('0').
 
     With `nvdec_device` ('cuda:N') a video file is decoded by NVDEC into GPU memory. With `loop` a
     file or folder starts again when it ends (live sources refuse it). `start_frame` resumes a file
     or folder at that frame index (frames before it are decoded, not delivered; `max_frames` then
-    counts the frames delivered from there).
+    counts the frames delivered from there). `realtime` delivers a file's frames at its frame rate.
     """
     live = spec.isdigit() or "://" in spec
+    if realtime:
+        if live:
+            raise DataError(f"--realtime paces files and folders; {spec} is a live source, it has its own pace")
+        return RealtimeSource(
+            open_source(spec, stride, max_frames, retries, backoff_s, nvdec_device, loop, start_frame)
+        )
     if start_frame and live:
         raise DataError(f"{spec} is a live source: it cannot start at a frame")
     if nvdec_device and live:

@@ -108,6 +108,7 @@ def _bench_cpu(model, out, iters):
     )
 
 
+@pytest.mark.slow
 def test_cpu_run_two_backends_two_batches(tmp_path, yolov5n_pt):
     res = _bench_cpu(yolov5n_pt, tmp_path, 5)
     assert res.exit_code == 0, res.output

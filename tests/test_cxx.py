@@ -23,6 +23,7 @@ REGEX_SOURCE = Path(__file__).parent / "data" / "regex_probe.cpp"
 LOAD_AFTER_TORCH = "import ctypes, sys, torch; print(ctypes.CDLL(sys.argv[1]).probe_regex(b'cuda:3'))"
 
 
+@pytest.mark.slow
 def test_the_premise_a_static_libstdcxx_in_a_shared_object_breaks_std_regex_after_torch(tmp_path):
     """Why the module exists: the package's regex, linked with its own libstdc++, dies beside torch's."""
     src = REGEX_SOURCE

@@ -58,6 +58,7 @@ def test_dynamic_export_really_takes_other_sizes(tmp_path, yolov5n_pt, sample_im
 
 
 @pytest.mark.parametrize("name", ["yolov8n", "yolo11n"])
+@pytest.mark.slow
 def test_ultralytics_architectures_raw_parity(tmp_path, ultralytics_pts, sample_images, name):
     out = tmp_path / f"{name}.onnx"
     r = export_onnx(ultralytics_pts[name], out, OnnxExportSettings())

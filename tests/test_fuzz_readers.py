@@ -204,6 +204,7 @@ def bench_report() -> dict:
 
 @FUZZ
 @given(path=st.lists(st.integers(0, 40), min_size=1, max_size=6), value=json_values, drop=st.integers(0, 40))
+@pytest.mark.slow
 def test_report_json(tmp_path_factory, bench_report, path, value, drop):
     from yolo_accel.report import rerender
 

@@ -48,6 +48,7 @@ def fp32_ir(tmp_path_factory, yolov5n_pt):
     return out
 
 
+@pytest.mark.slow
 def test_the_ir_detects_what_onnxruntime_detects(fp32_ir, yolov5n_pt, coco128_images, tmp_path):
     import shutil
 
@@ -74,6 +75,7 @@ def test_the_ir_detects_what_onnxruntime_detects(fp32_ir, yolov5n_pt, coco128_im
     assert total > 30 and matched / total >= 0.98, (matched, total)
 
 
+@pytest.mark.slow
 def test_a_pt_runs_on_openvino_through_the_cache(yolov5n_pt, sample_images, tmp_path):
     """predict on a .pt with --backend openvino: exported once into the cache, the same boxes as ONNX Runtime."""
     runs = {}

@@ -194,6 +194,7 @@ def bundle(tmp_path_factory, yolov5n_pt, assets_root, damaged_onnx) -> tuple[Pat
     return out, json.loads((out / "report.json").read_text())
 
 
+@pytest.mark.slow
 def test_the_damaged_artifact_is_rejected_and_the_good_one_chosen(bundle):
     out, report = bundle
     rows = {r["name"]: r for r in report["candidates"]}
@@ -222,6 +223,7 @@ def test_the_damaged_artifact_is_rejected_and_the_good_one_chosen(bundle):
     assert "damaged.onnx" in page and "data:image/png;base64," in page  # the speed-vs-mAP plot
 
 
+@pytest.mark.slow
 def test_an_existing_bundle_is_not_replaced_without_force(bundle, yolov5n_pt, assets_root):
     out, _ = bundle
     before = (out / "deploy.yaml").read_bytes()
@@ -230,6 +232,7 @@ def test_an_existing_bundle_is_not_replaced_without_force(bundle, yolov5n_pt, as
     assert (out / "deploy.yaml").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_predict_with_deploy_gives_the_chosen_candidates_detections(bundle, assets_root, tmp_path):
     from yolo_accel.detector import Detector
 
@@ -249,6 +252,7 @@ def test_predict_with_deploy_gives_the_chosen_candidates_detections(bundle, asse
         np.testing.assert_allclose(boxes, ref.xyxy, atol=0.006)
 
 
+@pytest.mark.slow
 def test_validate_with_deploy_reproduces_the_chosen_figures(bundle, assets_root, tmp_path):
     out, report = bundle
     chosen = next(r for r in report["candidates"] if r["name"] == report["chosen"])
@@ -275,6 +279,7 @@ def test_validate_with_deploy_reproduces_the_chosen_figures(bundle, assets_root,
     assert entry["similarity"]["match_rate"] == pytest.approx(chosen["similarity"], abs=1e-9)
 
 
+@pytest.mark.slow
 def test_video_with_deploy_runs_the_bundle(bundle, assets_root, tmp_path):
     out, _ = bundle
     clip = assets_root / "videos" / "highway_traffic_720p.mp4"
@@ -312,6 +317,7 @@ def test_bad_bundles_are_one_line_errors(tmp_path, bundle):
     assert s.detector_kwargs()["model"] == out / "model.onnx"
 
 
+@pytest.mark.slow
 def test_bench_with_deploy_times_the_bundles_configuration(bundle, tmp_path):
     out, _ = bundle
     res = _cli(["bench", "--deploy", str(out), "--iters", "5", "--e2e-iters", "3", "--report-dir", str(tmp_path / "b")])

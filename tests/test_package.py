@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from yolo_accel.cli import app
@@ -50,6 +51,7 @@ def test_doctor_flags_both_onnxruntime_builds(monkeypatch):
     assert both.status == "WARN" and "pip uninstall" in both.fix
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path, monkeypatch):
     """The whole demo once, beside an earlier run's folder: it writes a new one and leaves that one alone
     (one run proves both; a second full demo only to see the folder named run2 cost as much again)."""

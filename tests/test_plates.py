@@ -33,6 +33,7 @@ def test_normalising_and_the_pattern(reader):
     assert uk.pattern.fullmatch("AB12CDE") and not uk.pattern.fullmatch("AB12CD")
 
 
+@pytest.mark.slow
 def test_synthetic_plates_are_read(tmp_path, assets_root, reader):
     """60 plates of the synthetic set (60-200 px wide): measured 94.5 % exact over its 200."""
     make_set(tmp_path, assets_root / "datasets" / "coco128", n=60, seed=1)
@@ -41,6 +42,7 @@ def test_synthetic_plates_are_read(tmp_path, assets_root, reader):
     assert summary["all"]["char_pct"] >= 93.0
 
 
+@pytest.mark.slow
 def test_real_plates_are_read(assets_root, yolov5n_pt, reader):
     """The 60 real US plates (openalpr's benchmark photos), vehicle found by YOLOv5n: measured 65 % exact."""
     from yolo_accel import Detector
@@ -138,6 +140,7 @@ def test_streams_sharing_a_worker_get_their_own_reads():
     assert a.poll() == [] and b.poll() == []
 
 
+@pytest.mark.slow
 def test_ocr_leaves_detection_tracking_and_counting_as_they_were(tmp_path, assets_root, yolov5n_pt):
     """The same clip with and without --ocr: every frame processed, the same crossing events (plus their
     plate text), plate records for some vehicles."""

@@ -39,6 +39,7 @@ def _agreement(reference, results, iou=0.95):
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+@pytest.mark.slow
 def test_backend_matches_yolov5_autoshape(backend, yolov5n_pt, images, reference):
     with Detector(yolov5n_pt, backend=backend, conf=CONF, iou=IOU, imgsz=IMGSZ) as det:
         results = [det.predict(p)[0] for p in images]

@@ -183,6 +183,7 @@ def postgres_url():
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+@pytest.mark.slow
 def test_upload_run_and_read_the_events(make_server, clip, yolov5n_pt, tmp_path, database, request):
     ocr = pytest.importorskip("rapidocr_onnxruntime") is not None
     db_url = request.getfixturevalue("postgres_url") if database == "postgresql" else None
@@ -302,6 +303,7 @@ def test_off_loopback_needs_a_token(yolov5n_pt, tmp_path):
     assert res.exit_code == 2 and "--token" in res.output and "Traceback" not in res.output
 
 
+@pytest.mark.slow
 def test_kill_9_mid_stream_loses_no_event_and_the_streams_come_back(tmp_path, assets_root, yolov5n_pt):
     """A server killed with SIGKILL while a stream runs: every event it had committed is in the database,
     the restarted server lists the stream (interrupted) with those counts, and resumes it where it stopped."""
@@ -384,6 +386,7 @@ def test_kill_9_mid_stream_loses_no_event_and_the_streams_come_back(tmp_path, as
     assert [tuple(e[k] for k in keys) for e in after[len(before) :]] == [tuple(e[k] for k in keys) for e in expected]
 
 
+@pytest.mark.slow
 def test_plates_reach_the_events_and_the_page(make_server, tmp_path, assets_root):
     """With --ocr: a crossing stored before its vehicle's plate was read gets the plate when it is, and the
     crop it was read from is served."""

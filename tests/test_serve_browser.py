@@ -30,6 +30,7 @@ from yolo_accel.serve.store import Store  # noqa: E402
 ARTIFACTS = Path(__file__).resolve().parents[1] / "runs" / "test-artifacts"
 
 
+@pytest.mark.slow
 def test_a_person_uploads_draws_a_line_and_watches_the_counts(tmp_path, clip, yolov5n_pt, names):  # noqa: F811
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     srv = Server(ServeSettings(model=str(yolov5n_pt), imgsz=IMGSZ, data_dir=tmp_path / "data"), names)

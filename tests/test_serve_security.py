@@ -64,6 +64,7 @@ def _other_site(page: str):
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+@pytest.mark.slow
 def test_a_page_on_another_local_port_cannot_change_state_or_fetch_urls(server, clip, tmp_path):  # noqa: F811
     """In Chromium: an attacking page on a second local port posts to the API (no-cors fetch, a form, an
     upload) and points an <img> at the preview of a URL. None of it reaches the app's state; the app
@@ -311,6 +312,7 @@ def test_the_line_coordinates_must_be_finite():
     assert parse_line("0,450,1280,450", 1).start == (0, 450)
 
 
+@pytest.mark.slow
 def test_previews_of_cameras_that_never_answer_cannot_jam_the_server(server, monkeypatch):
     """Eight previews of a URL that accepts and never answers: the first few wait for the time limit, the
     rest are told to come back (503) at once; /healthz answers throughout."""
@@ -361,6 +363,7 @@ def test_live_update_readers_are_bounded(server, monkeypatch):
         assert again.status_code == 200
 
 
+@pytest.mark.slow
 def test_sigterm_ends_the_server_while_a_browser_holds_the_live_feed(tmp_path, yolov5n_pt):
     """uvicorn waited for every open connection: a tab left open kept a stopped server alive for a minute."""
     with socket.socket() as s:

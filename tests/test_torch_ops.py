@@ -81,6 +81,7 @@ def test_letterbox_fp16_and_channels_last(frames):
     ],
 )
 @pytest.mark.parametrize("host_nms", [False, True], ids=["device-nms", "host-nms"])
+@pytest.mark.slow
 def test_postprocess_matches_numpy_v5(frames, yolov5n, conf, iou, classes, max_det, agnostic, multi_label, host_nms):
     batch, infos = preprocess(frames, (640, 640))
     raw = yolov5n.forward(batch)
@@ -140,6 +141,7 @@ def test_host_nms_with_more_candidates_than_it_brings_back_takes_the_device_path
     [(None, 300, False), ([2, 5, 7], 300, False), ([0, 2], 300, True), (None, 2, False)],
     ids=["defaults", "classes", "classes-multi-label", "max-det"],
 )
+@pytest.mark.slow
 def test_postprocess_of_a_same_size_batch_matches_numpy(
     frames, yolov5n, ultralytics_pts, classes, max_det, multi_label
 ):

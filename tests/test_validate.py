@@ -61,6 +61,7 @@ def coco128_run(tmp_path_factory, yolov5n_pt, coco128_yaml):
     return res, folder / "report"
 
 
+@pytest.mark.slow
 def test_coco128_run_passes_and_writes_reports(coco128_run):
     res, folder = coco128_run
     assert res.exit_code == 0, res.output
@@ -84,6 +85,7 @@ def test_coco128_run_passes_and_writes_reports(coco128_run):
     assert report["environment"]["packages"]["torch"] in html
 
 
+@pytest.mark.slow
 def test_torch_map_close_to_yolov5_val(coco128_run):
     """YOLOv5's val.py reports mAP50-95 0.365 / mAP50 0.568 on coco128 (shared/assets/SOURCES.md).
 
@@ -99,6 +101,7 @@ def test_torch_map_close_to_yolov5_val(coco128_run):
     assert abs(acc["map50"] - 0.568) <= 0.010
 
 
+@pytest.mark.slow
 def test_onnx_similarity_on_coco128(coco128_run):
     _, folder = coco128_run
     b = json.loads((folder / "report.json").read_text())["backends"]["onnxruntime"]
@@ -135,6 +138,7 @@ def _coco_eval_pycocotools(gt: dict, dets: list[dict], max_det: int):
 
 
 @pytest.mark.parametrize("max_det", [100, 300])
+@pytest.mark.slow
 def test_map_agrees_with_pycocotools(yolov5n_pt, coco128_images, assets_root, max_det):
     ds = load_dataset(assets_root / "datasets" / "coco128" / "data.yaml")
     acc = CocoAccumulator(ds.names)
@@ -188,6 +192,7 @@ def _validate_onnx(model, data, onnx_file, out):
     return res, {g["criterion"]: g for g in report["backends"]["onnxruntime"]["gates"]}
 
 
+@pytest.mark.slow
 def test_gates_really_gate(tmp_path, yolov5n_pt, yolov5n_onnx, labelled_folder):
     damaged = tmp_path / "damaged.onnx"
     _damage_first_conv(yolov5n_onnx, damaged)
@@ -201,6 +206,7 @@ def test_gates_really_gate(tmp_path, yolov5n_pt, yolov5n_onnx, labelled_folder):
     assert gates["similarity"]["passed"] and gates["mAP loss %"]["passed"]
 
 
+@pytest.mark.slow
 def test_coco_json_dataset_gives_the_same_map(tmp_path, yolov5n_pt, assets_root):
     """coco8's YOLO labels written as COCO JSON (converted here, independently) validate identically."""
     import cv2
@@ -310,6 +316,7 @@ def test_bad_dataset_and_gates(tmp_path, yolov5n_pt, assets_root, case, expect):
     assert expect in res.output.strip().splitlines()[-1] and "Traceback" not in res.output
 
 
+@pytest.mark.slow
 def test_corrupt_image_is_skipped_and_counted(tmp_path, yolov5n_pt, labelled_folder):
     folder = tmp_path / "ds"
     shutil.copytree(labelled_folder, folder)
@@ -357,6 +364,7 @@ def test_dataset_errors_are_data_errors(tmp_path):
     assert np.all(np.isfinite([0.0]))
 
 
+@pytest.mark.slow
 def test_validate_speedup_is_bench_speedup(tmp_path, yolov5n_pt, assets_root):
     """One timing harness: validate's speedup of onnxruntime over torch (model-only, batch 1, 640) agrees
     with bench's for the same settings, within 25 % (two runs on a shared 2-core machine)."""
@@ -380,6 +388,7 @@ def test_validate_speedup_is_bench_speedup(tmp_path, yolov5n_pt, assets_root):
     assert abs(speed["speedup"] / bench - 1) <= 0.25
 
 
+@pytest.mark.slow
 def test_speed_metric_e2e_is_what_the_gate_uses(tmp_path, yolov5n_pt, assets_root):
     data = assets_root / "datasets" / "coco8" / "data.yaml"
     args = ["validate", "--model", str(yolov5n_pt), "--data", str(data), "--speed-metric", "e2e", "--speed-batch", "2"]

@@ -83,6 +83,7 @@ def full_run(tmp_path_factory, first_ten_seconds, yolov5n_pt):
     return res, out
 
 
+@pytest.mark.slow
 def test_every_frame_processed_and_written(full_run, first_ten_seconds):
     res, out = full_run
     assert res.exit_code == 0, res.output
@@ -120,6 +121,7 @@ def _tracked_frames(video, model, frames: int):
     return result["streams"][0], seen
 
 
+@pytest.mark.slow
 def test_line_counts_match_an_independent_count(video, yolov5n_pt):
     """Count line crossings ourselves from the tracked boxes: bottom-centre changes side of the line."""
     summary, seen = _tracked_frames(video, yolov5n_pt, 300)
@@ -152,6 +154,7 @@ def test_line_counts_match_an_independent_count(video, yolov5n_pt):
     assert ours == crossings
 
 
+@pytest.mark.slow
 def test_counts_and_events_are_reproducible(tmp_path, video, yolov5n_pt):
     texts = []
     for i in range(2):
@@ -165,6 +168,7 @@ def test_counts_and_events_are_reproducible(tmp_path, video, yolov5n_pt):
     assert first["direction"] in ("in", "out") and first["time_s"] == pytest.approx(first["frame"] / 25, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_truncated_video_processes_readable_frames_and_exits_2(tmp_path, video, yolov5n_pt):
     cut = make_cut_clip(video, tmp_path)
     summary = tmp_path / "s.json"
@@ -265,6 +269,7 @@ def test_mjpeg_stream_and_ctrl_c(tmp_path, video, yolov5n_pt):
     assert _count_frames(out)[0] == s["output"]["video_frames"] == s["frames"]
 
 
+@pytest.mark.slow
 def test_two_streams_share_one_batched_detector(tmp_path, video, yolov5n_pt):
     """Two concurrent streams, one batched detector: each gets exactly its single-stream results."""
     frames = "120"

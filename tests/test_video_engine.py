@@ -59,6 +59,7 @@ def reference(tmp_path_factory, video, detector):
     return summary, events
 
 
+@pytest.mark.slow
 def test_engine_gives_the_sequential_events_for_every_stream(tmp_path, video, detector, reference):
     """Three streams at once, batched across streams, tracked in two worker processes: each stream's
     events and counts equal the sequential path's exactly (same detections, same tracks)."""
@@ -81,6 +82,7 @@ def test_engine_gives_the_sequential_events_for_every_stream(tmp_path, video, de
     assert stages == {"decode", "pre", "infer", "post", "track", "count"}
 
 
+@pytest.mark.slow
 def test_a_failing_stream_does_not_stop_the_others(tmp_path, video, detector, reference):
     """A truncated file, a file that cannot be opened, and a stream whose worker is killed mid-run:
     each is reported in its own summary; the healthy stream gets every frame and the reference events."""
@@ -153,6 +155,7 @@ def _video_cli(sources: list, model, *extra: str) -> list[str]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.slow
 def test_a_signal_ends_every_stream_cleanly(tmp_path, video, yolov5n_pt, sig):
     """Two streams writing MP4, events and a summary; a signal mid-run: exit 130, every file complete."""
     import av

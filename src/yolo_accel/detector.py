@@ -53,10 +53,7 @@ def open_backend(
     spec = get_backend_spec(name)
     path = check_model_path(model, tuple(sorted({x for s in BACKENDS.values() for x in s.suffixes})))
     dev = parse_device(device)
-    if not spec.is_available():
-        from .errors import MissingDependencyError
-
-        raise MissingDependencyError(spec.description, package=spec.install.removeprefix("pip install "))
+    spec.check_available()
     if path.suffix.lower() not in spec.suffixes:
         if name == "onnxruntime" and path.suffix.lower() == ".pt":
             from .export.onnx import cached_onnx

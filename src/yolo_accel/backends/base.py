@@ -147,6 +147,13 @@ class BackendSpec:
     def is_available(self) -> bool:
         return available(self.requires)
 
+    def check_available(self) -> None:
+        """MissingDependencyError naming the install when the backend's runtime is not installed."""
+        if not self.is_available():
+            from ..errors import MissingDependencyError
+
+            raise MissingDependencyError(self.description, package=self.install.removeprefix("pip install "))
+
     def load(self) -> type[Backend]:
         return getattr(importlib.import_module(self.module, __package__), self.cls)
 

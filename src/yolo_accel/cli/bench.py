@@ -134,10 +134,7 @@ def bench_cmd(
 def _check_runtimes(variants) -> None:
     """A backend whose runtime is not installed is one line before anything is measured (not after the
     other backends have run for minutes)."""
-    from .._deps import require
     from ..backends.base import get_backend_spec
 
     for v in variants:
-        spec = get_backend_spec(v.backend)
-        if not spec.is_available():
-            require(spec.requires)  # raises the MissingDependencyError that names the install
+        get_backend_spec(v.backend).check_available()

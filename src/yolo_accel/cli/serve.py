@@ -158,13 +158,13 @@ def serve_cmd(
     )
     with err.status(f"loading {model.name}"), Detector(**settings.detector_kwargs()) as det:
         names = dict(det.names)
-    server: list = []  # uvicorn's server, made below: the app asks it whether it is shutting down
-    app = create_app(settings, names, closing=lambda: bool(server) and server[0].should_exit)
+    # the app asks uvicorn's server (made below, before any request) whether it is shutting down
+    app = create_app(settings, names, closing=lambda: server.should_exit)
     # timeout_graceful_shutdown: a connection that still holds on is cut after it
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
-    server.append(uvicorn.Server(config))
+    server = uvicorn.Server(config)
     out.print(f"serving on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")
-    server[0].run()
+    server.run()
 
 
 def _read_token(token: str | None, token_file: Path | None) -> str | None:

@@ -33,7 +33,6 @@ MAX_SOURCE_CHARS = 2048
 PREVIEWS_AT_ONCE = 4  # previews decode in threads: a camera that never answers must not hold them all
 URL_TIMEOUT_MS = 8000  # to open a URL source for a preview, and to read its first frame
 LIVE_READERS = 32  # /api/live connections at once (each polls the database every second)
-UPLOAD_PART_OVERHEAD = 64 * 1024  # multipart headers and boundaries beyond the file's own bytes
 
 
 def first_frame(path: str, timeout_ms: int | None = None):
@@ -177,9 +176,7 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None, clo
         in the address bar, the history and the logs)."""
         if not settings.token:
             return
-        header = request.headers.get("authorization", "")
-        given = header[7:] if header.lower().startswith("bearer ") else None
-        if not token_ok(given or request.cookies.get("token") or ""):
+        if not token_ok(_bearer(request) or request.cookies.get("token") or ""):
             raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
 
     def signed_in(location: str, token: str) -> Response:
@@ -270,16 +267,12 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None, clo
         """A video file as multipart/form-data (the part named `file`): its size checked while it arrives,
         written inside the data folder, kept only if its first frame decodes."""
         limit = settings.max_upload_mb * 2**20
-        length = request.headers.get("content-length")
-        close = {"Connection": "close"}  # the server stops reading the rest of a refused body
-        if length is not None and (not length.isdigit() or int(length) > limit + UPLOAD_PART_OVERHEAD):
-            raise HTTPException(413, f"the upload is larger than {settings.max_upload_mb} MB", headers=close)
         try:
             tmp, suffix, size = await receive_upload(
                 request, data_dir / "uploads", limit, VIDEO_SUFFIXES, settings.upload_timeout_s
             )
-        except UploadError as e:
-            raise HTTPException(e.status, str(e), headers=close) from None
+        except UploadError as e:  # Connection: close: the server stops reading the rest of a refused body
+            raise HTTPException(e.status, str(e), headers={"Connection": "close"}) from None
         try:
             if await asyncio.to_thread(first_frame, str(tmp)) is None:
                 raise HTTPException(400, "the upload is not a readable video (its first frame does not decode)")
@@ -382,7 +375,7 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None, clo
     @app.get("/api/streams/{sid}/events", dependencies=guarded)
     def stream_events(sid: StreamId, after: EventId = 0, limit: Limit = 1000, format: str = "json") -> Response:
         stream_or_404(sid)
-        rows = store.events(sid, after, min(max(limit, 1), 100_000))
+        rows = store.events(sid, after, min(limit, 100_000))
         if format == "csv":
             buf = io.StringIO()
             w = csv.DictWriter(buf, fieldnames=EVENT_FIELDS)
@@ -396,7 +389,7 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None, clo
 
     @app.get("/api/events", dependencies=guarded)
     def all_events(after: EventId = 0, limit: Limit = 200) -> Response:
-        return json_response(store.events(None, after, min(max(limit, 1), 10_000)))
+        return json_response(store.events(None, after, min(limit, 10_000)))
 
     relays: dict[int, tuple[object, MjpegRelay]] = {}
     readers = [0]  # open /api/live connections

@@ -31,7 +31,8 @@ def served_hosts(bound: str, allow: list[str]) -> frozenset[str] | None:
     extra = {h.strip().lower().strip("[]") for h in allow if h.strip()}
     if bound in EVERY_INTERFACE and not extra:
         return None
-    return frozenset(LOOPBACK_NAMES | extra | {bound.lower().strip("[]")} - EVERY_INTERFACE)
+    named = {bound.lower().strip("[]")} - EVERY_INTERFACE
+    return frozenset(LOOPBACK_NAMES | extra | named)
 
 
 def _host_name(host: str) -> str:
@@ -41,16 +42,15 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-def _origin_of(scheme: str, host: str) -> tuple[str, str, int]:
-    parts = urlsplit(f"{scheme}://{host}")
+def _origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host name, port) of a URL, the port filled in from the scheme."""
+    parts = urlsplit(url)
     return parts.scheme, (parts.hostname or ""), parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def _same_origin(origin: str, scheme: str, host: str) -> bool:
     try:
-        o = urlsplit(origin)
-        theirs = (o.scheme, o.hostname or "", o.port or (443 if o.scheme == "https" else 80))
-        return theirs == _origin_of(scheme, host)
+        return _origin(origin) == _origin(f"{scheme}://{host}")
     except ValueError:  # a port that is not a number
         return False
 

@@ -12,6 +12,8 @@ import asyncio
 import uuid
 from pathlib import Path
 
+PART_OVERHEAD = 64 * 1024  # multipart headers, boundaries and other parts beyond the file's own bytes
+
 
 class UploadError(Exception):
     """A refused upload: the HTTP status and one line."""
@@ -92,9 +94,15 @@ async def receive_upload(
     request, folder: Path, limit: int, suffixes: tuple[str, ...], timeout_s: float
 ) -> tuple[Path, str, int]:
     """The request's `file` part written to a partial file in `folder`: (that file, its suffix, its size).
-    UploadError when the body is not multipart, has no file part, passes `limit` bytes or stalls for
-    `timeout_s`; nothing is left behind then."""
+    UploadError when the body is not multipart, has no file part, passes `limit` bytes (a Content-Length
+    that says so is refused before the body is read) or stalls for `timeout_s`; nothing is left behind
+    then."""
     from python_multipart.multipart import MultipartParser, parse_options_header
+
+    too_large = UploadError(413, f"the upload is larger than {limit // 2**20} MB")
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limit + PART_OVERHEAD):
+        raise too_large
 
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
     if ctype != b"multipart/form-data" or not params.get(b"boundary"):
@@ -112,8 +120,8 @@ async def receive_upload(
             except TimeoutError:
                 raise UploadError(408, f"the upload stalled (nothing arrived for {timeout_s:g} s)") from None
             received += len(chunk)
-            if received > limit + 2**20:  # other parts than the file count too
-                raise UploadError(413, f"the upload is larger than {limit // 2**20} MB")
+            if received > limit + PART_OVERHEAD:  # a body without a length, or longer than it said
+                raise too_large
             try:
                 parser.write(chunk)
             except Exception as e:  # python-multipart's parse errors

@@ -59,12 +59,12 @@ def clip(tmp_path_factory, assets_root) -> Path:
 class Server:
     """The app under uvicorn in a thread, on a free loopback port."""
 
-    def __init__(self, settings: ServeSettings, names=None):
+    def __init__(self, settings: ServeSettings, names=None, port: int | None = None):
         import uvicorn
 
         self.settings = settings
         self.app = create_app(settings, names, closing=lambda: self.server.should_exit)
-        self.port = _free_port()
+        self.port = port or _free_port()
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -218,6 +218,15 @@ def test_upload_run_and_read_the_events(make_server, clip, yolov5n_pt, tmp_path,
         assert row["status"] == "finished" and row["frames"] == 150, row
         events = c.get(f"/api/streams/{sid}/events").json()
         counts = c.get(f"/api/streams/{sid}").json()["counts"]
+        # a browser that reconnects names the last event it got (each message's SSE id): only later ones come
+        assert len(events) >= 2
+        with c.stream("GET", "/api/live", headers={"Last-Event-ID": str(events[0]["id"])}) as sse:
+            it = sse.iter_lines()
+            head, data = next(it), next(it)
+        assert head == f"id: {events[-1]['id']}"
+        assert [e["id"] for e in json.loads(data[6:])["events"]] == [e["id"] for e in events[1:]]
+        bad = c.get("/api/live", headers={"Last-Event-ID": "1e309"})
+        assert bad.status_code == 422 and "error" in bad.json()
         rows = list(csv.DictReader(io.StringIO(c.get(f"/api/streams/{sid}/events", params={"format": "csv"}).text)))
         metrics = c.get("/metrics").text
         # plates: each track's stored plate is its last (best) plate record, and its crop is served

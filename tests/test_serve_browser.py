@@ -91,11 +91,44 @@ def test_a_person_uploads_draws_a_line_and_watches_the_counts(tmp_path, clip, yo
             with page.expect_download() as dl:
                 card.locator("a.csv").click()
             text = Path(dl.value.path()).read_text()
+            # the server goes away: the page says so instead of showing the last numbers as if live
+            srv.close()
+            wait_in_page(page, "document.getElementById('offline').style.display === ''", timeout=15_000)
+            assert page.locator(".stream .status").first.text_content().startswith("unknown")
+            page.screenshot(path=str(ARTIFACTS / "serve-offline.png"), full_page=True)
+            # it comes back on the same port: the page reconnects and shows each event once
+            srv = Server(srv.settings, names, port=srv.port)
+            wait_in_page(page, "document.getElementById('offline').style.display === 'none'", timeout=30_000)
+            wait_in_page(
+                page, "document.querySelector('.stream .status').textContent.startsWith('finished')", timeout=10_000
+            )
+            page.wait_for_timeout(1500)  # two SSE ticks of the new server
+            rows_after_reconnect = page.locator("#events tr").count()
+            # restart and remove ask first; declined, nothing happens
+            asked: list[str] = []
+
+            def answer(dialog, accept: bool) -> None:
+                asked.append(dialog.message)
+                dialog.accept() if accept else dialog.dismiss()
+
+            page.once("dialog", lambda d: answer(d, False))
+            card.locator("button[data-a=start]").click()
+            page.wait_for_timeout(1500)
+            assert "stored events and counts are deleted" in asked[-1]
+            assert card.locator(".status").text_content().startswith("finished")
+            page.once("dialog", lambda d: answer(d, False))
+            card.locator("button[data-a=remove]").click()
+            page.wait_for_timeout(1500)
+            assert asked[-1].startswith("Remove stream #") and page.locator(".stream").count() == 1
+            sid = Store(srv.settings.database).streams()[0]["id"]
+            stored = Store(srv.settings.database).events(sid)  # declined: all still there
+            page.once("dialog", lambda d: answer(d, True))
+            card.locator("button[data-a=remove]").click()
+            wait_in_page(page, "document.querySelectorAll('.stream').length === 0", timeout=15_000)
             browser.close()
-        sid = Store(srv.settings.database).streams()[0]["id"]
-        stored = Store(srv.settings.database).events(sid)
+        assert Store(srv.settings.database).streams() == []  # accepted: removed
         downloaded = list(csv.DictReader(io.StringIO(text)))
-        assert len(stored) > 0 and rows_on_page == len(stored)
+        assert len(stored) > 0 and rows_on_page == len(stored) and rows_after_reconnect == len(stored)
         assert [int(r["id"]) for r in downloaded] == [e["id"] for e in stored]
         assert [(r["class_name"], r["direction"], r["counter"]) for r in downloaded] == [
             (e["class_name"], e["direction"], e["counter"]) for e in stored

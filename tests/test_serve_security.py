@@ -355,7 +355,7 @@ def test_live_update_readers_are_bounded(server, monkeypatch):
     ):
         assert a.status_code == b.status_code == 200
         lines = a.iter_lines(), b.iter_lines()  # kept: a line iterator that is dropped closes its response
-        assert all(next(it).startswith("data: ") for it in lines)
+        assert all(next(it).startswith("id: ") and next(it).startswith("data: ") for it in lines)
         third = c.get("/api/live")
         assert third.status_code == 503 and "2 live-update readers" in third.json()["error"]
     time.sleep(1.5)  # the two readers' loops notice the disconnect
@@ -379,7 +379,7 @@ def test_sigterm_ends_the_server_while_a_browser_holds_the_live_feed(tmp_path, y
         wait_until_serving(port, proc)
         with httpx.Client(timeout=30) as c, c.stream("GET", f"http://127.0.0.1:{port}/api/live") as feed:
             lines = feed.iter_lines()
-            assert next(lines).startswith("data: ")
+            assert next(lines).startswith("id: ") and next(lines).startswith("data: ")
             t0 = time.time()
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=30)

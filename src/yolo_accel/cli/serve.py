@@ -104,6 +104,15 @@ def serve_cmd(
             "--ray-gpu-share", min=0.01, max=1.0, help="With --ray --device cuda: the share of a GPU per stream."
         ),
     ] = 0.125,
+    backup: Annotated[
+        Path | None,
+        typer.Option(
+            "--backup",
+            help="Write a consistent copy of the app's SQLite database (streams and events) to this file and "
+            "exit, serving nothing; safe while the app runs. Copying the .db file alone misses the newest "
+            "events: they are in its -wal file until SQLite moves them.",
+        ),
+    ] = None,
 ):
     """The traffic-monitoring web app: add a camera or upload a video, watch it live with boxes and
     counts, read the crossing events from the database, the API (/docs) and /metrics.
@@ -117,6 +126,9 @@ def serve_cmd(
     from ..serve.app import create_app
     from ..serve.manager import ServeSettings
 
+    if backup is not None:
+        _backup(backup, data_dir, db)
+        return
     cfg = deploy_config(deploy, model, backend)
     if cfg is not None:
         model, device = cfg.artifact, cfg.run_device
@@ -165,6 +177,17 @@ def serve_cmd(
     server = uvicorn.Server(config)
     out.print(f"serving on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")
     server.run()
+
+
+def _backup(dest: Path, data_dir: Path, db: str | None) -> None:
+    from ..serve.manager import ServeSettings
+    from ..serve.store import backup_sqlite
+
+    url = ServeSettings(model="", data_dir=data_dir, db_url=db).database
+    with err.status(f"backing up {url}"):
+        done = backup_sqlite(url, dest)
+    size = f"{done['bytes'] / 1e6:.1f} MB" if done["bytes"] >= 1e6 else f"{done['bytes'] / 1e3:.0f} kB"
+    out.print(f"{dest}: {done['streams']} streams, {done['events']} events, {size}", soft_wrap=True)
 
 
 def _read_token(token: str | None, token_file: Path | None) -> str | None:

@@ -60,7 +60,7 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None, clo
     prom = require("prometheus_client")
     from typing import Annotated
 
-    from fastapi import Depends, FastAPI, HTTPException, Query, Request
+    from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
     from fastapi import Path as PathParam
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
@@ -411,21 +411,27 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None, clo
         return StreamingResponse(held[1].frames(), media_type=media, headers={"Cache-Control": "no-cache"})
 
     @app.get("/api/live", dependencies=guarded)
-    async def live_updates(request: Request, after: EventId = 0) -> StreamingResponse:
-        """Server-Sent Events: every second, every stream's status, FPS and counts, and the new events."""
+    async def live_updates(
+        request: Request,
+        after: EventId = 0,
+        last_event_id: Annotated[int | None, Header(ge=0, le=MAX_ID)] = None,
+    ) -> StreamingResponse:
+        """Server-Sent Events: every second, every stream's status, FPS and counts, and the new events
+        (those after `after`). Each message's SSE id is the newest event id sent, so a browser that
+        reconnects (it sends Last-Event-ID) gets only the events it has not had."""
         if readers[0] >= LIVE_READERS:
             raise HTTPException(503, f"{LIVE_READERS} live-update readers are connected already")
         readers[0] += 1
 
         async def events():
-            last = after
+            last = max(after, last_event_id or 0)
             try:
                 while not closing() and not await request.is_disconnected():
                     streams = await asyncio.to_thread(lambda: [live(r) for r in store.streams()])
                     new = await asyncio.to_thread(store.events, None, last, 500)
                     if new:
                         last = new[-1]["id"]
-                    yield f"data: {json.dumps({'streams': streams, 'events': new})}\n\n"
+                    yield f"id: {last}\ndata: {json.dumps({'streams': streams, 'events': new})}\n\n"
                     await asyncio.sleep(1.0)
             finally:
                 readers[0] -= 1

@@ -248,10 +248,12 @@ class StreamManager:
                 run.process.terminate()
             tail.start()
             run.refresh()
-            self.store.update_stream(run.sid, status="running")
             while run.process.is_alive():
                 run.process.join(timeout=0.5)
                 n = run.frames
+                if n > run.start_frame and last == run.start_frame:
+                    # "running" once frames flow: loading the model, opening and retrying a camera is "starting"
+                    self.store.update_stream(run.sid, status="running")
                 if n > last:
                     self.on_frames(run.sid, n - last)
                     last = n

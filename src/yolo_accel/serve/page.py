@@ -15,7 +15,8 @@ input[type=text]{width:260px}
 .stream img{width:100%;background:#000;min-height:120px;border-radius:4px}
 .stream .bar{display:flex;justify-content:space-between;align-items:center;gap:8px;margin:4px 0}
 .status{font-size:13px;padding:1px 6px;border-radius:4px;background:#eee}
-.running{background:#d7f5dd}.failed{background:#fbd5d5}
+.running{background:#d7f5dd}.failed{background:#fbd5d5}.unknown{background:#ffe9b3}
+#offline{background:#ffe9b3;padding:6px 10px;border-radius:4px}
 table{border-collapse:collapse;width:100%;font-size:13px}
 td,th{border-bottom:1px solid #e5e5e5;padding:3px 6px;text-align:left}
 #preview{max-width:640px;cursor:crosshair;display:none;margin-top:8px}
@@ -42,7 +43,8 @@ td,th{border-bottom:1px solid #e5e5e5;padding:3px 6px;text-align:left}
 <img id="preview" alt="first frame: click two points for the counting line, or the corners of a zone">
 <svg id="overlay" style="position:absolute;left:0;top:0;pointer-events:none"></svg></div>
 </form></section>
-<section><h2>Streams</h2><div id="grid"></div></section>
+<section><h2>Streams</h2><p id="offline" style="display:none">The server is not answering: the numbers
+below are from before; reconnecting&hellip;</p><div id="grid"></div></section>
 <section><h2>Events</h2>
 <table><thead><tr><th>time</th><th>stream</th><th>track</th><th>class</th><th>line / zone</th><th>direction</th>
 <th>plate</th><th>vehicle</th></tr></thead>
@@ -133,7 +135,12 @@ function countsText(counts) {
       out.push(line + ' ' + cls + ': in ' + (v.in || 0) + ' out ' + (v.out || 0));
   return out.join(' | ') || 'no crossings yet';
 }
+const ASK = {  // what a click would destroy is said first
+  start: 'Restart stream #{id} from its beginning? Its stored events and counts are deleted.',
+  remove: 'Remove stream #{id}? It stops, and its stored events and counts are deleted.',
+};
 async function act(id, what) {
+  if (ASK[what] && !window.confirm(ASK[what].replace('{id}', id))) return;
   const r = await api('/api/streams/' + id + (what === 'remove' ? '' : '/' + what),
                       {method: what === 'remove' ? 'DELETE' : 'POST'});
   if (!r.ok) say(await errorOf(r));
@@ -173,9 +180,12 @@ function render(streams) {
   }
   for (const el of Array.from(grid.children)) if (!seen.has(el.id)) el.remove();
 }
+let lastEventId = 0;  // the newest event shown: one that comes again (after a reconnect) is not shown twice
 function addEvents(events) {
   const body = $('events');
   for (const e of events) {
+    if (e.id <= lastEventId) continue;
+    lastEventId = e.id;
     const tr = document.createElement('tr');
     const cells = [e.time_s.toFixed(1) + ' s', '#' + e.stream_id, e.track_id, e.class_name, e.counter, e.direction];
     for (const v of cells.concat([e.plate || ''])) {
@@ -192,7 +202,17 @@ function addEvents(events) {
   while (body.children.length > 200) body.removeChild(body.lastChild);
 }
 const live = new EventSource('/api/live');
-live.onmessage = (m) => { const d = JSON.parse(m.data); render(d.streams); addEvents(d.events); };
+live.onmessage = (m) => {
+  $('offline').style.display = 'none';
+  const d = JSON.parse(m.data); render(d.streams); addEvents(d.events);
+};
+live.onerror = () => {  // the browser reconnects by itself, asking for the events after the last it got
+  $('offline').style.display = '';
+  for (const st of document.querySelectorAll('.stream .status')) {
+    st.textContent = 'unknown: no answer from the server'; st.className = 'status unknown';
+  }
+  for (const img of document.querySelectorAll('.stream img')) { img.dataset.src = ''; img.removeAttribute('src'); }
+};
 </script></body></html>
 """
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import sqlite3
 import threading
 import time
 from collections import defaultdict
+from pathlib import Path
 
 from .._deps import require
+from ..errors import SettingsError
 
 
 def _tables(sa):
@@ -47,6 +51,9 @@ def _tables(sa):
         sa.Column("direction", sa.String(10), nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("plate", sa.String(20)),  # the track's best plate read so far (with --ocr)
+        # ids are never reused, not even those of deleted events: a client that asks for the events
+        # after id N (across restarts too) would otherwise miss a new event that got an old id
+        sqlite_autoincrement=True,
     )
     return meta, streams, events
 
@@ -84,14 +91,29 @@ class Store:
                 cur.close()
 
         self.meta, self.streams_t, self.events_t = _tables(sa)
+        if sqlite:
+            self._upgrade_sqlite_events()
         self.meta.create_all(self.engine)
-        with self.engine.begin() as c:  # a database made before events had plates
-            if "plate" not in {col["name"] for col in sa.inspect(c).get_columns("events")}:
-                c.execute(sa.text("ALTER TABLE events ADD COLUMN plate VARCHAR(20)"))
         # Counts per stream, kept up to date as events are added: the page and API clients ask for them
         # every second, and a GROUP BY over a long-running stream's events each time would not scale.
         self._counts: dict[int, dict] = {}
         self._counts_lock = threading.Lock()
+
+    def _upgrade_sqlite_events(self) -> None:
+        """An events table made by an earlier version (no plates; ids that SQLite reuses after the newest
+        rows are deleted) is copied into the current table, ids kept."""
+        sa = self.sa
+        with self.engine.begin() as c:
+            sql = c.execute(sa.text("SELECT sql FROM sqlite_master WHERE type='table' AND name='events'")).scalar()
+            if sql is None or "AUTOINCREMENT" in sql.upper():
+                return
+            old = [col["name"] for col in sa.inspect(c).get_columns("events")]
+            c.execute(sa.text("ALTER TABLE events RENAME TO events_before_upgrade"))
+            c.execute(sa.text("DROP INDEX IF EXISTS ix_events_stream_id"))
+            self.events_t.create(c)
+            cols = ", ".join(name for name in EVENT_FIELDS if name in old)
+            c.execute(sa.text(f"INSERT INTO events ({cols}) SELECT {cols} FROM events_before_upgrade"))
+            c.execute(sa.text("DROP TABLE events_before_upgrade"))
 
     # -- streams --------------------------------------------------------------------------------
     def add_stream(
@@ -218,3 +240,44 @@ class Store:
             for counter, name, direction, n in c.execute(q).all():
                 out[counter][name][direction] = int(n)
         return {k: dict(v) for k, v in out.items()}
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a sqlite:/// URL, else None."""
+    prefix = "sqlite:///"
+    return Path(url[len(prefix) :]) if url.startswith(prefix) and len(url) > len(prefix) else None
+
+
+def backup_sqlite(url: str, dest: Path) -> dict:
+    """A consistent copy of the app's SQLite database in `dest`, taken while the app may be writing to it
+    (SQLite's online backup: the newest events, still in the -wal file, are in the copy). The copy is
+    written beside `dest` and renamed when whole and checked. Returns {"streams", "events", "bytes"}."""
+    src_path = sqlite_path(url)
+    if src_path is None:
+        raise SettingsError("--backup: only an SQLite database (back up PostgreSQL and others with their own tools)")
+    if not src_path.is_file():
+        raise SettingsError(f"--backup: no database at {src_path} (give the --data-dir or --db that serve uses)")
+    dest = Path(dest).expanduser()
+    if dest.exists() and dest.resolve() == src_path.resolve():
+        raise SettingsError("--backup: the copy cannot replace the database itself; give another file")
+    if dest.is_dir() or not dest.parent.is_dir():
+        raise SettingsError(f"--backup {dest}: give a file in an existing folder")
+    partial = dest.with_name(f".{dest.name}.partial")
+    src = sqlite3.connect(src_path, timeout=30)
+    try:
+        copy_ = sqlite3.connect(partial)
+        try:
+            src.backup(copy_)
+            check = copy_.execute("PRAGMA integrity_check").fetchone()[0]
+            if check != "ok":
+                raise SettingsError(f"--backup: the copy failed its integrity check ({check})")
+            counts = {t: copy_.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("streams", "events")}
+        finally:
+            copy_.close()
+        os.replace(partial, dest)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        src.close()
+    return {**counts, "bytes": dest.stat().st_size}

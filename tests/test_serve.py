@@ -375,8 +375,10 @@ def test_kill_9_mid_stream_loses_no_event_and_the_streams_come_back(tmp_path, as
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
     # resumed: the events before the stopping point are those stored before the kill, the rest are those of
-    # a fresh run of the same settings from that frame (nothing lost, nothing twice)
+    # a run of the same settings resumed there as the server resumes (the warm-up frames before it tracked,
+    # not counted; track ids above the stored ones): nothing lost, nothing twice
     from yolo_accel import Detector
+    from yolo_accel.serve.manager import RESUME_WARMUP_FRAMES
     from yolo_accel.video.engine import run_sequential
     from yolo_accel.video.processor import StreamSettings
     from yolo_accel.video.sources import open_source
@@ -384,12 +386,18 @@ def test_kill_9_mid_stream_loses_no_event_and_the_streams_come_back(tmp_path, as
     keys = ("frame", "counter", "track_id", "class_name", "direction")
     before = [e for e in stored if e["frame"] < resume_at]
     assert [e["id"] for e in after[: len(before)]] == [e["id"] for e in before]
+    warm_from = max(0, resume_at - RESUME_WARMUP_FRAMES)
     ref_events = tmp_path / "ref.jsonl"
     with Detector(yolov5n_pt, imgsz=IMGSZ, conf=0.25, iou=0.5, max_det=30, rect=False) as det:
         run_sequential(
-            open_source(str(clip), start_frame=resume_at, max_frames=stopped_at - resume_at),
+            open_source(str(clip), start_frame=warm_from, max_frames=stopped_at - warm_from),
             det,
-            StreamSettings(lines=[LINE], events=str(ref_events)),
+            StreamSettings(
+                lines=[LINE],
+                events=str(ref_events),
+                events_from=resume_at,
+                track_id_offset=max((e["track_id"] for e in before), default=0),
+            ),
         )
     expected = [json.loads(x) for x in ref_events.read_text().splitlines()]
     assert [tuple(e[k] for k in keys) for e in after[len(before) :]] == [tuple(e[k] for k in keys) for e in expected]

@@ -358,3 +358,30 @@ def test_an_mjpeg_stream_draws_only_the_frames_its_cap_sends(video):
         conn.close()
     finally:
         p.finish()
+
+
+@pytest.mark.slow
+def test_a_resumed_stream_counts_what_the_uninterrupted_run_counts(tmp_path, video, detector, reference):
+    """A stream stopped 0.7 s before a crossing and resumed there (as `serve` resumes it: the warm-up frames
+    before the resume point tracked, not counted; track ids above the stored ones) records exactly the
+    crossings the uninterrupted run records from that point on. Started cold at the resume point instead,
+    the same resume gets them wrong (the premise)."""
+    from yolo_accel.serve.manager import RESUME_WARMUP_FRAMES
+
+    _, ref = reference
+    key = lambda e: (e["frame"], e["counter"], e["class_name"], e["direction"])  # noqa: E731
+    stop = next(e["frame"] for e in ref if e["frame"] >= RESUME_WARMUP_FRAMES + 40) - 17  # 0.7 s at 25 FPS
+
+    def run(start: int, name: str) -> list[dict]:
+        s = StreamSettings(
+            lines=[LINE], zones=[ZONE], events=str(tmp_path / name), events_from=stop, track_id_offset=1000
+        )
+        run_sequential(open_source(str(video), start_frame=start, max_frames=300 - start), detector, s)
+        return _lines(tmp_path / name)
+
+    before = [e for e in ref if e["frame"] < stop]
+    resumed = run(stop - RESUME_WARMUP_FRAMES, "resumed.jsonl")
+    assert [key(e) for e in before + resumed] == [key(e) for e in ref]
+    assert len(resumed) >= 2 and all(e["track_id"] > 1000 for e in resumed)
+    cold = run(stop, "cold.jsonl")
+    assert [key(e) for e in before + cold] != [key(e) for e in ref]

@@ -26,6 +26,9 @@ from ..errors import message
 from ..video.stats import STAGES
 from .store import Store
 
+# A resumed file stream starts decoding this many frames before its resume point, tracking but not
+# counting them, so that a vehicle about to cross a line has its track (and its side of the line) again.
+RESUME_WARMUP_FRAMES = 75
 BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)  # the stage histograms' upper edges
 _PER_STAGE = 2 + len(BUCKETS_MS)  # count, total ms, cumulative buckets
 
@@ -119,6 +122,7 @@ class Run:
     mjpeg_port: int
     events_path: Path
     start_frame: int = 0  # where this run began in its source (a resumed stream's stopping point)
+    track_id_offset: int = 0  # a resumed run's track ids start above the stored events' ids
     started: float = field(default_factory=time.perf_counter)
     counter: object = None  # multiprocessing.Value: the next frame index, counted by the stream's process
     stats: LiveStats | None = None
@@ -190,8 +194,9 @@ class StreamManager:
     def start(self, sid: int, resume: bool = False) -> None:
         """Run the stream from its beginning (its earlier events are dropped: a restart counts anew), or with
         `resume` from the frame where it stopped, keeping its events (those of frames after that point, if
-        any were stored, are dropped: they come again). Tracks start afresh on resume, so a vehicle that
-        was crossing a line at that very frame may be missed."""
+        any were stored, are dropped: they come again). A resumed stream first tracks the
+        RESUME_WARMUP_FRAMES before that point without counting them, so its tracks are where the
+        uninterrupted run's were; its track ids go on above the stored ones."""
         if self.running(sid):
             return
         row = self.store.stream(sid)
@@ -202,6 +207,7 @@ class StreamManager:
             self.store.clear_events(sid)
             shutil.rmtree(plates_dir(self.s.data_dir, sid), ignore_errors=True)
         run = Run(sid, _free_port(), Path(self.s.data_dir) / "events" / f"stream{sid}.jsonl", start_frame)
+        run.track_id_offset = self.store.max_track_id(sid) if start_frame else 0
         run.events_path.unlink(missing_ok=True)  # the last run's lines are in the database already
         self.store.update_stream(sid, status="starting", error=None, frames=start_frame, fps=0.0)
         run.thread = threading.Thread(target=self._run, args=(run,), name=f"stream{sid}", daemon=True)
@@ -235,7 +241,16 @@ class StreamManager:
         last, refreshed_at = run.start_frame, time.perf_counter()
         run.process = ctx.Process(
             target=stream_main,
-            args=(self.s, row, str(run.events_path), run.mjpeg_port, run.counter, run.stats, run.start_frame, results),
+            args=(
+                self.s,
+                {**row, "track_id_offset": run.track_id_offset},
+                str(run.events_path),
+                run.mjpeg_port,
+                run.counter,
+                run.stats,
+                run.start_frame,
+                results,
+            ),
             name=f"yolo-accel-stream{run.sid}",
             # not daemonic: a daemonic process may not start the plate reader process; it still ends
             # with the server (stop_all on shutdown, its watchdog if the server is killed)
@@ -472,7 +487,9 @@ def stream_main(
             classes=row["classes"] or None,
             rect=False,
         ) as det:
-            source = open_source(row["source"], loop=bool(row["loop"]), start_frame=start_frame)
+            # a resumed run replays the frames just before its resume point, uncounted (see RESUME_WARMUP_FRAMES)
+            warmup = min(start_frame, RESUME_WARMUP_FRAMES)
+            source = open_source(row["source"], loop=bool(row["loop"]), start_frame=start_frame - warmup)
             settings = StreamSettings(
                 lines=row["lines"],
                 zones=row["zones"],
@@ -482,11 +499,16 @@ def stream_main(
                 ocr=s.ocr,
                 plate_pattern=s.plate_pattern,
                 plate_crops=str(plates_dir(s.data_dir, row["id"])) if s.ocr else None,
+                events_from=start_frame,
+                track_id_offset=int(row.get("track_id_offset", 0)),
             )
+            replayed = [warmup]  # frames of the warm-up not yet done: they are not the stream's progress
 
             def progress(n: int) -> None:
+                skip = min(n, replayed[0])
+                replayed[0] -= skip
                 with counter.get_lock():
-                    counter.value += n
+                    counter.value += n - skip
 
             batch = 8 if det.backend.device.is_cuda else 1
             es = EngineSettings(batch=batch, workers=0)

@@ -212,6 +212,12 @@ class Store:
                     per[r["direction"]] = per.get(r["direction"], 0) + 1
         return len(rows)
 
+    def max_track_id(self, sid: int) -> int:
+        """The highest track id among a stream's stored events (0 when it has none)."""
+        sa, t = self.sa, self.events_t
+        with self.engine.connect() as c:
+            return int(c.execute(sa.select(sa.func.max(t.c.track_id)).where(t.c.stream_id == sid)).scalar() or 0)
+
     def events(self, sid: int | None = None, after_id: int = 0, limit: int = 1000) -> list[dict]:
         t = self.events_t
         q = t.select().where(t.c.id > after_id).order_by(t.c.id).limit(limit)

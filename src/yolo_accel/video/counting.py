@@ -73,14 +73,17 @@ class Counter:
             lambda: defaultdict(lambda: {"in": 0, "out": 0})
         )
 
-    def update(self, frame_index: int, time_s: float, dets) -> list[dict]:
-        """Feed one frame's tracked supervision Detections; returns the events of this frame."""
+    def update(self, frame_index: int, time_s: float, dets, record: bool = True) -> list[dict]:
+        """Feed one frame's tracked supervision Detections; returns the events of this frame. With
+        `record` False the lines and zones follow the tracks, but nothing is counted or returned."""
         if dets.tracker_id is None or len(dets) == 0:
             return []
         dets = dets[dets.tracker_id >= 0]
         events = []
 
         def emit(counter: str, k: int, direction: str):
+            if not record:
+                return
             cls = int(dets.class_id[k])
             name = self.names.get(cls, str(cls))
             self.counts[counter][name][direction] += 1

@@ -43,6 +43,10 @@ class StreamSettings:
     plate_pattern: str | None = None  # only plates matching this regular expression (after normalising)
     ocr_device: str = "cpu"  # cpu, or cuda where onnxruntime-gpu is installed
     plate_crops: str | None = None  # folder for each track's best-read crop (track<ID>.jpg)
+    # A resumed stream replays some frames before its resume point so that its tracks and counters are
+    # where the uninterrupted run's were: those frames count nothing (their events are stored already).
+    events_from: int = 0  # frames before this index are tracked, their crossings not recorded
+    track_id_offset: int = 0  # added to every track id: a resumed run's tracks never reuse the earlier ids
 
     @property
     def annotates(self) -> bool:
@@ -171,8 +175,10 @@ class StreamProcessor:
         )
         if self.tracker is not None:
             d = self.tracker.update(d)
+            if self.s.track_id_offset and d.tracker_id is not None:
+                d.tracker_id = np.where(d.tracker_id >= 0, d.tracker_id + self.s.track_id_offset, d.tracker_id)
         tb = time.perf_counter()
-        events = self.counter.update(index, time_s, d)
+        events = self.counter.update(index, time_s, d, record=index >= self.s.events_from)
         tc = time.perf_counter()
         self.stages.add("track", (tb - ta) * 1000)
         self.stages.add("count", (tc - tb) * 1000)

@@ -243,13 +243,14 @@ class StreamManager:
             target=stream_main,
             args=(
                 self.s,
-                {**row, "track_id_offset": run.track_id_offset},
+                row,
                 str(run.events_path),
                 run.mjpeg_port,
                 run.counter,
                 run.stats,
                 run.start_frame,
                 results,
+                run.track_id_offset,
             ),
             name=f"yolo-accel-stream{run.sid}",
             # not daemonic: a daemonic process may not start the plate reader process; it still ends
@@ -460,10 +461,13 @@ def stream_main(
     stats: LiveStats,
     start_frame: int,
     results,
+    track_id_offset: int = 0,
 ) -> None:
     """One stream, in its own process: its detector, its engine, its events file and MJPEG server.
     Puts {"error", "frames", "fps"} on `results` when it ends; SIGTERM ends it cleanly, and so does the
-    server's death (even by SIGKILL): a stream never runs on without the server that stores its events."""
+    server's death (even by SIGKILL): a stream never runs on without the server that stores its events.
+    A resumed run (`start_frame` > 0) replays the frames before it uncounted; its track ids start above
+    `track_id_offset`."""
     import os
     import signal
 
@@ -500,7 +504,7 @@ def stream_main(
                 plate_pattern=s.plate_pattern,
                 plate_crops=str(plates_dir(s.data_dir, row["id"])) if s.ocr else None,
                 events_from=start_frame,
-                track_id_offset=int(row.get("track_id_offset", 0)),
+                track_id_offset=track_id_offset,
             )
             replayed = [warmup]  # frames of the warm-up not yet done: they are not the stream's progress
 

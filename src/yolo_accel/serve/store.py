@@ -94,6 +94,9 @@ class Store:
         if sqlite:
             self._upgrade_sqlite_events()
         self.meta.create_all(self.engine)
+        with self.engine.begin() as c:  # another database (PostgreSQL) made before events had plates
+            if "plate" not in {col["name"] for col in sa.inspect(c).get_columns("events")}:
+                c.execute(sa.text("ALTER TABLE events ADD COLUMN plate VARCHAR(20)"))
         # Counts per stream, kept up to date as events are added: the page and API clients ask for them
         # every second, and a GROUP BY over a long-running stream's events each time would not scale.
         self._counts: dict[int, dict] = {}
@@ -249,9 +252,9 @@ class Store:
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The database file of a sqlite:/// URL, else None."""
-    prefix = "sqlite:///"
-    return Path(url[len(prefix) :]) if url.startswith(prefix) and len(url) > len(prefix) else None
+    """The database file of an SQLite URL, else None (another database, or SQLite in memory)."""
+    parsed = require("sqlalchemy").engine.make_url(url)
+    return Path(parsed.database) if parsed.get_backend_name() == "sqlite" and parsed.database else None
 
 
 def backup_sqlite(url: str, dest: Path) -> dict:

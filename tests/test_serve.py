@@ -303,6 +303,65 @@ def test_bad_requests_get_a_4xx_json_error(make_server, clip, tmp_path):
         assert list((data / "uploads").iterdir()) == []  # refused uploads leave nothing behind
 
 
+class _Camera:
+    """An HTTP MJPEG camera on a loopback port, playing the clip's frames at 25 FPS until closed."""
+
+    def __init__(self, jpegs: list[bytes], port: int):
+        from yolo_accel.video.sinks import MjpegServer
+
+        self.server, self.stopped = MjpegServer(port), threading.Event()
+        self.thread = threading.Thread(target=self._play, args=(jpegs,), daemon=True)
+        self.thread.start()
+
+    def _play(self, jpegs):
+        i = 0
+        while not self.stopped.is_set():
+            self.server.publish_jpeg(jpegs[i % len(jpegs)])
+            i += 1
+            time.sleep(0.04)
+
+    def close(self):
+        self.stopped.set()
+        self.thread.join()
+        self.server.close()  # its open responses end: the reader sees the stream drop
+
+
+@pytest.mark.slow
+def test_a_camera_that_drops_is_reconnecting_then_running_again(make_server, clip):
+    """A camera that goes away mid-stream is not shown as a frozen 'running': it is 'reconnecting' while its
+    source reopens the connection, and 'running' again, its frames moving on, once the camera is back."""
+    import cv2
+
+    cap, jpegs = cv2.VideoCapture(str(clip)), []
+    for _ in range(50):
+        ok, img = cap.read()
+        assert ok
+        jpegs.append(cv2.imencode(".jpg", cv2.resize(img, (640, 360)))[1].tobytes())
+    port = _free_port()
+    camera = _Camera(jpegs, port)
+    srv = make_server()
+    try:
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            r = c.post("/api/streams", json={"source": f"http://127.0.0.1:{port}/", "name": "cam", "lines": [LINE]})
+            assert r.status_code == 201, r.text
+            sid = r.json()["id"]
+            assert _wait(c, sid, ("running", "failed"), timeout=120)["status"] == "running"
+            camera.close()
+            dropped = _wait(c, sid, ("reconnecting", "failed"), timeout=30)
+            assert dropped["status"] == "reconnecting", dropped
+            camera = _Camera(jpegs, port)
+            back = _wait(c, sid, ("running", "failed"), timeout=60)
+            assert back["status"] == "running" and back["error"] is None, back
+            deadline = time.time() + 30
+            while c.get(f"/api/streams/{sid}").json()["frames"] <= dropped["frames"]:
+                assert time.time() < deadline, "no frames after the camera came back"
+                time.sleep(0.3)
+            assert c.post(f"/api/streams/{sid}/stop").status_code == 200
+            assert _wait(c, sid)["status"] == "stopped"
+    finally:
+        camera.close()
+
+
 def test_off_loopback_needs_a_token(yolov5n_pt, tmp_path):
     from typer.testing import CliRunner
 

@@ -385,3 +385,37 @@ def test_a_resumed_stream_counts_what_the_uninterrupted_run_counts(tmp_path, vid
     assert len(resumed) >= 2 and all(e["track_id"] > 1000 for e in resumed)
     cold = run(stop, "cold.jsonl")
     assert [key(e) for e in before + cold] != [key(e) for e in ref]
+
+
+@pytest.mark.slow
+def test_a_stream_resumed_on_ray_counts_what_the_uninterrupted_run_counts(video, yolov5n_pt, reference):
+    """The same resume through the body of `serve --ray`'s stream actor (run here as the plain class the
+    actor wraps, without a cluster): given the resume frame, the warm-up and the track-id offset the
+    server gives it, it hands over exactly the crossings the uninterrupted run records from there on."""
+    from yolo_accel.scale.serve_stream import StreamWorker
+    from yolo_accel.serve.manager import RESUME_WARMUP_FRAMES, _stats_factory
+
+    _, ref = reference
+    key = lambda e: (e["frame"], e["counter"], e["class_name"], e["direction"])  # noqa: E731
+    stop = next(e["frame"] for e in ref if e["frame"] >= RESUME_WARMUP_FRAMES + 40) - 17  # 0.7 s at 25 FPS
+    row = {"source": str(video), "loop": 0, "classes": VEHICLES, "lines": [LINE], "zones": [ZONE], "kind": "file"}
+    kwargs = {"model": str(yolov5n_pt), "backend": "onnxruntime", "imgsz": 416, "iou": 0.5}
+    worker = StreamWorker(kwargs, 30, row, stop, 0, _stats_factory, track_id_offset=1000, warmup_frames=75)
+    assert RESUME_WARMUP_FRAMES == 75
+    events, progress, deadline = [], [], time.time() + 300
+    while True:
+        reply = worker.poll()
+        events += reply["events"]
+        progress.append(reply["next_frame"])
+        if "end" in reply:
+            break
+        if reply["next_frame"] >= 300:  # the reference's length: the rest of the clip is not needed
+            worker.stop()
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert reply["end"]["error"] is None, reply["end"]
+    assert min(progress) == stop  # the warm-up's frames are not reported as the stream's progress
+    resumed = [e for e in events if e["frame"] < 300]
+    before = [e for e in ref if e["frame"] < stop]
+    assert [key(e) for e in before + resumed] == [key(e) for e in ref]
+    assert len(resumed) >= 2 and all(e["track_id"] > 1000 for e in resumed)

@@ -36,11 +36,16 @@ class StreamWorker:
         start_frame: int,
         preview_fps: float,
         stats_factory,
+        track_id_offset: int = 0,
+        warmup_frames: int = 0,
     ):
         self.folder = tempfile.mkdtemp(prefix="yolo-accel-serve-")
         self.tail = EventsTail(os.path.join(self.folder, "events.jsonl"))
         self.port = _free_port()
         self.start_frame = start_frame
+        self.track_id_offset = track_id_offset
+        # a resumed stream replays this many frames before its resume point, tracked but not counted
+        self.warmup = min(start_frame, warmup_frames)
         self.engine = None
         self.result: dict | None = None
         self.error: str | None = None
@@ -63,13 +68,15 @@ class StreamWorker:
             from ..video.sources import open_source
 
             with Detector(**detector_kwargs, max_det=max_det, classes=row["classes"] or None, rect=False) as det:
-                source = open_source(row["source"], loop=bool(row["loop"]), start_frame=self.start_frame)
+                source = open_source(row["source"], loop=bool(row["loop"]), start_frame=self.start_frame - self.warmup)
                 settings = StreamSettings(
                     lines=row["lines"],
                     zones=row["zones"],
                     events=self.tail.path,
                     serve_mjpeg=self.port,
                     mjpeg_fps=preview_fps or None,
+                    events_from=self.start_frame,
+                    track_id_offset=self.track_id_offset,
                 )
                 batch = 8 if det.backend.device.is_cuda else 1
                 self.engine = VideoEngine(det, [source], [settings], EngineSettings(batch=batch, workers=0))
@@ -88,7 +95,8 @@ class StreamWorker:
         if engine is not None:
             self.stats.write(*engine.live_stats(0))
         reply = {
-            "next_frame": (last + 1) if last is not None else self.start_frame,
+            # the warm-up's frames come before the resume point: they are not the stream's progress
+            "next_frame": max(last + 1, self.start_frame) if last is not None else self.start_frame,
             "events": self.tail.take(upto),
             "stats": self.stats.read(),
         }

@@ -29,6 +29,9 @@ from .store import Store
 # A resumed file stream starts decoding this many frames before its resume point, tracking but not
 # counting them, so that a vehicle about to cross a line has its track (and its side of the line) again.
 RESUME_WARMUP_FRAMES = 75
+# A camera (URL) stream whose frames stop for this long is shown as "reconnecting" until they come again:
+# its source is reopening a dropped connection, and the page should not show a frozen "running".
+STALL_S = 5.0
 BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)  # the stage histograms' upper edges
 _PER_STAGE = 2 + len(BUCKETS_MS)  # count, total ms, cumulative buckets
 
@@ -134,6 +137,23 @@ class Run:
     ended: threading.Event = field(default_factory=threading.Event)  # the process is gone
     done: threading.Event = field(default_factory=threading.Event)  # and its end is stored
     thread: threading.Thread | None = None
+    shown: str = "starting"  # the status last stored
+    _moved: tuple = ()  # (frames, time) when the frame count last changed
+
+    def status_now(self, live: bool) -> str | None:
+        """The status to store, when it changed: "running" once frames flow (loading the model, opening
+        and retrying a camera is "starting"); a live source whose frames stop for STALL_S is
+        "reconnecting" until they flow again."""
+        now, n = time.perf_counter(), self.frames
+        if not self._moved or n != self._moved[0]:
+            self._moved = (n, now)
+        want = self.shown
+        if n > self.start_frame:
+            want = "reconnecting" if live and now - self._moved[1] > STALL_S else "running"
+        if want == self.shown:
+            return None
+        self.shown = want
+        return want
 
     @property
     def frames(self) -> int:
@@ -179,7 +199,7 @@ class StreamManager:
     def mark_interrupted(self) -> None:
         """At start-up: streams the last server left running (it was killed) are stopped, resumable."""
         for row in self.store.streams():
-            if row["status"] in ("starting", "running"):
+            if row["status"] in ("starting", "running", "reconnecting"):
                 self.store.update_stream(row["id"], status="interrupted")
 
     def running(self, sid: int) -> Run | None:
@@ -238,7 +258,7 @@ class StreamManager:
         run.counter = ctx.Value("q", run.start_frame)
         run.stats = LiveStats(ctx)
         results = ctx.Queue()
-        last, refreshed_at = run.start_frame, time.perf_counter()
+        last, refreshed_at, live = run.start_frame, time.perf_counter(), row["kind"] != "file"
         run.process = ctx.Process(
             target=stream_main,
             args=(
@@ -267,9 +287,8 @@ class StreamManager:
             while run.process.is_alive():
                 run.process.join(timeout=0.5)
                 n = run.frames
-                if n > run.start_frame and last == run.start_frame:
-                    # "running" once frames flow: loading the model, opening and retrying a camera is "starting"
-                    self.store.update_stream(run.sid, status="running")
+                if status := run.status_now(live):
+                    self.store.update_stream(run.sid, status=status)
                 if n > last:
                     self.on_frames(run.sid, n - last)
                     last = n
@@ -325,14 +344,20 @@ class StreamManager:
             options = {"num_gpus": self.s.ray_gpu_share, "num_cpus": 1} if gpu else {"num_cpus": 1}
             local = MjpegServer(run.mjpeg_port)
             actor = ray.remote(**options)(StreamWorker).remote(
-                kwargs, self.s.max_det, row, run.start_frame, self.s.preview_fps, _stats_factory
+                kwargs,
+                self.s.max_det,
+                row,
+                run.start_frame,
+                self.s.preview_fps,
+                _stats_factory,
+                track_id_offset=run.track_id_offset,
+                warmup_frames=RESUME_WARMUP_FRAMES,
             )
             run.process = _ActorHandle(actor, run)
             if run.stop_requested:
                 run.process.terminate()
             threading.Thread(target=self._relay_frames, args=(run, actor, local), daemon=True).start()
-            self.store.update_stream(run.sid, status="running")
-            end = None
+            end, live = None, row["kind"] != "file"
             while end is None:
                 try:
                     reply = ray.get(actor.poll.remote(), timeout=120)
@@ -343,6 +368,8 @@ class StreamManager:
                 if reply["events"]:
                     self.on_events(run.sid, self.store.add_events(run.sid, reply["events"]))
                 run.counter.value = reply["next_frame"]  # after its events are stored: a resume point
+                if status := run.status_now(live):
+                    self.store.update_stream(run.sid, status=status)
                 if run.frames > last:
                     self.on_frames(run.sid, run.frames - last)
                     last = run.frames

@@ -15,7 +15,7 @@ input[type=text]{width:260px}
 .stream img{width:100%;background:#000;min-height:120px;border-radius:4px}
 .stream .bar{display:flex;justify-content:space-between;align-items:center;gap:8px;margin:4px 0}
 .status{font-size:13px;padding:1px 6px;border-radius:4px;background:#eee}
-.running{background:#d7f5dd}.failed{background:#fbd5d5}.unknown{background:#ffe9b3}
+.running{background:#d7f5dd}.failed{background:#fbd5d5}.unknown,.reconnecting{background:#ffe9b3}
 #offline{background:#ffe9b3;padding:6px 10px;border-radius:4px}
 table{border-collapse:collapse;width:100%;font-size:13px}
 td,th{border-bottom:1px solid #e5e5e5;padding:3px 6px;text-align:left}
@@ -172,7 +172,7 @@ function render(streams) {
     const stages = Object.entries(s.stages_ms || {}).map(([k, v]) => k + ' ' + v.toFixed(1));
     el.querySelector('.stages').textContent = stages.length ? 'ms per frame: ' + stages.join(', ') : '';
     el.querySelector('[data-a=resume]').style.display = s.resumable ? '' : 'none';
-    const active = s.status === 'running' || s.status === 'starting';
+    const active = ['running', 'starting', 'reconnecting'].includes(s.status);
     el.querySelector('[data-a=stop]').style.display = active ? '' : 'none';
     const img = el.querySelector('img');
     const want = s.status === 'running' ? '/api/streams/' + s.id + '/video.mjpg?run=' + s.created_at : '';

@@ -365,12 +365,33 @@ def test_dataset_errors_are_data_errors(tmp_path):
 
 
 @pytest.mark.slow
-def test_validate_speedup_is_bench_speedup(tmp_path, yolov5n_pt, assets_root):
-    """One timing harness: validate's speedup of onnxruntime over torch (model-only, batch 1, 640) agrees
-    with bench's for the same settings, within 25 % (two runs on a shared 2-core machine)."""
+def test_validate_speedup_is_bench_speedup(tmp_path, yolov5n_pt, assets_root, monkeypatch):
+    """One timing harness: validate and bench time each backend through the same `speed.time_detector`,
+    on a prepared batch of the same shape with the same warm-up and runs, and each reports as the
+    onnxruntime speedup the ratio of the model-only medians that harness measured. The real harness
+    runs; the test only watches what goes in and comes out. (Two timings of a shared 2-core machine are
+    not compared with each other here: their ratio moved by over 25 % between runs, and speed is
+    benchmark work, not a unit test's.)"""
+    import yolo_accel.bench.runner as bench_runner
+    import yolo_accel.validate as validate_mod
+    from yolo_accel.speed import time_detector
+
+    timed: dict[str, dict[str, tuple]] = {"validate": {}, "bench": {}}
+
+    def watch(command: str):
+        def watched(det, frames, s):
+            speed = time_detector(det, frames, s)
+            shape = tuple(det.preprocess(frames)[0].shape)
+            timed[command][det.backend.name] = (shape, s.warmup, s.iters, speed.model.median, speed.model.n)
+            return speed
+
+        return watched
+
+    monkeypatch.setattr(validate_mod, "time_detector", watch("validate"))
+    monkeypatch.setattr(bench_runner, "time_detector", watch("bench"))
     data = assets_root / "datasets" / "coco8" / "data.yaml"
-    args = ["validate", "--model", str(yolov5n_pt), "--data", str(data), "--speed-iters", "40"]
-    res = runner.invoke(app, [*args, "--report-dir", str(tmp_path / "v")])
+    args = ["validate", "--model", str(yolov5n_pt), "--data", str(data), "--speed-iters", "30"]
+    res = runner.invoke(app, [*args, "--report-dir", str(tmp_path / "v")])  # validate warms up 10 runs
     assert res.exit_code in (0, 1), res.output
     report = json.loads((tmp_path / "v" / "report.json").read_text())
     speed = report["backends"]["onnxruntime"]["speed"]
@@ -379,13 +400,18 @@ def test_validate_speedup_is_bench_speedup(tmp_path, yolov5n_pt, assets_root):
     md = (tmp_path / "v" / "report.md").read_text()
     assert "Speed gate: model-only latency" in md and ", batch 1, " in md
     assert "Speed gate: model-only" in res.output
-    args = ["bench", "--model", str(yolov5n_pt), "--backends", "torch,onnxruntime", "--batch", "1", "--iters", "40"]
+    args = ["bench", "--model", str(yolov5n_pt), "--backends", "torch,onnxruntime", "--batch", "1", "--iters", "30"]
     res = runner.invoke(app, [*args, "--warmup", "10", "--e2e-iters", "5", "--report-dir", str(tmp_path / "b")])
     assert res.exit_code == 0, res.output
     rows = json.loads((tmp_path / "b" / "bench.json").read_text())["rows"]
     bench = next(r for r in rows if r["backend"] == "onnxruntime")["speedup"]
+    v, b = timed["validate"], timed["bench"]
+    assert set(v) == set(b) == {"torch", "onnxruntime"}
+    for name in v:  # the same input shape (batch 1, 640 square), warm-up and number of runs
+        assert v[name][:3] == b[name][:3] == ((1, 3, 640, 640), 10, 30), (name, v[name], b[name])
+    assert speed["speedup"] == pytest.approx(v["torch"][3] / v["onnxruntime"][3], rel=1e-9)
+    assert bench == pytest.approx(b["torch"][3] / b["onnxruntime"][3], rel=1e-9)
     print(f"\nonnxruntime over torch, model-only batch 1: validate {speed['speedup']:.2f}x, bench {bench:.2f}x")
-    assert abs(speed["speedup"] / bench - 1) <= 0.25
 
 
 @pytest.mark.slow

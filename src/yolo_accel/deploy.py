@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DataError, OutputExistsError
+from .errors import DataError, OutputExistsError, SettingsError
 
 FORMAT = "yolo-accel-deploy/1"
 COMPANIONS = {".xml": (".bin",)}  # files that travel with an artifact
@@ -36,6 +36,7 @@ class DeployConfig:
     max_det: int
     batch: int
     source_model: str | None  # the .pt it was made from (the reference for validate)
+    source_sha256: str | None = None
 
     @property
     def parsed(self):
@@ -74,42 +75,144 @@ class DeployConfig:
 
 
 def load_deploy(folder: str | Path) -> DeployConfig:
-    """Read `folder`/deploy.yaml (DataError, one line, for anything missing or wrong)."""
+    """Read `folder`/deploy.yaml (DataError, one line, for anything missing or wrong).
+
+    A bundle is checked before anything in it is loaded (a `.pt` artifact is a pickle, which runs code
+    when loaded): its artifact is a file inside the bundle, named without a folder, whose bytes (and its
+    companions') have the SHA-256 that deploy.yaml gives, and every field has its type and range."""
     import yaml
 
     root = Path(folder).expanduser()
     path = root / "deploy.yaml" if root.is_dir() else root
     if not path.is_file():
         raise DataError(f"{root}: no deploy.yaml (a bundle is written by `yolo-accel optimize --out DIR`)")
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise DataError(f"{path}: over {MAX_YAML_BYTES // 1024} KiB, not a deploy.yaml")
     try:
         cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not valid YAML ({str(e).splitlines()[0][:120]})") from None
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:
+        raise DataError(
+            f"{path}: not valid YAML ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})"
+        ) from None
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise DataError(f"{path}: not a yolo-accel deploy.yaml (format {FORMAT} expected)")
+    fields = _Fields(cfg, path)
+    thresholds = _Fields(fields.get("thresholds", dict), path, "thresholds.")
+    imgsz = fields.get("imgsz", list)
+    if len(imgsz) != 2 or not all(_is_int(v) and 32 <= v <= MAX_IMGSZ for v in imgsz):
+        raise DataError(f"{path}: imgsz must be two whole numbers from 32 to {MAX_IMGSZ}, got {_show(imgsz)}")
+    source_sha = fields.get("source_sha256", str, required=False)
+    if source_sha is not None and not _is_sha256(source_sha):
+        raise DataError(f"{path}: source_sha256 is not a SHA-256 (64 hex digits)")
+    out = DeployConfig(
+        folder=path.parent,
+        artifact=_checked_artifact(fields, path),
+        variant=fields.get("variant", str),
+        device=fields.get("device", str),
+        imgsz=(imgsz[0], imgsz[1]),
+        conf=thresholds.number("conf", 0.0, 1.0),
+        iou=thresholds.number("iou", 0.0, 1.0),
+        max_det=thresholds.whole("max_det", 1, 100_000, default=300),
+        batch=fields.whole("batch", 1, 1024, default=1),
+        source_model=fields.get("source_model", str, required=False),
+        source_sha256=source_sha,
+    )
     try:
-        artifact = path.parent / str(cfg["artifact"])
-        thresholds = cfg["thresholds"]
-        imgsz = [int(v) for v in cfg["imgsz"]]
-        out = DeployConfig(
-            folder=path.parent,
-            artifact=artifact,
-            variant=str(cfg["variant"]),
-            device=str(cfg["device"]),
-            imgsz=(imgsz[0], imgsz[1]),
-            conf=float(thresholds["conf"]),
-            iou=float(thresholds["iou"]),
-            max_det=int(thresholds.get("max_det", 300)),
-            batch=int(cfg.get("batch", 1)),
-            source_model=cfg.get("source_model"),
+        _ = out.parsed  # an unknown variant is one line here, not a failure later
+    except (SettingsError, ValueError) as e:
+        raise DataError(f"{path}: variant {_show(out.variant)}: {e}") from None
+    return out
+
+
+MAX_YAML_BYTES = 1 << 20  # optimize writes a few KiB
+MAX_IMGSZ = 8192
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)  # YAML's `true` is not a size
+
+
+def _is_sha256(v) -> bool:
+    return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+
+
+def _show(v) -> str:
+    import reprlib
+
+    return reprlib.repr(v)  # bounded: a value built from YAML aliases can be enormous
+
+
+class _Fields:
+    """Typed reads of a deploy.yaml mapping: each wrong field is one line naming it."""
+
+    def __init__(self, cfg: dict, path: Path, prefix: str = ""):
+        self.cfg, self.path, self.prefix = cfg, path, prefix
+
+    def get(self, key: str, kind: type, required: bool = True):
+        if key not in self.cfg or self.cfg[key] is None:
+            if required:
+                raise DataError(f"{self.path}: incomplete deploy.yaml (no {self.prefix}{key})")
+            return None
+        value = self.cfg[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise DataError(f"{self.path}: {self.prefix}{key} must be {_KINDS[kind]}, got {_show(value)}")
+        return value
+
+    def number(self, key: str, low: float, high: float) -> float:
+        value = self.get(key, (int, float))
+        if not low <= value <= high:  # NaN fails this too
+            raise DataError(f"{self.path}: {self.prefix}{key} must be from {low:g} to {high:g}, got {_show(value)}")
+        return float(value)
+
+    def whole(self, key: str, low: int, high: int, default: int) -> int:
+        if key not in self.cfg:
+            return default
+        value = self.get(key, int)
+        if not low <= value <= high:
+            raise DataError(f"{self.path}: {self.prefix}{key} must be from {low} to {high}, got {_show(value)}")
+        return value
+
+
+_KINDS = {str: "text", list: "a list", dict: "a mapping", int: "a whole number", (int, float): "a number"}
+
+
+def _checked_artifact(fields: _Fields, path: Path) -> Path:
+    """The artifact (and its companions) inside the bundle, with the bytes deploy.yaml's `files` hashes."""
+    from .model import file_sha256
+
+    name = fields.get("artifact", str)
+    if name in ("", ".", "..") or Path(name).name != name or "/" in name or "\\" in name:
+        raise DataError(f"{path}: artifact must be a file name inside the bundle, got {_show(name)}")
+    hashes = fields.get("files", dict, required=False)
+    if hashes is None:
+        raise DataError(
+            f"{path}: no `files` with the artifact's SHA-256 (a bundle from an earlier yolo-accel): "
+            "run yolo-accel optimize again"
         )
-    except (KeyError, TypeError, ValueError, IndexError) as e:
-        raise DataError(f"{path}: incomplete deploy.yaml ({type(e).__name__}: {e})") from None
+    folder = path.parent.resolve()
+    artifact = path.parent / name
     for p in (artifact, *(artifact.with_suffix(s) for s in COMPANIONS.get(artifact.suffix, ()))):
         if not p.is_file():
             raise DataError(f"{path}: its artifact {p.name} is missing beside it")
-    _ = out.parsed  # an unknown variant is one line here, not a failure later
-    return out
+        if p.resolve().parent != folder:  # a symlink out of the bundle
+            raise DataError(f"{path}: its artifact {p.name} points outside the bundle")
+        expected = hashes.get(p.name)
+        if not _is_sha256(expected):
+            raise DataError(f"{path}: files has no SHA-256 for {p.name}")
+        if file_sha256(p) != expected:
+            raise DataError(f"{path}: {p.name} is not the file the bundle was written with (its SHA-256 differs)")
+    return artifact
+
+
+def check_source_model(cfg: DeployConfig, model: Path) -> None:
+    """The .pt `validate --deploy` compares the bundle with is the one the bundle was made from."""
+    from .model import file_sha256
+
+    if cfg.source_sha256 is not None and file_sha256(model) != cfg.source_sha256:
+        raise DataError(
+            f"{model}: not the model the bundle was made from (its SHA-256 differs from source_sha256); "
+            "give the reference with --model"
+        )
 
 
 def check_bundle_target(folder: Path, force: bool) -> None:
@@ -139,7 +242,10 @@ def write_bundle(folder: str | Path, report: dict, write_reports, force: bool = 
             shutil.copy2(src, tmp / name)
             for suffix in COMPANIONS.get(src.suffix, ()):
                 shutil.copy2(src.with_suffix(suffix), tmp / ("model" + suffix))
-            doc = deploy_document(report, chosen, name)
+            from .model import file_sha256
+
+            files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
+            doc = deploy_document(report, chosen, name, files)
             (tmp / "deploy.yaml").write_text(
                 "# Written by yolo-accel optimize; run it with --deploy on predict, validate, bench, video, serve.\n"
                 + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True),
@@ -155,7 +261,7 @@ def write_bundle(folder: str | Path, report: dict, write_reports, force: bool = 
     return folder / "deploy.yaml" if chosen is not None else None
 
 
-def deploy_document(report: dict, chosen: dict, artifact_name: str) -> dict:
+def deploy_document(report: dict, chosen: dict, artifact_name: str, files: dict[str, str]) -> dict:
     """deploy.yaml's content for the chosen row."""
     s = report["settings"]
     env = report["environment"]
@@ -177,6 +283,7 @@ def deploy_document(report: dict, chosen: dict, artifact_name: str) -> dict:
     return {
         "format": FORMAT,
         "artifact": artifact_name,
+        "files": files,  # SHA-256 of each file of the artifact, checked before it is loaded
         "candidate": chosen["name"],
         "variant": chosen["variant"],
         "runtime": chosen.get("runtime"),

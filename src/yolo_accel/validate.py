@@ -330,7 +330,8 @@ def _speed_entry(speed: Speed, ref: Speed, s: ValidateSettings, frame) -> dict:
     }
     if not (speed.enough and ref.enough):
         out["note"] = (
-            f"fewer than {MIN_TIMED} timed runs (the --speed-duration cap): the speedup rests on "
+            f"fewer than {MIN_TIMED} timed runs (--speed-iters, or the {s.speed_duration_s:g} s each measure "
+            "may take): the speedup rests on "
             f"{min(speed.model.n, speed.e2e.n, ref.model.n, ref.e2e.n)} runs"
         )
     return out

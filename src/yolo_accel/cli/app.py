@@ -4,16 +4,46 @@ every error a user can cause, never a traceback."""
 from __future__ import annotations
 
 import functools
+import sys
 import warnings
 
+import click
 import typer
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from ..console import err
 from ..errors import YoloAccelError
 
+
+class _OneLineUsageErrors(TyperGroup):
+    """Click's usage errors (a value out of range, an unknown option, a missing argument) as the one red
+    `error:` line every other error is, instead of Typer's boxed usage panel."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as e:
+            from typer import rich_utils
+
+            rich_utils.rich_format_error(e)  # no arguments: the help, as before
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            where = e.ctx.command_path if getattr(e, "ctx", None) is not None else "yolo-accel"
+            line = f"[bold red]error:[/] {escape(e.format_message())} (see {where} -h)"
+            err.print(line, highlight=False, soft_wrap=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            err.print("[bold red]error:[/] aborted", highlight=False, soft_wrap=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="yolo-accel",
+    cls=_OneLineUsageErrors,
     help="Make YOLO detectors fast in production and prove that they are still right.\n\n"
     "Exit codes: 0 success, 1 an acceptance gate (parity) failed, 2 bad input or environment.",
     no_args_is_help=True,

@@ -19,6 +19,7 @@ from .options import (
     ImgszOpt,
     check_imgsz_option,
     deploy_config,
+    finite,
     parse_batches,
     parse_frame_size,
 )
@@ -43,16 +44,24 @@ def bench_cmd(
         str | None, typer.Option("--batch", help="Batch sizes, e.g. 1,8,32 (default: 1, or the bundle's).")
     ] = None,
     imgsz: ImgszOpt = None,
-    iters: Annotated[int, typer.Option("--iters", help="Timed iterations per row (model-only).")] = 100,
-    warmup: Annotated[int, typer.Option("--warmup", help="Untimed iterations first.")] = 10,
+    iters: Annotated[int, typer.Option("--iters", min=1, help="Timed iterations per row (model-only).")] = 100,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed iterations first.")] = 10,
     duration: Annotated[
-        float, typer.Option("--duration", help="Stop a row after this many seconds (at least 3 timed iterations).")
+        float,
+        typer.Option(
+            "--duration",
+            min=0.001,
+            callback=finite,
+            help="Stop a row after this many seconds (at least 3 timed iterations).",
+        ),
     ] = 20.0,
     e2e_iters: Annotated[
         int,
-        typer.Option("--e2e-iters", help="Timed end-to-end calls per row (within half of --duration; at least 3)."),
+        typer.Option(
+            "--e2e-iters", min=1, help="Timed end-to-end calls per row (within half of --duration; at least 3)."
+        ),
     ] = 100,
-    threads: Annotated[int, typer.Option("--threads", help="ONNX Runtime intra-op threads (0: all cores).")] = 0,
+    threads: Annotated[int, typer.Option("--threads", min=0, help="ONNX Runtime intra-op threads (0: all cores).")] = 0,
     ort_gpu_mem_limit: Annotated[
         float, typer.Option("--ort-gpu-mem-limit", help="ONNX Runtime CUDA arena limit in GB (batch 32+ needs more).")
     ] = 2.0,

@@ -57,9 +57,11 @@ def export_cmd(
     device: DeviceOpt = "cpu",
     max_batch: Annotated[
         int | None,
-        typer.Option("--max-batch", help="compiled (default 128) / engine with --dynamic (default 32): largest batch."),
+        typer.Option(
+            "--max-batch", min=1, help="compiled (default 128) / engine with --dynamic (default 32): largest batch."
+        ),
     ] = None,
-    min_batch: Annotated[int, typer.Option("--min-batch", help="engine --dynamic: smallest batch.")] = 1,
+    min_batch: Annotated[int, typer.Option("--min-batch", min=1, help="engine --dynamic: smallest batch.")] = 1,
     opt_batch: Annotated[int, typer.Option("--opt-batch", help="engine --dynamic: the batch TensorRT tunes for.")] = 8,
     int8: Annotated[bool, typer.Option("--int8", help="engine, openvino: INT8, calibrated on --calib-data.")] = False,
     calib_data: Annotated[

@@ -68,7 +68,7 @@ def optimize_cmd(
     ] = None,
     calib_images: Annotated[int, typer.Option("--calib-images", help="Most calibration images for INT8.")] = 300,
     iters: Annotated[
-        int, typer.Option("--iters", help="Timed runs per candidate (model-only and end-to-end each).")
+        int, typer.Option("--iters", min=1, help="Timed runs per candidate (model-only and end-to-end each).")
     ] = 50,
     list_only: Annotated[
         bool,

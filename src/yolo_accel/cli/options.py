@@ -165,3 +165,12 @@ def parse_frame_size(text: str) -> tuple[int, int]:
     if w < 1 or h < 1:
         raise YoloAccelError(f"--frame-size must be positive (got {text!r})")
     return w, h
+
+
+def finite(value: float | None) -> float | None:
+    """Option callback: a number of seconds or a rate must be a finite number (NaN passes Click's ranges)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value

@@ -65,7 +65,7 @@ def predict_cmd(
         Path | None,
         typer.Option("--names", help="Class names (YAML or one per line) for ONNX files without metadata."),
     ] = None,
-    threads: Annotated[int, typer.Option("--threads", help="ONNX Runtime intra-op threads (0: auto).")] = 0,
+    threads: Annotated[int, typer.Option("--threads", min=0, help="ONNX Runtime intra-op threads (0: auto).")] = 0,
     cuda_graph: CudaGraphOpt = False,
     channels_last: ChannelsLastOpt = False,
     compile: CompileOpt = False,

@@ -35,7 +35,9 @@ def serve_cmd(
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on; anything but loopback needs --token.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: a free one, printed).")
+    ] = 8000,
     device: DeviceOpt = "cpu",
     backend: BackendOpt = None,
     half: HalfOpt = False,
@@ -168,15 +170,55 @@ def serve_cmd(
         ray=ray,
         ray_gpu_share=ray_gpu_share,
     )
-    with err.status(f"loading {model.name}"), Detector(**settings.detector_kwargs()) as det:
-        names = dict(det.names)
-    # the app asks uvicorn's server (made below, before any request) whether it is shutting down
-    app = create_app(settings, names, closing=lambda: server.should_exit)
-    # timeout_graceful_shutdown: a connection that still holds on is cut after it
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
-    server = uvicorn.Server(config)
-    out.print(f"serving on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")
-    server.run()
+    from ..serve.store import Store
+
+    Path(data_dir).expanduser().mkdir(parents=True, exist_ok=True)  # checked above; the database goes in it
+    Store(settings.database).engine.dispose()  # a database that cannot be opened is one line, before the model
+    sock = _listen(host, port)  # a port in use is one line now; --port 0 takes a free one, said below
+    try:
+        settings.port = port = sock.getsockname()[1]
+        with err.status(f"loading {model.name}"), Detector(**settings.detector_kwargs()) as det:
+            names = dict(det.names)
+        # the app asks uvicorn's server (made below, before any request) whether it is shutting down
+        app = create_app(settings, names, closing=lambda: server.should_exit)
+        # timeout_graceful_shutdown: a connection that still holds on is cut after it
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+        server = uvicorn.Server(config)
+        shown = f"[{host}]" if ":" in host else host
+        out.print(f"serving on http://{shown}:{port}/ (API docs at /docs); Ctrl-C stops", soft_wrap=True)
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def _listen(host: str, port: int):
+    """The server's listening socket, bound before the model loads."""
+    import errno
+    import socket
+
+    from ..errors import SettingsError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as e:
+        raise SettingsError(f"--host {host}: not an address of this machine ({e})") from None
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart finds its port
+    try:
+        sock.bind(addr)
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise SettingsError(
+                f"--port {port}: in use on {host} (another server?); pick another, or --port 0"
+            ) from None
+        if e.errno == errno.EACCES:
+            raise SettingsError(f"--port {port}: not allowed for this user (ports below 1024 need root)") from None
+        raise SettingsError(f"--host {host} --port {port}: cannot listen there ({e.strerror})") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def _backup(dest: Path, data_dir: Path, db: str | None) -> None:

@@ -98,13 +98,16 @@ def validate_cmd(
 
     artifacts, rect, sim = {}, True, {}
     if deploy is not None:  # the bundle's artifact and configuration against its source model
-        from ..deploy import load_deploy
+        from ..deploy import check_source_model, load_deploy
         from ..errors import SettingsError
 
         cfg = load_deploy(deploy)
+        from_bundle = model is None
         model = model or (Path(cfg.source_model) if cfg.source_model else None)
         if model is None or not model.is_file():
             raise SettingsError(f"{deploy}: its source model {model} is not here; give the reference with --model")
+        if from_bundle:  # a reference named by hand is the user's choice
+            check_source_model(cfg, model)
         backends, device, half, imgsz, speed_batch = cfg.variant, cfg.device, False, cfg.imgsz[0], cfg.batch
         artifacts, rect, sim = {cfg.backend: str(cfg.artifact)}, False, {"sim_conf": cfg.conf, "sim_iou": cfg.iou}
     elif model is None:

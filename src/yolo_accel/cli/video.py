@@ -28,6 +28,7 @@ from .options import (
     check_imgsz_option,
     check_ocr_options,
     deploy_config,
+    finite,
     speed_options,
 )
 
@@ -66,14 +67,21 @@ def video_cmd(
     save_frames: Annotated[Path | None, typer.Option("--save-frames", help="Annotated JPEG frames here.")] = None,
     events: Annotated[Path | None, typer.Option("--events", help="One JSON line per crossing.")] = None,
     summary: Annotated[Path | None, typer.Option("--summary", help="The summary as JSON.")] = None,
-    max_frames: Annotated[int | None, typer.Option("--max-frames", help="Stop after N frames per stream.")] = None,
-    stride: Annotated[int, typer.Option("--stride", help="Process every K-th frame.")] = 1,
+    max_frames: Annotated[
+        int | None, typer.Option("--max-frames", min=1, help="Stop after N frames per stream.")
+    ] = None,
+    stride: Annotated[int, typer.Option("--stride", min=1, help="Process every K-th frame.")] = 1,
     loop: Annotated[
         bool,
         typer.Option("--loop", help="Play files and folders again from the start when they end (with --duration)."),
     ] = False,
     duration: Annotated[
-        float | None, typer.Option("--duration", help="Stop after this many seconds (a planned end: exit code 0).")
+        float | None,
+        typer.Option(
+            "--duration",
+            callback=finite,
+            help="Stop after this many seconds (a planned end: exit code 0).",
+        ),
     ] = None,
     realtime: Annotated[
         bool,

@@ -77,6 +77,19 @@ class Store:
 
     def __init__(self, url: str):
         sa = require("sqlalchemy")
+        try:
+            self._open(sa, url)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError):
+            raise SettingsError(
+                f"--db {_shown(sa, url)}: not a database URL (sqlite:///FILE or postgresql://USER@HOST/DB)"
+            ) from None
+        except ModuleNotFoundError as e:
+            raise SettingsError(f"--db {_shown(sa, url)}: its driver is not installed ({e.name})") from None
+        except sa.exc.DBAPIError as e:
+            why = str(e.orig).strip().splitlines()[0] if str(e.orig).strip() else type(e.orig).__name__
+            raise SettingsError(f"--db {_shown(sa, url)}: cannot open it ({why[:200]})") from None
+
+    def _open(self, sa, url: str) -> None:
         self.sa, self.url = sa, url
         sqlite = url.startswith("sqlite")
         self.engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30} if sqlite else {})
@@ -249,6 +262,14 @@ class Store:
             for counter, name, direction, n in c.execute(q).all():
                 out[counter][name][direction] = int(n)
         return {k: dict(v) for k, v in out.items()}
+
+
+def _shown(sa, url: str) -> str:
+    """The URL for an error line, its password masked."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url[:200]
 
 
 def sqlite_path(url: str) -> Path | None:

@@ -155,3 +155,60 @@ def test_real_process_prints_no_traceback(tmp_path, bad_files):
     assert "Traceback" not in proc.stderr
     assert [ln for ln in proc.stderr.splitlines() if ln.strip()] == [proc.stderr.strip()]
     assert proc.stderr.startswith("error:")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["predict", "IMAGE", "--imgsz", "100000"],
+        ["video", "VIDEO", "--imgsz", "100000"],
+        ["validate", "--data", "DATA", "--imgsz", "100000"],
+        ["bench", "--imgsz", "100000"],
+        ["serve", "--imgsz", "100000"],
+        ["bench", "--frame-size", "100000x100000"],
+    ],
+)
+def test_a_huge_input_size_is_one_line_before_any_work(command, yolov5n_pt, sample_images, assets_root, tmp_path):
+    """Before the cap, --imgsz 100000 was a traceback (predict, validate, bench) or a hang (video, serve)."""
+    subs = {
+        "IMAGE": str(sample_images[0]),
+        "VIDEO": str(assets_root / "videos" / "highway_traffic_720p.mp4"),
+        "DATA": str(assets_root / "datasets" / "coco8" / "data.yaml"),
+    }
+    args = [subs.get(a, a) for a in command] + ["-m", str(yolov5n_pt)]
+    if command[0] == "serve":
+        args += ["--data-dir", str(tmp_path / "d")]
+    line = _one_error_line(runner.invoke(app, args))
+    assert "at most 8192 pixels" in line or "at most 16384 pixels a side" in line
+
+
+@pytest.mark.parametrize("hw", [(100_000, 1), (1, 100_000), (3, 20_000)])
+@pytest.mark.parametrize("square", [False, True])
+def test_an_extreme_aspect_ratio_is_letterboxed(hw, square, yolov5n_pt, tmp_path):
+    """A 1 x 100,000 image (its short side rounds to 0 pixels at 640, where OpenCV's resize and
+    Ultralytics' letterbox fail) is kept one pixel wide: the input has the planned shape with
+    non-negative padding, predict exits 0, and any box it gives lies inside the image."""
+    import json
+
+    import cv2
+
+    from yolo_accel.ops.letterbox import letterbox, rect_shape
+
+    img = np.full((*hw, 3), 114, np.uint8)
+    shape = (640, 640) if square else rect_shape([hw], (640, 640), 32)
+    out, info = letterbox(img, shape)
+    assert out.shape[:2] == shape and min(out.shape[:2]) >= 32 and info.ratio > 0
+    top, left = info.pad[1], info.pad[0]
+    assert top >= 0 and left >= 0 and top <= shape[0] and left <= shape[1]
+    path = tmp_path / "extreme.png"
+    cv2.imwrite(str(path), img)
+    extra = ["--square"] if square else []
+    res = runner.invoke(
+        app, ["predict", str(path), "-m", str(yolov5n_pt), "--save-json", str(tmp_path / "d.json"), *extra]
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "d.json").read_text())
+    (image,) = report["images"]
+    for det in image["detections"]:
+        x1, y1, x2, y2 = det["box"]
+        assert 0 <= x1 <= x2 <= hw[1] and 0 <= y1 <= y2 <= hw[0]

@@ -124,11 +124,19 @@ def check_ocr_options(ocr: bool, plate_pattern: str | None, **with_ocr_only) -> 
             raise SettingsError(f"--plate-pattern is not a regular expression: {e}") from None
 
 
+MAX_IMGSZ = 8192  # the model's input side; larger ones only exhaust memory (the letterboxed batch is side**2)
+MAX_FRAME_SIDE = 16384
+
+
 def check_imgsz_option(imgsz: int | None) -> None:
     if imgsz is not None and imgsz <= 0:
         from ..errors import SettingsError
 
         raise SettingsError(f"--imgsz must be a positive number of pixels (got {imgsz})")
+    if imgsz is not None and imgsz > MAX_IMGSZ:
+        from ..errors import SettingsError
+
+        raise SettingsError(f"--imgsz {imgsz}: at most {MAX_IMGSZ} pixels (YOLO models run at 320-1280)")
 
 
 def speed_options(
@@ -164,6 +172,8 @@ def parse_frame_size(text: str) -> tuple[int, int]:
         raise YoloAccelError(f"--frame-size takes WxH, e.g. 1920x1080 (got {text!r})") from None
     if w < 1 or h < 1:
         raise YoloAccelError(f"--frame-size must be positive (got {text!r})")
+    if max(w, h) > MAX_FRAME_SIDE:
+        raise YoloAccelError(f"--frame-size {text}: at most {MAX_FRAME_SIDE} pixels a side")
     return w, h
 
 

@@ -114,6 +114,7 @@ def validate_cmd(
         from ..errors import SettingsError
 
         raise SettingsError("--model is needed (or --deploy DIR, a bundle from yolo-accel optimize)")
+    check_imgsz_option(imgsz)
     settings = ValidateSettings(
         backends=tuple(backends.split(",")),
         device=device,

@@ -51,7 +51,8 @@ def plan_letterbox(orig_hw: tuple[int, int], new_shape: tuple[int, int], ratio: 
     h0, w0 = orig_hw
     nh, nw = new_shape
     r = min(nh / h0, nw / w0) if ratio is None else min(nh / h0, nw / w0, ratio)
-    unpad_w, unpad_h = round(w0 * r), round(h0 * r)
+    # at least one pixel: a 1 x 100,000 image would round to zero width (as in Ultralytics, which then fails)
+    unpad_w, unpad_h = max(1, round(w0 * r)), max(1, round(h0 * r))
     dw, dh = (nw - unpad_w) / 2, (nh - unpad_h) / 2
     top, bottom = round(dh - 0.1), round(dh + 0.1)
     left, right = round(dw - 0.1), round(dw + 0.1)
@@ -85,7 +86,8 @@ def rect_shape(shapes: Sequence[tuple[int, int]], imgsz: tuple[int, int], stride
     for h0, w0 in shapes:
         r = min(imgsz[0] / h0, imgsz[1] / w0)
         h_max, w_max = max(h_max, round(h0 * r)), max(w_max, round(w0 * r))
-    return make_divisible(h_max, stride), make_divisible(w_max, stride)
+    # at least one stride a side (an extreme aspect ratio rounds its short side to 0)
+    return make_divisible(max(h_max, 1), stride), make_divisible(max(w_max, 1), stride)
 
 
 def batch_shape(shapes: Sequence[tuple[int, int]], imgsz: int, stride: int, pad: float = 0.5) -> tuple[int, int]:

@@ -438,3 +438,18 @@ def test_speed_advice_fits_where_the_inputs_live():
     device = apply_gates(gates, 1.1, 0.99, 0.1, on_device=True, **common)[0]
     assert not host.passed and "IO binding" in host.advice
     assert not device.passed and "IO binding" not in device.advice and "already stay on the GPU" in device.advice
+
+
+def test_a_dataset_without_labels_has_no_verdict(tmp_path, yolov5n_pt, sample_images):
+    """Images and no labels: every mAP would be -1, and the verdict was PASS. Now one line, exit 2,
+    no report."""
+    (tmp_path / "images").mkdir()
+    for p in sample_images[:2]:
+        shutil.copy(p, tmp_path / "images" / p.name)
+    res = runner.invoke(
+        app,
+        ["validate", "-m", str(yolov5n_pt), "--data", str(tmp_path / "images"), "--report-dir", str(tmp_path / "r")],
+    )
+    last = res.output.strip().splitlines()[-1]
+    assert res.exit_code == 2 and last.startswith("error:") and "has a labelled object" in last, res.output
+    assert "PASS" not in res.output and not (tmp_path / "r").exists()

@@ -102,6 +102,11 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
         raise SettingsError("--speed-batch must be at least 1 and --speed-iters at least 3")
     gates = load_gates(s.gates)
     dataset = load_dataset(data, s.clip_labels, s.images_dir)
+    if dataset.items and dataset.instances == 0:  # every mAP would be -1 and no mAP gate could be judged
+        raise DataError(
+            f"{data}: none of its {len(dataset.items)} images has a labelled object (no labels/ folder beside "
+            "images/, or every label file empty): mAP cannot be measured, so there is no verdict"
+        )
     plan = parse_backends(s.backends, s.half)
     runs: list[_Run] = []
     from .backends.ort import OrtOptions

@@ -80,7 +80,6 @@ def load_deploy(folder: str | Path) -> DeployConfig:
     A bundle is checked before anything in it is loaded (a `.pt` artifact is a pickle, which runs code
     when loaded): its artifact is a file inside the bundle, named without a folder, whose bytes (and its
     companions') have the SHA-256 that deploy.yaml gives, and every field has its type and range."""
-    import yaml
 
     root = Path(folder).expanduser()
     path = root / "deploy.yaml" if root.is_dir() else root
@@ -88,12 +87,9 @@ def load_deploy(folder: str | Path) -> DeployConfig:
         raise DataError(f"{root}: no deploy.yaml (a bundle is written by `yolo-accel optimize --out DIR`)")
     if path.stat().st_size > MAX_YAML_BYTES:
         raise DataError(f"{path}: over {MAX_YAML_BYTES // 1024} KiB, not a deploy.yaml")
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:
-        raise DataError(
-            f"{path}: not valid YAML ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})"
-        ) from None
+    from .yamlfile import read_yaml
+
+    cfg = read_yaml(path)
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise DataError(f"{path}: not a yolo-accel deploy.yaml (format {FORMAT} expected)")
     fields = _Fields(cfg, path)

@@ -40,20 +40,17 @@ def load_names_file(path: str | Path) -> dict[int, str]:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"names file not found: {p}")
-    text = p.read_text(encoding="utf-8", errors="replace")
     if p.suffix.lower() in (".yaml", ".yml"):
-        import yaml
+        from .yamlfile import read_yaml
 
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise DataError(f"{p}: not valid YAML ({e})") from e
+        data = read_yaml(p)
         if isinstance(data, dict) and "names" in data:
             data = data["names"]
         try:
             return as_names(data)
         except (ValueError, SyntaxError) as e:
             raise DataError(f"{p}: no class names found (expected a `names:` list or mapping)") from e
+    text = p.read_text(encoding="utf-8", errors="replace")
     names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise DataError(f"{p}: no class names found (expected one name per line)")

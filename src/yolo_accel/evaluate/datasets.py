@@ -86,14 +86,9 @@ def _list_images(folder: Path) -> list[Path]:
 
 
 def _from_yaml(path: Path, clip_labels: bool) -> Dataset:
-    import yaml
+    from ..yamlfile import read_yaml
 
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a text file (a data.yaml is YAML text)") from None
-    except (yaml.YAMLError, RecursionError) as e:
-        raise DataError(f"{path}: not valid YAML ({str(e).splitlines()[0][:160]})") from None
+    cfg = read_yaml(path)
     if not isinstance(cfg, dict) or "names" not in cfg:
         raise DataError(f"{path}: expected a mapping with `names` and `val` (Ultralytics data.yaml)")
     from ..names import as_names

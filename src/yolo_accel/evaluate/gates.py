@@ -35,12 +35,9 @@ def load_gates(spec: str | Path) -> Gates:
     path = Path(spec)
     if not path.is_file():
         raise SettingsError(f"unknown gates {spec!r}: use {', '.join(PROFILES)} or a YAML file")
-    import yaml
+    from ..yamlfile import read_yaml
 
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise DataError(f"{path}: not valid YAML ({e})") from e
+    cfg = read_yaml(path) or {}
     if not isinstance(cfg, dict):
         raise DataError(f"{path}: expected a mapping of gate names to thresholds")
     allowed = {f.name for f in fields(Gates)} | {"base"}
@@ -59,6 +56,17 @@ def load_gates(spec: str | Path) -> Gates:
             raise DataError(f"{path}: {k} must be a number (got {v!r})") from e
     if values["min_similarity"] > 1:
         values["min_similarity"] /= 100.0
+    import math
+
+    bounds = {  # a gate out of these passes or fails everything: a typo, refused before the run
+        "min_speedup": (0.0, 1000.0, "a speedup from 0 to 1000"),
+        "min_similarity": (0.0, 1.0, "a share from 0 to 1 (or a percentage up to 100)"),
+        "max_map_loss_pct": (0.0, 100.0, "a percentage from 0 to 100"),
+    }
+    for k, (low, high, what) in bounds.items():
+        v = values[k]
+        if not (math.isfinite(v) and low <= v <= high):
+            raise DataError(f"{path}: {k} must be {what} (got {cfg.get(k, v)!r})")
     return Gates(**values)
 
 

@@ -212,3 +212,11 @@ def test_an_extreme_aspect_ratio_is_letterboxed(hw, square, yolov5n_pt, tmp_path
     for det in image["detections"]:
         x1, y1, x2, y2 = det["box"]
         assert 0 <= x1 <= x2 <= hw[1] and 0 <= y1 <= y2 <= hw[0]
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "compiled"])
+def test_int8_on_a_format_without_it_is_refused(fmt, yolov5n_pt, tmp_path):
+    """`export --int8` with ONNX used to export FP32 and exit 0."""
+    out = tmp_path / "m.onnx"
+    res = runner.invoke(app, ["export", str(yolov5n_pt), "--format", fmt, "--int8", "-o", str(out)])
+    assert "--int8 applies to --format engine and openvino" in _one_error_line(res) and not out.exists()

@@ -281,6 +281,11 @@ def info_from_graph(
         from .ops.nms import num_classes
 
         nc = num_classes(out_dims, layout) if layout and all(isinstance(d, int) for d in out_dims[1:]) else 80
+        if nc < 1:  # e.g. (1, 84, 4) read as YOLOv5's (1, boxes, 5 + classes): no room for one class
+            raise ModelError(
+                f"{p}: output {list(out_dims)} holds no class scores as a {layout} layout and the file has no "
+                "'names' metadata; not a YOLO detector export"
+            )
         names = default_names(nc)
     h, w = in_dims[2], in_dims[3]
     imgsz = _meta_imgsz(meta) or (h if isinstance(h, int) else 640, w if isinstance(w, int) else 640)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import OutputExistsError, OutputPathError
@@ -81,3 +82,20 @@ def check_report_folder(path: str | Path | None, names: tuple[str, ...], force: 
         if there:
             raise OutputExistsError(f"{p / there[0]} exists; pass --force to overwrite it, or name a new folder")
     return p
+
+
+def check_distinct(outputs: dict[str, str | Path | None], inputs: Sequence[str | Path] = ()) -> None:
+    """No two outputs of one run name one file (one would silently replace the other), and no output is
+    one of the run's inputs (it would be destroyed: refused even with --force)."""
+    seen: dict[Path, str] = {}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        key = Path(path).expanduser().resolve()
+        if key in seen:
+            raise OutputPathError(f"{seen[key]} and {option} both name {path}; give each its own file")
+        seen[key] = option
+    for path in inputs:
+        key = Path(path).expanduser().resolve()
+        if key in seen:
+            raise OutputPathError(f"{seen[key]} {path} is an input of this run; writing it would destroy it")

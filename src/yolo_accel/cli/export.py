@@ -86,14 +86,17 @@ def export_cmd(
       yolo-accel export yolov5n.pt --format openvino --int8 --calib-data coco128/data.yaml
         (writes yolov5n-openvino-int8.xml and .bin, for CPUs)
     """
-    from ..outputs import check_file
+    from ..outputs import check_distinct, check_file
 
     fmt = format.lower()
     if fmt not in ("onnx", "compiled", "engine", "openvino"):
         raise YoloAccelError(f"unknown --format {format!r}; available: onnx, compiled, engine, openvino")
     check_imgsz_option(imgsz)
+    if int8 and fmt not in ("engine", "openvino"):
+        raise YoloAccelError(f"--int8 applies to --format engine and openvino, not {fmt} (it would export FP32)")
     check_file(output, force, "--output")
     check_file(json_out, force, "--json")
+    check_distinct({"--output": output, "--json": json_out}, [model])
     images = None
     if parity_images is not None:
         from ..images import expand_source

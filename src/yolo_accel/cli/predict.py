@@ -127,6 +127,10 @@ def predict_cmd(
     check_file(save_json, force, "--save-json")
     check_imgsz_option(imgsz)
     paths = expand_source(source)
+    from ..outputs import check_distinct
+
+    check_distinct({"--save-json": save_json}, paths)
+    targets = _annotated_targets(save_dir, paths, force) if save_dir else []
     if cfg is not None:
         chosen = cfg.detector_kwargs(threads)
         model, device, half, conf, iou = cfg.artifact, cfg.run_device, chosen["half"], cfg.conf, cfg.iou
@@ -153,7 +157,7 @@ def predict_cmd(
     failure: Exception | None = None  # a write that fails mid-run: the results so far are printed first
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("predicting", total=len(paths))
-        for p in paths:
+        for i, p in enumerate(paths):
             if failure is not None:
                 break
             img = read_image(p)
@@ -172,9 +176,9 @@ def predict_cmd(
                 }
             )
             if save_dir:
-                target = save_dir / p.name
+                target = targets[i]
                 try:
-                    save_dir.mkdir(parents=True, exist_ok=True)
+                    target.parent.mkdir(parents=True, exist_ok=True)
                     if not cv2.imwrite(str(target), draw_detections(img, d)):
                         raise DataError(f"cannot write {target} (disk full, or the folder changed)")
                 except (OSError, DataError) as e:
@@ -209,3 +213,27 @@ def predict_cmd(
     if save_dir:
         out.print(f"annotated images written to {save_dir}/")
     det.close()
+
+
+def _annotated_targets(save_dir: Path, paths: list[Path], force: bool) -> list[Path]:
+    """Where each annotated image goes: its name in --save-dir, or, when two inputs share a name (from
+    different folders), its path below their common folder. Checked before any work: an existing file
+    is replaced only with --force, and an input never (--save-dir being an input's own folder)."""
+    import os
+
+    from ..errors import OutputExistsError, OutputPathError
+
+    names = [p.name for p in paths]
+    if len(set(names)) == len(names):
+        relative = [Path(n) for n in names]
+    else:
+        common = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+        relative = [p.resolve().relative_to(common) for p in paths]
+    targets = [save_dir / r for r in relative]
+    inputs = {p.resolve() for p in paths}
+    for t in targets:
+        if t.resolve() in inputs:
+            raise OutputPathError(f"--save-dir {save_dir}: {t} is an input of this run; give another folder")
+        if t.exists() and not force:
+            raise OutputExistsError(f"{t} exists; pass --force to overwrite it")
+    return targets

@@ -231,13 +231,17 @@ def video_cmd(
         ),
         n,
     )
-    from ..outputs import check_file, check_folder
+    from ..outputs import check_distinct, check_file, check_folder
 
-    for st in settings:  # every path this run writes, checked before any work
+    written: dict[str, str | None] = {"--summary": summary}
+    for i, st in enumerate(settings):  # every path this run writes, checked before any work
         check_file(st.output, force, "--output")
         check_file(st.events, force, "--events")
         check_folder(st.save_frames, "--save-frames")
+        which = f" (stream {i + 1})" if len(settings) > 1 else ""
+        written |= {f"--output{which}": st.output, f"--events{which}": st.events}
     check_file(summary, force, "--summary")
+    check_distinct(written, [s for s in source if Path(str(s)).expanduser().is_file()])  # files, not URLs
     check_imgsz_option(imgsz)
     if stride < 1 or (batch is not None and batch < 1) or max_wait_ms < 0:
         raise SettingsError("--stride and --batch must be at least 1, --max-wait-ms at least 0")

@@ -64,7 +64,11 @@ def test_an_output_that_is_an_input_is_refused_even_with_force(tmp_path, yolov5n
     assert image.read_bytes() == before
 
 
-def test_two_options_naming_one_file_are_refused(tmp_path, yolov5n_pt, assets_root):
+def test_two_options_naming_one_file_are_refused(tmp_path, yolov5n_pt, assets_root, same_names):
+    ann = tmp_path / "ann"  # the JSON where one of the two annotated img.jpg would go
+    args = ["predict", str(same_names / "*" / "img.jpg"), "-m", str(yolov5n_pt), "--save-dir", str(ann)]
+    res = runner.invoke(app, [*args, "--save-json", str(ann / "b" / "img.jpg")])
+    assert "--save-json and --save-dir (b/img.jpg) both name" in _last_error(res) and not ann.exists()
     out = tmp_path / "o.onnx"
     res = runner.invoke(app, ["export", str(yolov5n_pt), "-o", str(out), "--json", str(out)])
     assert "--output and --json both name" in _last_error(res) and not out.exists()

@@ -85,13 +85,13 @@ def load_deploy(folder: str | Path) -> DeployConfig:
     path = root / "deploy.yaml" if root.is_dir() else root
     if not path.is_file():
         raise DataError(f"{root}: no deploy.yaml (a bundle is written by `yolo-accel optimize --out DIR`)")
-    if path.stat().st_size > MAX_YAML_BYTES:
-        raise DataError(f"{path}: over {MAX_YAML_BYTES // 1024} KiB, not a deploy.yaml")
     from .yamlfile import read_yaml
 
-    cfg = read_yaml(path)
+    cfg = read_yaml(path, max_bytes=MAX_YAML_BYTES)
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise DataError(f"{path}: not a yolo-accel deploy.yaml (format {FORMAT} expected)")
+    from .ops.letterbox import MAX_IMGSZ
+
     fields = _Fields(cfg, path)
     thresholds = _Fields(fields.get("thresholds", dict), path, "thresholds.")
     imgsz = fields.get("imgsz", list)
@@ -121,7 +121,6 @@ def load_deploy(folder: str | Path) -> DeployConfig:
 
 
 MAX_YAML_BYTES = 1 << 20  # optimize writes a few KiB
-MAX_IMGSZ = 8192
 
 
 def _is_int(v) -> bool:

@@ -16,14 +16,15 @@ MAX_BYTES = 4 << 20  # the largest data.yaml in the wild lists a few thousand na
 MAX_NODES = 1_000_000  # nodes after expanding every alias
 
 
-def read_yaml(path: str | Path):
-    """The document in `path`: DataError (one line) for a file that is too large, not text, not YAML,
-    or that expands past MAX_NODES."""
+def read_yaml(path: str | Path, max_bytes: int = MAX_BYTES):
+    """The document in `path`: DataError (one line) for a file over `max_bytes`, not text, not YAML, or
+    that expands past MAX_NODES."""
     import yaml
 
     p = Path(path)
-    if p.stat().st_size > MAX_BYTES:
-        raise DataError(f"{p}: {p.stat().st_size / 1e6:.1f} MB, over {MAX_BYTES >> 20} MiB for a YAML file")
+    if p.stat().st_size > max_bytes:
+        limit = f"{max_bytes >> 20} MiB" if max_bytes >= 1 << 20 else f"{max_bytes >> 10} KiB"
+        raise DataError(f"{p}: {p.stat().st_size / 1e6:.1f} MB, over {limit} for this YAML file")
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:

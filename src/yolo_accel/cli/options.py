@@ -124,7 +124,6 @@ def check_ocr_options(ocr: bool, plate_pattern: str | None, **with_ocr_only) -> 
             raise SettingsError(f"--plate-pattern is not a regular expression: {e}") from None
 
 
-MAX_IMGSZ = 8192  # the model's input side; larger ones only exhaust memory (the letterboxed batch is side**2)
 MAX_FRAME_SIDE = 16384
 
 
@@ -133,6 +132,8 @@ def check_imgsz_option(imgsz: int | None) -> None:
         from ..errors import SettingsError
 
         raise SettingsError(f"--imgsz must be a positive number of pixels (got {imgsz})")
+    from ..ops.letterbox import MAX_IMGSZ
+
     if imgsz is not None and imgsz > MAX_IMGSZ:
         from ..errors import SettingsError
 

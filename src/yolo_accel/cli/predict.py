@@ -129,8 +129,9 @@ def predict_cmd(
     paths = expand_source(source)
     from ..outputs import check_distinct
 
-    check_distinct({"--save-json": save_json}, paths)
     targets = _annotated_targets(save_dir, paths, force) if save_dir else []
+    # no output may be an input, and the JSON may not be one of the annotated images
+    check_distinct({"--save-json": save_json} | {f"--save-dir ({t.relative_to(save_dir)})": t for t in targets}, paths)
     if cfg is not None:
         chosen = cfg.detector_kwargs(threads)
         model, device, half, conf, iou = cfg.artifact, cfg.run_device, chosen["half"], cfg.conf, cfg.iou
@@ -217,11 +218,11 @@ def predict_cmd(
 
 def _annotated_targets(save_dir: Path, paths: list[Path], force: bool) -> list[Path]:
     """Where each annotated image goes: its name in --save-dir, or, when two inputs share a name (from
-    different folders), its path below their common folder. Checked before any work: an existing file
-    is replaced only with --force, and an input never (--save-dir being an input's own folder)."""
+    different folders), its path below their common folder. An existing file is replaced only with
+    --force (that none is an input is checked with the other outputs)."""
     import os
 
-    from ..errors import OutputExistsError, OutputPathError
+    from ..errors import OutputExistsError
 
     names = [p.name for p in paths]
     if len(set(names)) == len(names):
@@ -230,10 +231,7 @@ def _annotated_targets(save_dir: Path, paths: list[Path], force: bool) -> list[P
         common = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
         relative = [p.resolve().relative_to(common) for p in paths]
     targets = [save_dir / r for r in relative]
-    inputs = {p.resolve() for p in paths}
     for t in targets:
-        if t.resolve() in inputs:
-            raise OutputPathError(f"--save-dir {save_dir}: {t} is an input of this run; give another folder")
         if t.exists() and not force:
             raise OutputExistsError(f"{t} exists; pass --force to overwrite it")
     return targets

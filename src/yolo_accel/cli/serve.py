@@ -173,14 +173,14 @@ def serve_cmd(
     from ..serve.store import Store
 
     Path(data_dir).expanduser().mkdir(parents=True, exist_ok=True)  # checked above; the database goes in it
-    Store(settings.database).engine.dispose()  # a database that cannot be opened is one line, before the model
+    store = Store(settings.database)  # a database that cannot be opened is one line, before the model
     sock = _listen(host, port)  # a port in use is one line now; --port 0 takes a free one, said below
     try:
         settings.port = port = sock.getsockname()[1]
         with err.status(f"loading {model.name}"), Detector(**settings.detector_kwargs()) as det:
             names = dict(det.names)
         # the app asks uvicorn's server (made below, before any request) whether it is shutting down
-        app = create_app(settings, names, closing=lambda: server.should_exit)
+        app = create_app(settings, names, closing=lambda: server.should_exit, store=store)
         # timeout_graceful_shutdown: a connection that still holds on is cut after it
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
         server = uvicorn.Server(config)

@@ -243,8 +243,8 @@ def video_cmd(
     check_file(summary, force, "--summary")
     check_distinct(written, [s for s in source if Path(str(s)).expanduser().is_file()])  # files, not URLs
     check_imgsz_option(imgsz)
-    if stride < 1 or (batch is not None and batch < 1) or max_wait_ms < 0:
-        raise SettingsError("--stride and --batch must be at least 1, --max-wait-ms at least 0")
+    if (batch is not None and batch < 1) or max_wait_ms < 0:  # --stride is ranged by its option
+        raise SettingsError("--batch must be at least 1, --max-wait-ms at least 0")
     if duration is not None and duration <= 0:
         raise SettingsError("--duration must be positive")
     if workers is not None and workers < 0:

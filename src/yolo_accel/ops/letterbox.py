@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import SettingsError, YoloAccelWarning
 
 PAD_VALUE = 114
+MAX_IMGSZ = 8192  # the network input side; larger ones only exhaust memory (the batch is side**2)
 
 
 @dataclass(frozen=True)

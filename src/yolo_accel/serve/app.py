@@ -51,10 +51,11 @@ def first_frame(path: str, timeout_ms: int | None = None):
     return img if ok and img is not None and img.size else None
 
 
-def create_app(settings: ServeSettings, names: dict[int, str] | None = None, closing=None):
+def create_app(settings: ServeSettings, names: dict[int, str] | None = None, closing=None, store: Store | None = None):
     """The app and its manager; `names` (the model's classes) validate --classes-like inputs early.
     `closing()` says the server is shutting down (uvicorn's should_exit): open live updates and videos
-    end then, instead of holding the shutdown until their browser closes them."""
+    end then, instead of holding the shutdown until their browser closes them. `store`: the database,
+    already opened (else opened here from settings.database)."""
     closing = closing or (lambda: False)
     require("fastapi")
     prom = require("prometheus_client")
@@ -73,7 +74,7 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None, clo
 
     data_dir = Path(settings.data_dir).resolve()
     (data_dir / "uploads").mkdir(parents=True, exist_ok=True)
-    store = Store(settings.database)
+    store = store or Store(settings.database)
     registry = prom.CollectorRegistry()
     frames_total = prom.Counter("yolo_accel_frames", "Frames processed", ["stream"], registry=registry)
     events_total = prom.Counter("yolo_accel_events", "Crossing events stored", ["stream"], registry=registry)

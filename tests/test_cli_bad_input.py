@@ -220,3 +220,77 @@ def test_int8_on_a_format_without_it_is_refused(fmt, yolov5n_pt, tmp_path):
     out = tmp_path / "m.onnx"
     res = runner.invoke(app, ["export", str(yolov5n_pt), "--format", fmt, "--int8", "-o", str(out)])
     assert "--int8 applies to --format engine and openvino" in _one_error_line(res) and not out.exists()
+
+
+def _partial_assets(root, assets_root, parts):
+    for rel in parts:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).symlink_to(assets_root / rel)
+    return root
+
+
+def test_demo_with_a_partial_assets_folder_names_what_is_missing_and_writes_nothing(assets_root, tmp_path, monkeypatch):
+    partial = _partial_assets(tmp_path / "assets", assets_root, ["models/yolov5n.pt", "images"])
+    monkeypatch.chdir(tmp_path)
+    line = _one_error_line(runner.invoke(app, ["demo", "--assets", str(partial)]))
+    assert "datasets/coco128/data.yaml" in line and "videos/highway_traffic_720p.mp4" in line
+    assert "models/yolov5n.pt" not in line.split(" in ")[0]  # what is there is not called missing
+    assert not (tmp_path / "runs").exists()
+
+
+def test_demo_failing_mid_run_leaves_no_half_filled_run_folder(assets_root, tmp_path, monkeypatch):
+    import shutil
+
+    partial = _partial_assets(
+        tmp_path / "assets", assets_root, ["models/yolov5n.pt", "images", "videos/highway_traffic_720p.mp4"]
+    )
+    # a coco128 without one label: the export and both predictions run and write, then validate refuses it
+    data = partial / "datasets" / "coco128"
+    (data / "images").mkdir(parents=True)
+    shutil.copy(assets_root / "images" / "bus.jpg", data / "images" / "bus.jpg")
+    (data / "data.yaml").write_text(f"path: {data}\nval: images\nnames: {{0: person}}\n")
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["demo", "--assets", str(partial)])
+    line = _one_error_line(res)
+    assert "label" in line
+    assert "exported" in res.output  # the failure came after files were written
+    assert list((tmp_path / "runs" / "demo").iterdir()) == []
+
+
+def test_duplicate_coco_image_ids_are_one_line(yolov5n_pt, assets_root, tmp_path):
+    import json
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("bus.jpg", "zidane.jpg"):
+        (folder / name).symlink_to(assets_root / "images" / name)
+    ann = {
+        "images": [{"id": 7, "file_name": "bus.jpg"}, {"id": 7, "file_name": "zidane.jpg"}],
+        "annotations": [{"id": 1, "image_id": 7, "category_id": 0, "bbox": [10, 10, 50, 80], "iscrowd": 0}],
+        "categories": [{"id": 0, "name": "person"}],
+    }
+    (tmp_path / "ann.json").write_text(json.dumps(ann))
+    out = tmp_path / "report"
+    res = runner.invoke(
+        app, ["validate", "--model", str(yolov5n_pt), "--data", str(tmp_path / "ann.json"), "--report-dir", str(out)]
+    )
+    line = _one_error_line(res)
+    assert "same `id` 7" in line
+    assert not out.exists()
+
+
+def test_a_video_without_frames_is_one_line_and_writes_nothing(yolov5n_pt, tmp_path):
+    import cv2
+
+    empty = tmp_path / "zero.avi"  # a real container OpenCV opens, with no frame in it
+    w = cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
+    w.release()
+    assert cv2.VideoCapture(str(empty)).isOpened()
+    out = tmp_path / "out"
+    out.mkdir()
+    res = runner.invoke(
+        app,
+        ["video", str(empty), "-m", str(yolov5n_pt), "-o", str(out / "o.mp4"), "--summary", str(out / "s.json")],
+    )
+    assert "has no frames" in _one_error_line(res)
+    assert list(out.iterdir()) == []

@@ -73,6 +73,9 @@ def _args(command: str, p: dict, model: Path, image: Path, video: Path, option: 
         return ["video", str(video), "--model", str(model), "--max-frames", "2", option, value]
     if command == "export":
         return ["export", str(model), option, value]
+    if command == "optimize":
+        data = Path(str(image)).parents[1] / "datasets" / "coco8" / "data.yaml"
+        return ["optimize", str(model), "--data", str(data), "--device", "cpu", option, value]
     raise AssertionError(command)
 
 
@@ -123,6 +126,9 @@ CASES = [
     ("export", "--json", "{j.json}", "exists; pass --force"),
     ("export", "--imgsz", "0", "positive"),
     ("export", "--imgsz", "-1", "positive"),
+    ("optimize", "--out", "{ro}/deploy", "cannot write in"),
+    ("optimize", "--out", "{file}", "is a file"),
+    ("optimize", "--out", "{file}/deploy", "is a file, not a folder"),
 ]
 
 

@@ -78,3 +78,43 @@ def test_two_options_naming_one_file_are_refused(tmp_path, yolov5n_pt, assets_ro
     assert "--summary and --events both name" in _last_error(res) and not x.exists()
     res = runner.invoke(app, ["video", str(clip), "-m", str(yolov5n_pt), "-o", str(clip), "--force"])
     assert "is an input of this run" in _last_error(res)
+
+
+def test_two_exports_to_one_output_at_once_never_replace_each_other(tmp_path, yolov5n_pt):
+    """Two real processes export to one -o at the same moment: one writes it, the other is one line and
+    exit 2 (whichever check sees the file first: at the start, or when its export is done)."""
+    import os
+    import subprocess
+    import sys
+
+    exe = os.path.join(os.path.dirname(sys.executable), "yolo-accel")
+    target = tmp_path / "m.onnx"
+    cmd = [exe, "export", str(yolov5n_pt), "-o", str(target), "--no-check", "--imgsz", "320"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], outs
+    loser = outs[[p.returncode for p in procs].index(2)]
+    assert loser.strip().splitlines()[-1].startswith("error:") and "pass --force" in loser, loser
+    assert "Traceback" not in loser
+    import onnx
+
+    onnx.checker.check_model(onnx.load(str(target)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # no partial file left by the loser
+
+
+def test_an_export_finishing_after_another_keeps_the_first_file(tmp_path):
+    """The end of an export without --force: a file that appeared at the target meanwhile stays."""
+    from yolo_accel.errors import OutputExistsError
+    from yolo_accel.export.common import ExportResult, keep_if_parity
+
+    target, tmp = tmp_path / "m.onnx", tmp_path / ".m.123.partial.onnx"
+    target.write_bytes(b"the other export's model")
+    tmp.write_bytes(b"this export's model")
+    result = ExportResult(path=None, target=target, info=None, settings=None, seconds=0.0)
+    with pytest.raises(OutputExistsError, match="another run"):
+        keep_if_parity(result, tmp, 0.0, force=False)
+    assert target.read_bytes() == b"the other export's model" and not tmp.exists()
+    tmp.write_bytes(b"this export's model")
+    keep_if_parity(result, tmp, 0.0, force=True)  # --force: replaced, as asked
+    assert target.read_bytes() == b"this export's model" and not tmp.exists()

@@ -154,10 +154,11 @@ def _video_cli(sources: list, model, *extra: str) -> list[str]:
     return [exe, "video", *map(str, sources), "--model", str(model), *common, *extra]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("sigs", [[signal.SIGTERM], [signal.SIGINT, signal.SIGINT]], ids=["SIGTERM", "SIGINT-twice"])
 @pytest.mark.slow
-def test_a_signal_ends_every_stream_cleanly(tmp_path, video, yolov5n_pt, sig):
-    """Two streams writing MP4, events and a summary; a signal mid-run: exit 130, every file complete."""
+def test_a_signal_ends_every_stream_cleanly(tmp_path, video, yolov5n_pt, sigs):
+    """Two streams writing MP4, events and a summary; a signal mid-run (or Ctrl-C, and Ctrl-C again a
+    moment later: the waiting frames are dropped): exit 130, every file complete, the summary written."""
     import av
 
     summary = tmp_path / "s.json"
@@ -173,8 +174,10 @@ def test_a_signal_ends_every_stream_cleanly(tmp_path, video, yolov5n_pt, sig):
         while not (tmp_path / "e-0.jsonl").exists() and time.time() < deadline:  # the streams are running
             time.sleep(0.2)
         time.sleep(4)
-        proc.send_signal(sig)
-        stdout, stderr = proc.communicate(timeout=120)
+        for k, sig in enumerate(sigs):
+            time.sleep(0.3 * k)
+            proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=60 if len(sigs) > 1 else 120)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from .errors import DataError
@@ -53,10 +56,25 @@ def candidate_roots() -> list[Path]:
     return unique
 
 
-def find_asset(relative: str) -> Path:
+# images the command was given (bench's frame, validate's dataset, predict's inputs): an export made on
+# the way (a .pt run on onnxruntime) checks its parity on these, so that it needs no sample images
+_GIVEN_IMAGES: ContextVar[tuple[Path, ...]] = ContextVar("given_images", default=())
+
+
+@contextmanager
+def parity_images_from(images: Sequence[str | Path]) -> Iterator[None]:
+    """Within this block, exports that were given no parity images check parity on `images`."""
+    token = _GIVEN_IMAGES.set(tuple(Path(p) for p in images if p is not None)[:2])
+    try:
+        yield
+    finally:
+        _GIVEN_IMAGES.reset(token)
+
+
+def find_asset(relative: str, roots: Sequence[Path] | None = None) -> Path:
     """Path of an asset such as 'models/yolov5n.pt', or DataError naming every place tried."""
     tried = []
-    for root in candidate_roots():
+    for root in candidate_roots() if roots is None else roots:
         p = root / relative
         if p.exists():
             return p
@@ -68,18 +86,23 @@ def find_asset(relative: str) -> Path:
 
 
 def sample_images() -> list[Path]:
-    """The sample images (bus.jpg, zidane.jpg): from the asset folders, else downloaded once into the
-    cache ($YOLO_ACCEL_SAMPLES_URL overrides where from) and checked against their SHA-256."""
+    """The images an export checks parity on when it was given none: those the command was given
+    (`parity_images_from`), else the sample images (bus.jpg, zidane.jpg) from the asset folders, else
+    downloaded once into the cache ($YOLO_ACCEL_SAMPLES_URL overrides where from) and checked against
+    their SHA-256."""
+    given = _GIVEN_IMAGES.get()
+    if given:
+        return list(given)
     out = []
     for rel in SAMPLE_IMAGES:
         try:
             out.append(find_asset(rel))
-        except DataError as missing:
-            out.append(_download_sample(Path(rel).name, missing))
+        except DataError:
+            out.append(_download_sample(Path(rel).name))
     return out
 
 
-def _download_sample(name: str, missing: DataError) -> Path:
+def _download_sample(name: str) -> Path:
     import urllib.request
 
     target = cache_dir() / "assets" / "images" / name
@@ -89,8 +112,10 @@ def _download_sample(name: str, missing: DataError) -> Path:
             data = r.read()
     except OSError as e:  # offline, refused, HTTP error
         raise DataError(
-            f"{missing} Downloading {url} failed too ({getattr(e, 'reason', e)}): give images explicitly "
-            "(export --parity-images, bench --frame)"
+            f"the export's parity check needs the sample image {name}: it is in no assets folder "
+            f"({', '.join(str(r) for r in candidate_roots())}) and downloading {url} failed "
+            f"({getattr(e, 'reason', e)}); set YOLO_ACCEL_ASSETS to a folder holding images/bus.jpg and "
+            "images/zidane.jpg, or export first with `yolo-accel export MODEL.pt --parity-images DIR` and use the .onnx"
         ) from None
     if hashlib.sha256(data).hexdigest() != SAMPLE_SHA256[name]:
         raise DataError(f"{url} is not the expected {name} (SHA-256 differs); nothing was kept")

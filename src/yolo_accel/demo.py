@@ -7,26 +7,57 @@ from pathlib import Path
 from rich.console import Console
 
 
-def run_demo(model: Path | None, device: str, out: Console, err: Console) -> Path:
-    """Export the model to ONNX (parity table), predict the sample images with every backend, validate on coco128."""
-    from .assets import DEFAULT_MODEL, find_asset, sample_images
+def run_demo(model: Path | None, device: str, out: Console, err: Console, assets: Path | None = None) -> Path:
+    """Export the model to ONNX (parity table), predict the sample images with every backend, validate on
+    coco128, count the traffic clip. `assets` is the one folder the shared files are taken from (default: the
+    usual asset folders). Every file is found before anything is written; a failed run leaves no run folder."""
+    import shutil
+
+    from .assets import DEFAULT_DATASET, DEFAULT_MODEL, DEFAULT_VIDEO, SAMPLE_IMAGES, find_asset, sample_images
+    from .errors import DataError
     from .model import check_model_path
     from .outputs import check_folder
     from .runs import next_run_dir
 
-    model = check_model_path(Path(model) if model else find_asset(DEFAULT_MODEL), (".pt",))
-    images = sample_images()
+    roots = None
+    if assets is not None:
+        if not Path(assets).is_dir():
+            raise DataError(f"--assets {assets}: not a folder")
+        roots = [Path(assets)]
+    needed = ([] if model else [DEFAULT_MODEL]) + [DEFAULT_DATASET, DEFAULT_VIDEO]
+    if roots is not None:
+        needed += list(SAMPLE_IMAGES)  # a given assets folder must hold the sample images too: nothing is downloaded
+    missing = [rel for rel in needed if not any((r / rel).exists() for r in (roots or _default_roots()))]
+    if missing:
+        where = str(roots[0]) if roots else "the asset folders (" + ", ".join(str(r) for r in _default_roots()) + ")"
+        raise DataError(
+            f"the demo needs {', '.join(missing)} in {where}; "
+            "point --assets (or YOLO_ACCEL_ASSETS) at a folder with the shared assets layout "
+            "(see the README's quick start)"
+        )
+    model = check_model_path(Path(model) if model else find_asset(DEFAULT_MODEL, roots), (".pt",))
+    files = {
+        "images": [find_asset(rel, roots) for rel in SAMPLE_IMAGES] if roots else sample_images(),
+        "data": find_asset(DEFAULT_DATASET, roots),
+        "video": find_asset(DEFAULT_VIDEO, roots),
+    }
     check_folder(Path("runs") / "demo", "runs folder")
     run = next_run_dir("demo")
     try:
-        return _run_steps(model, images, run, device, out, err)
+        return _run_steps(model, files, run, device, out, err)
     except BaseException:
-        if run.is_dir() and not any(run.iterdir()):  # a step failed before writing anything: no empty run left
-            run.rmdir()
+        # the run folder is this run's own (next_run_dir made it): a half-filled one is worse than none
+        shutil.rmtree(run, ignore_errors=True)
         raise
 
 
-def _run_steps(model: Path, images: list, run: Path, device: str, out: Console, err: Console) -> Path:
+def _default_roots() -> list[Path]:
+    from .assets import candidate_roots
+
+    return candidate_roots()
+
+
+def _run_steps(model: Path, files: dict, run: Path, device: str, out: Console, err: Console) -> Path:
     import cv2
     from rich.markup import escape
 
@@ -36,6 +67,7 @@ def _run_steps(model: Path, images: list, run: Path, device: str, out: Console, 
     from .export.onnx import OnnxExportSettings, export_onnx
     from .runs import write_json_atomic
 
+    images = files["images"]
     out.rule(f"[bold]1. export {model.name} -> ONNX")
     onnx_path = run / f"{model.stem}.onnx"
     with err.status("exporting") as status:
@@ -71,13 +103,12 @@ def _run_steps(model: Path, images: list, run: Path, device: str, out: Console, 
     from rich.progress import Progress
     from rich.table import Table
 
-    from .assets import DEFAULT_DATASET, find_asset
     from .console import print_validation
     from .evaluate.datasets import load_dataset
     from .report import write_validation_report
     from .validate import ValidateSettings, run_validation
 
-    data = find_asset(DEFAULT_DATASET)
+    data = files["data"]
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("validating", total=len(load_dataset(data).items))
         report = run_validation(
@@ -91,7 +122,6 @@ def _run_steps(model: Path, images: list, run: Path, device: str, out: Console, 
     summary["validate"] = {"verdict": report["verdict"], "report": str(paths["json"])}
 
     out.rule("[bold]4. video: detect, track and count vehicles on the first 150 frames of the traffic clip")
-    from .assets import DEFAULT_VIDEO, find_asset
     from .console import print_video_summary
     from .video.engine import VideoEngine, single_stream_summary
     from .video.processor import StreamSettings
@@ -101,7 +131,7 @@ def _run_steps(model: Path, images: list, run: Path, device: str, out: Console, 
     with Detector(
         onnx_path, device=device, imgsz=None, classes="car,motorcycle,bus,truck", iou=0.5, max_det=30, rect=False
     ) as det:
-        source = open_source(str(find_asset(DEFAULT_VIDEO)), max_frames=150)
+        source = open_source(str(files["video"]), max_frames=150)
         settings = StreamSettings(lines=["0,450,1280,450"], output=str(video_out), events=str(run / "events.jsonl"))
         video_summary = single_stream_summary(VideoEngine(det, [source], [settings]).run())
     print_video_summary(video_summary)

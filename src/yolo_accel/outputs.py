@@ -47,6 +47,11 @@ def _check_parent(path: Path, option: str) -> None:
     _probe(anc, option, path)
 
 
+def check_parent(path: str | Path, option: str) -> None:
+    """The folder `path` goes into can be created and written (for outputs written beside and moved over)."""
+    _check_parent(Path(path).expanduser(), option)
+
+
 def check_file(path: str | Path | None, force: bool, option: str) -> Path | None:
     """A file a command will write: not a folder, replaced only with `force`, in a writable folder."""
     if path is None:

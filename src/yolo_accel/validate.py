@@ -90,6 +90,7 @@ def parse_backends(spec: str | tuple[str, ...], half: bool) -> list:
 
 def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, progress=None) -> dict:
     """Validate every backend on DATA; returns the report as a plain dict (see report/)."""
+    from .assets import parity_images_from
     from .environment import describe_environment
     from .model import artifact_bytes, check_model_path, file_sha256
 
@@ -111,25 +112,27 @@ def run_validation(model: str | Path, data: str | Path, s: ValidateSettings, pro
     runs: list[_Run] = []
     from .backends.ort import OrtOptions
 
-    for v in plan:
-        given = {"onnxruntime": s.onnx, "openvino": s.openvino, **s.artifacts}.get(v.backend)
-        artifact = given or src
-        det = Detector(
-            artifact,
-            backend=v.backend,
-            device=v.device(s.device),
-            half=v.half,
-            imgsz=s.imgsz,
-            conf=s.conf,
-            iou=s.iou,
-            max_det=s.max_det,
-            rect=False,
-            names_file=s.names_file,
-            multi_label=s.multi_label,
-            ort_options=OrtOptions(io_binding=v.io_binding, cuda_graph=v.cuda_graph and v.backend == "onnxruntime"),
-            torch_options=v.torch_options(),
-        )
-        runs.append(_Run(v.key, det, v.half))
+    # an export made on the way (a .pt on onnxruntime) checks parity on the dataset's images, not on sample images
+    with parity_images_from([it.path for it in dataset.items[:2]]):
+        for v in plan:
+            given = {"onnxruntime": s.onnx, "openvino": s.openvino, **s.artifacts}.get(v.backend)
+            artifact = given or src
+            det = Detector(
+                artifact,
+                backend=v.backend,
+                device=v.device(s.device),
+                half=v.half,
+                imgsz=s.imgsz,
+                conf=s.conf,
+                iou=s.iou,
+                max_det=s.max_det,
+                rect=False,
+                names_file=s.names_file,
+                multi_label=s.multi_label,
+                ort_options=OrtOptions(io_binding=v.io_binding, cuda_graph=v.cuda_graph and v.backend == "onnxruntime"),
+                torch_options=v.torch_options(),
+            )
+            runs.append(_Run(v.key, det, v.half))
     ref = runs[0]
     imgsz, stride, names = ref.det.imgsz, ref.det.info.stride, ref.det.names
     for r in runs[1:]:

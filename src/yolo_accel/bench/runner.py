@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ExportError, ModelError, SettingsError, YoloAccelWarning, message
+from ..errors import DataError, ExportError, ModelError, SettingsError, YoloAccelWarning, message
 from ..speed import SpeedSettings, spread_note, time_detector
 from .timing import PeakRSS, nvml_device_used, nvml_process_memory
 
@@ -40,6 +40,7 @@ def _is_oom(e: BaseException) -> bool:
 
 def run_bench(model: str | Path, s: BenchSettings, progress=None) -> dict:
     """Benchmark; returns the report as a plain dict (rows per variant and batch)."""
+    from ..assets import parity_images_from
     from ..backends.ort import OrtOptions
     from ..backends.variants import parse_variants
     from ..detector import Detector
@@ -64,61 +65,63 @@ def run_bench(model: str | Path, s: BenchSettings, progress=None) -> dict:
 
         frame = cv2.resize(frame, tuple(s.frame_size), interpolation=cv2.INTER_LINEAR)
     rows, setup = [], {}
-    for v in variants:
-        device = v.device(str(dev))
+    # an export made on the way (a .pt on onnxruntime) checks parity on the frame given, not on sample images
+    with parity_images_from([s.frame] if s.frame else []):
+        for v in variants:
+            device = v.device(str(dev))
 
-        def open_detector(v=v, device=device):
-            t0 = time.perf_counter()
-            det = Detector(
-                src,
-                backend=v.backend,
-                device=device,
-                half=v.half,
-                imgsz=s.imgsz,
-                rect=False,
-                batch=max(s.batches),
-                ort_options=OrtOptions(
-                    intra_op_threads=s.threads,
-                    io_binding=v.io_binding,
-                    cuda_graph=v.cuda_graph and v.backend == "onnxruntime",
-                    gpu_mem_limit_gb=s.ort_gpu_mem_limit_gb,
-                ),
-                torch_options=v.torch_options(),
-            )
-            setup.setdefault(v.key, time.perf_counter() - t0)
-            return det
+            def open_detector(v=v, device=device):
+                t0 = time.perf_counter()
+                det = Detector(
+                    src,
+                    backend=v.backend,
+                    device=device,
+                    half=v.half,
+                    imgsz=s.imgsz,
+                    rect=False,
+                    batch=max(s.batches),
+                    ort_options=OrtOptions(
+                        intra_op_threads=s.threads,
+                        io_binding=v.io_binding,
+                        cuda_graph=v.cuda_graph and v.backend == "onnxruntime",
+                        gpu_mem_limit_gb=s.ort_gpu_mem_limit_gb,
+                    ),
+                    torch_options=v.torch_options(),
+                )
+                setup.setdefault(v.key, time.perf_counter() - t0)
+                return det
 
-        # ONNX Runtime's CUDA graph holds one input shape per session: a fresh session per batch size
-        per_batch = v.cuda_graph and v.backend == "onnxruntime"
-        det = None
-        for b in s.batches:
-            if det is None or per_batch:
-                if det is not None:
-                    det.close()
-                try:
-                    det = open_detector()
-                except (ModelError, ExportError) as e:
-                    # an artifact that cannot be built or loaded here (compile or parity failed, the
-                    # loader check refused it) gives error rows with the reason and the other backends
-                    # are still measured; a wrong option or a missing extra stops the run at once
-                    for batch in s.batches[s.batches.index(b) :]:
-                        rows.append(_failed_row(v, device, batch, str(e)))
-                        if progress:
-                            progress()
-                    det = None
-                    break
-                fixed = det.backend.batch_size
-                bad = [b for b in s.batches if fixed is not None and b != fixed]
-                if bad:
-                    raise SettingsError(
-                        f"{det.info.path.name} has a fixed batch size of {fixed}; batch {bad[0]} cannot run "
-                        f"on it: export with --dynamic (yolo-accel export MODEL.pt --dynamic)"
-                    )
-            rows.append(_row(det, v, device, b, frame, s, det.info.path))
-            if progress:
-                progress()
-        if det is not None:
-            det.close()
+            # ONNX Runtime's CUDA graph holds one input shape per session: a fresh session per batch size
+            per_batch = v.cuda_graph and v.backend == "onnxruntime"
+            det = None
+            for b in s.batches:
+                if det is None or per_batch:
+                    if det is not None:
+                        det.close()
+                    try:
+                        det = open_detector()
+                    except (ModelError, ExportError, DataError) as e:
+                        # an artifact that cannot be built or loaded here (compile or parity failed, the
+                        # loader check refused it) gives error rows with the reason and the other backends
+                        # are still measured; a wrong option or a missing extra stops the run at once
+                        for batch in s.batches[s.batches.index(b) :]:
+                            rows.append(_failed_row(v, device, batch, str(e)))
+                            if progress:
+                                progress()
+                        det = None
+                        break
+                    fixed = det.backend.batch_size
+                    bad = [b for b in s.batches if fixed is not None and b != fixed]
+                    if bad:
+                        raise SettingsError(
+                            f"{det.info.path.name} has a fixed batch size of {fixed}; batch {bad[0]} cannot run "
+                            f"on it: export with --dynamic (yolo-accel export MODEL.pt --dynamic)"
+                        )
+                rows.append(_row(det, v, device, b, frame, s, det.info.path))
+                if progress:
+                    progress()
+            if det is not None:
+                det.close()
     baseline = {r["batch"]: r for r in rows if r["backend"] == variants[0].key and r.get("ok")}
     for r in rows:
         base = baseline.get(r["batch"])

@@ -16,8 +16,17 @@ from .options import DeviceOpt
 def demo_cmd(
     model: Annotated[Path | None, typer.Option("--model", "-m", help="Default: the shared YOLOv5n.")] = None,
     device: DeviceOpt = "cpu",
+    assets: Annotated[
+        Path | None,
+        typer.Option(
+            "--assets",
+            help="The folder the shared files come from (models/, images/, datasets/coco128/, videos/); "
+            "only it is used and nothing is downloaded. Default: $YOLO_ACCEL_ASSETS, ../shared/assets, the cache.",
+        ),
+    ] = None,
 ):
-    """Run the main job end to end on the shared assets: export, parity, predict with every backend."""
+    """Run the main job end to end on the shared assets: export with parity, predict with every backend,
+    validate on coco128, count the traffic clip. Every file is found first; a failed run leaves no run folder."""
     from ..demo import run_demo
 
-    run_demo(model, device, out, err)
+    run_demo(model, device, out, err, assets=assets)

@@ -116,6 +116,7 @@ def optimize_cmd(
     if data is None:
         raise SettingsError("--data is needed (a data.yaml or a folder of labelled images)")
     from ..deploy import check_bundle_target, write_bundle
+    from ..outputs import check_parent
     from ..evaluate.datasets import load_dataset
     from ..evaluate.gates import load_gates
     from ..optimize.search import OptimizeSettings, run_optimize
@@ -139,6 +140,7 @@ def optimize_cmd(
     check_imgsz_option(imgsz)
     load_gates(gates)
     check_bundle_target(out_dir, force)  # before minutes of work
+    check_parent(out_dir, "--out")  # the bundle is written beside it first, then moved into place
     load_dataset(data)  # fails fast on bad labels
 
     def table(rows: list[dict]) -> Table:

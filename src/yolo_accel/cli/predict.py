@@ -139,7 +139,10 @@ def predict_cmd(
     else:
         speed = speed_options(cuda_graph, channels_last, compile, io_binding, gpu_ops, threads)
         chosen = dict(model=model, backend=backend, device=device, half=half, imgsz=imgsz, conf=conf, iou=iou, **speed)
-    with err.status(f"loading {model.name}"):
+    from ..assets import parity_images_from
+
+    # a .pt run on onnxruntime is exported on the way: its parity check runs on the images given
+    with err.status(f"loading {model.name}"), parity_images_from(paths[:2]):
         det = Detector(
             **chosen,
             classes=classes,

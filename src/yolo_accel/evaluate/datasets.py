@@ -220,9 +220,16 @@ def _coco_dataset(path: Path, images_dir: str | Path | None) -> Dataset:
             raise DataError(f"{path}: annotation #{n} needs an integer `image_id` (and `iscrowd` 0 or 1)")
         by_image.setdefault(a["image_id"], []).append(a)
     items = []
+    first_of: dict[int, int] = {}
     for i, im in enumerate(d["images"]):
         if not isinstance(im, dict) or not _is_id(im.get("id")) or not isinstance(im.get("file_name"), str):
             raise DataError(f"{path}: image #{i} needs an integer `id` and a `file_name`")
+        # annotations name their image by id: two images with one id would share (or lose) their boxes
+        if im["id"] in first_of:
+            raise DataError(
+                f"{path}: images #{first_of[im['id']]} and #{i} have the same `id` {im['id']}; ids must be unique"
+            )
+        first_of[im["id"]] = i
         if not im["file_name"] or "\x00" in im["file_name"]:
             raise DataError(f"{path}: image #{i} has no usable `file_name`")
         img_path = Path(im["file_name"])

@@ -92,17 +92,39 @@ def keep_if_parity(
     t_start: float,
     parity: Callable[[], ParityReport] | None = None,
     before_keep: Callable[[], None] | None = None,
+    force: bool = True,
 ) -> ExportResult:
-    """Check parity (when asked), then move the partial file into place; a failed check keeps nothing."""
+    """Check parity (when asked), then move the partial file into place; a failed check keeps nothing.
+    Without `force` a file that appeared at the target while the export ran (another export to the same
+    path) is not replaced: the name is claimed with a hard link, which fails where the name is taken."""
     if parity is not None:
         result.parity = parity()
         if not result.parity.passed:
             tmp.unlink(missing_ok=True)
             result.seconds = time.perf_counter() - t_start
             return result
+    linked = False
+    if not force:
+        taken = OutputExistsError(
+            f"{result.target} was written by another run while this export ran; nothing was replaced "
+            "(pass --force to overwrite it)"
+        )
+        try:
+            os.link(tmp, result.target)
+            linked = True
+        except FileExistsError:
+            tmp.unlink(missing_ok=True)
+            raise taken from None
+        except OSError:  # a file system without hard links: checked, then replaced
+            if result.target.exists():
+                tmp.unlink(missing_ok=True)
+                raise taken from None
     if before_keep is not None:
         before_keep()
-    os.replace(tmp, result.target)
+    if linked:
+        tmp.unlink()
+    else:
+        os.replace(tmp, result.target)
     result.path = result.target
     result.seconds = time.perf_counter() - t_start
     return result

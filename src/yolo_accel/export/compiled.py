@@ -150,7 +150,7 @@ def export_compiled(
             check_loads_in_child(tmp, dev.index if dev.is_cuda else -1, shown=target.name)
             return check_parity(module, info, dev, imgsz, CompiledBackend(tmp, dev, half=s.half), images)
 
-        return keep_if_parity(result, tmp, t_start, parity if check else None)
+        return keep_if_parity(result, tmp, t_start, parity if check else None, force=force)
 
 
 def cached_compiled(model_path: str | Path, imgsz: int | None, half: bool, device: str | Device) -> Path:

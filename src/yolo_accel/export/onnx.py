@@ -168,7 +168,7 @@ def export_onnx(
             say("checking parity with the PyTorch model")
             return check_parity(module, info, dev, imgsz, OnnxRuntimeBackend(tmp, dev, half=s.half), images)
 
-        return keep_if_parity(result, tmp, t_start, parity if check else None)
+        return keep_if_parity(result, tmp, t_start, parity if check else None, force=force)
 
 
 def cached_onnx(

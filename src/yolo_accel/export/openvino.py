@@ -132,6 +132,7 @@ def export_openvino(
                 t_start,
                 parity if check else None,
                 before_keep=lambda: os.replace(tmp_bin, target.with_suffix(".bin")),
+                force=force,
             )
         finally:
             tmp_bin.unlink(missing_ok=True)

@@ -323,7 +323,12 @@ def export_engine(
             result.notes.append("parity not checked: running an engine needs TensorRT's Python module")
         run_parity = parity if check and available("tensorrt") else None
         return keep_if_parity(
-            result, tmp, t_start, run_parity, before_keep=lambda: meta_path.write_text(json.dumps(meta, indent=1))
+            result,
+            tmp,
+            t_start,
+            run_parity,
+            before_keep=lambda: meta_path.write_text(json.dumps(meta, indent=1)),
+            force=force,
         )
 
 

@@ -159,7 +159,9 @@ def run_optimize(
 ) -> dict:
     """Try every candidate; returns the optimize report (a plain dict; "chosen" names the winner or is
     None). `update(rows)` is called whenever a row changes (the live table)."""
+    from ..assets import parity_images_from
     from ..environment import describe_environment
+    from ..evaluate.datasets import load_dataset
     from ..evaluate.gates import load_gates
     from ..model import check_model_path, file_sha256
 
@@ -167,6 +169,7 @@ def run_optimize(
     src = check_model_path(model, (".pt",))
     gates = load_gates(s.gates)
     data = str(data)
+    parity_images = [it.path for it in load_dataset(data).items[:2]]
     t_start = clock()
     budget = s.time_budget_min * 60.0
     ordered = [c for c in candidates if c.name == REFERENCE.name]
@@ -199,7 +202,8 @@ def run_optimize(
             row["status"] = "exporting"
             show()
             t0 = clock()
-            artifact = prepare_artifact(c, src, data, s)
+            with parity_images_from(parity_images):  # the exports check parity on the dataset's images
+                artifact = prepare_artifact(c, src, data, s)
             row["export_s"] = round(clock() - t0, 2)
             row["status"] = "validating"
             show()

@@ -126,6 +126,8 @@ class VideoEngine:
             raise ValueError("on_frame needs workers=0 (tracking in this process)")
         self.n_workers = n_workers
         self._stop = threading.Event()
+        self._hurry = threading.Event()  # a second Ctrl-C: frames still waiting for the detector are dropped
+        self._interrupts = 0
         self.stop_reason: str | None = None
         self._fatal: BaseException | None = None
         self.batches = self.batched_frames = 0
@@ -203,24 +205,25 @@ class VideoEngine:
         collect = threading.Thread(target=self._collect, name="collect", daemon=True)
         for t in (*threads, detect, collect):
             t.start()
-        with self._signals():
+        with self._signals():  # to the end: a Ctrl-C while the files and the summary are finished is no traceback
             self._wait(detect)
             for st in self.streams:  # every stream's end has been sent: wait for its summary
                 self._wait_done(st)
-        self.wall_s = time.perf_counter() - self.t_start
-        memory = monitor.stop()  # before the workers go: a sample without them is no part of the run
-        self._stop_workers()
-        self._stop.set()
-        for t in threads:
-            t.join(timeout=5)
-        self._collect_done.set()
-        collect.join(timeout=5)
-        if self._fatal is not None and not isinstance(self._fatal, YoloAccelError):
-            raise self._fatal
-        return self._summary(memory)
+            self.wall_s = time.perf_counter() - self.t_start
+            memory = monitor.stop()  # before the workers go: a sample without them is no part of the run
+            self._stop_workers()
+            self._stop.set()
+            for t in threads:
+                t.join(timeout=5)
+            self._collect_done.set()
+            collect.join(timeout=5)
+            if self._fatal is not None and not isinstance(self._fatal, YoloAccelError):
+                raise self._fatal
+            return self._summary(memory)
 
     def _wait(self, thread: threading.Thread) -> None:
-        """Join `thread`, stopping on Ctrl-C (a second Ctrl-C is not needed: the drain is short)."""
+        """Join `thread`; stops at the end of --duration (Ctrl-C is `_interrupt`, or a KeyboardInterrupt where
+        SIGINT was not ours to handle)."""
         t_deadline = None if self.es.duration_s is None else self.t_start + self.es.duration_s
         while thread.is_alive():
             try:
@@ -230,17 +233,31 @@ class VideoEngine:
             except KeyboardInterrupt:
                 self.stop("interrupted")
 
+    def _interrupt(self, *_) -> None:
+        """Ctrl-C: the first stops reading (what was read is still detected, tracked and written); a
+        second drops the frames still waiting for the detector, so the run ends at once. Either way the
+        video is finished and the summary, marked interrupted, is written."""
+        self._interrupts += 1
+        if self._interrupts > 1:
+            self._hurry.set()
+        self.stop("interrupted")
+
     @contextlib.contextmanager
     def _signals(self):
-        """SIGTERM stops the run cleanly, as Ctrl-C does (only the main thread can install handlers)."""
+        """SIGINT and SIGTERM stop the run cleanly (only the main thread can install handlers). A SIGINT
+        the parent told this process to ignore (a background job) stays ignored."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        old = signal.signal(signal.SIGTERM, lambda *_: self.stop("terminated"))
+        old_term = signal.signal(signal.SIGTERM, lambda *_: self.stop("terminated"))
+        old_int = signal.getsignal(signal.SIGINT)
+        if old_int is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, self._interrupt)
         try:
             yield
         finally:
-            signal.signal(signal.SIGTERM, old)
+            signal.signal(signal.SIGTERM, old_term)
+            signal.signal(signal.SIGINT, old_int)
 
     def _warmup(self, live: list[_Stream]) -> float:
         """Run the detector once per batch shape it will see, before the clock starts: CUDA graphs are
@@ -545,7 +562,8 @@ class VideoEngine:
                 if got is None:
                     break
                 batch, finished = got
-                jobs.put((self._launch(batch) if batch and self._fatal is None else self._drop(batch), finished))
+                ok = batch and self._fatal is None and not self._hurry.is_set()
+                jobs.put((self._launch(batch) if ok else self._drop(batch), finished))
         except BaseException as e:  # the detector failed: stop everything, finish what can be finished
             self._failed_detector(e)
             while (got := self.board.take(1 << 30, 1 << 30, 0)) is not None:

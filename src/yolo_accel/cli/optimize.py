@@ -116,10 +116,10 @@ def optimize_cmd(
     if data is None:
         raise SettingsError("--data is needed (a data.yaml or a folder of labelled images)")
     from ..deploy import check_bundle_target, write_bundle
-    from ..outputs import check_parent
     from ..evaluate.datasets import load_dataset
     from ..evaluate.gates import load_gates
     from ..optimize.search import OptimizeSettings, run_optimize
+    from ..outputs import check_parent
     from ..report.optimize import summary, write_optimize_report
 
     settings = OptimizeSettings(

@@ -294,3 +294,40 @@ def test_a_video_without_frames_is_one_line_and_writes_nothing(yolov5n_pt, tmp_p
     )
     assert "has no frames" in _one_error_line(res)
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "option,value,expect",
+    [
+        ("--line", "inf,0,100,100", "finite pixels"),
+        ("--line", "1e400,0,100,100", "finite pixels"),
+        ("--zone", "0,0,inf,0,0,100", "finite pixels"),
+        ("--line", "5000,5000,6000,6000", "outside the 1280x720 frame"),
+        ("--zone", "2000,0,3000,0,3000,100", "outside the 1280x720 frame"),
+    ],
+)
+def test_video_lines_and_zones_must_be_finite_and_in_the_frame(
+    option, value, expect, yolov5n_pt, assets_root, tmp_path
+):
+    video = assets_root / "videos" / "highway_traffic_720p.mp4"
+    summary = tmp_path / "s.json"
+    res = runner.invoke(
+        app, ["video", str(video), "-m", str(yolov5n_pt), "--max-frames", "2", option, value, "--summary", str(summary)]
+    )
+    assert expect in _one_error_line(res)
+    assert not summary.exists()
+
+
+def test_a_line_across_the_frame_edge_or_a_zone_holding_the_frame_is_kept(yolov5n_pt, assets_root, tmp_path):
+    video = assets_root / "videos" / "highway_traffic_720p.mp4"
+    summary = tmp_path / "s.json"
+    res = runner.invoke(
+        app,
+        ["video", str(video), "-m", str(yolov5n_pt), "--max-frames", "1", "--summary", str(summary)]
+        + ["--line", "-10,360,2000,360", "--zone", "-10,-10,5000,-10,5000,5000,-10,5000"],
+    )
+    assert res.exit_code == 0, res.output
+    import json
+
+    settings = json.loads(summary.read_text())["settings"]
+    assert settings["lines"] == ["-10,360,2000,360"] and settings["zones"] == ["-10,-10,5000,-10,5000,5000,-10,5000"]

@@ -59,7 +59,13 @@ def video_cmd(
         int, typer.Option("--max-det", help="Most detections per frame (30: a road scene, and a faster tracker).")
     ] = 30,
     tracker: Annotated[str, typer.Option("--tracker", help="bytetrack, sort or none.")] = "bytetrack",
-    line: Annotated[list[str] | None, typer.Option("--line", help="Counting line x1,y1,x2,y2 (repeatable).")] = None,
+    line: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--line",
+            help="Counting line x1,y1,x2,y2 in the frame's pixels (repeatable; one that misses the frame is refused).",
+        ),
+    ] = None,
     zone: Annotated[
         list[str] | None, typer.Option("--zone", help="Counting zone x1,y1,x2,y2,x3,y3,... (repeatable).")
     ] = None,
@@ -323,6 +329,11 @@ def video_cmd(
                     raise
                 err.print(f"[yellow]warning:[/] stream {len(srcs)}: {escape(str(e))}", highlight=False)
                 srcs.append(e)
+    from ..video.counting import check_in_frame
+
+    for i, src in enumerate(srcs):
+        if not isinstance(src, Exception):
+            check_in_frame(line or [], zone or [], src.size, "the video" if n == 1 else f"stream {i}")
     for src in srcs:
         if not isinstance(src, Exception):
             err.print(f"{src.description} -> {det.describe()}", highlight=False)

@@ -53,6 +53,27 @@ def parse_zone(text: str, i: int) -> ZoneSpec:
     return ZoneSpec(f"zone{i}", np.asarray(v, np.int64).reshape(-1, 2))
 
 
+def check_in_frame(lines: list[str], zones: list[str], size: tuple[int, int], where: str) -> None:
+    """A line or zone that does not touch the frame (`size` = width, height) counts nothing: refused."""
+    import cv2
+
+    w, h = size
+    if w <= 0 or h <= 0:  # a source that does not know its size yet (some cameras): checked nowhere
+        return
+    rect = (0, 0, int(w), int(h))
+    for i, text in enumerate(lines):
+        spec = parse_line(text, i + 1)
+        if not cv2.clipLine(rect, spec.start, spec.end)[0]:
+            raise SettingsError(f"--line {text!r} lies outside the {w}x{h} frame of {where}: nothing can cross it")
+    for i, text in enumerate(zones):
+        poly = parse_zone(text, i + 1).polygon
+        edges = zip(poly.tolist(), np.roll(poly, -1, axis=0).tolist())
+        touches = any(cv2.clipLine(rect, tuple(a), tuple(b))[0] for a, b in edges)
+        # no edge in the frame: the zone is outside it, or holds all of it (then a corner is inside)
+        if not touches and cv2.pointPolygonTest(poly.astype(np.float32).reshape(-1, 1, 2), (0.5, 0.5), False) < 0:
+            raise SettingsError(f"--zone {text!r} lies outside the {w}x{h} frame of {where}: nothing can enter it")
+
+
 class Counter:
     """Counts tracked objects crossing lines (in / out) and entering / leaving zones, per class.
 

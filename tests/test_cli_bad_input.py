@@ -323,8 +323,10 @@ def test_a_line_across_the_frame_edge_or_a_zone_holding_the_frame_is_kept(yolov5
     summary = tmp_path / "s.json"
     res = runner.invoke(
         app,
-        ["video", str(video), "-m", str(yolov5n_pt), "--max-frames", "1", "--summary", str(summary)]
-        + ["--line", "-10,360,2000,360", "--zone", "-10,-10,5000,-10,5000,5000,-10,5000"],
+        [
+            *["video", str(video), "-m", str(yolov5n_pt), "--max-frames", "1", "--summary", str(summary)],
+            *["--line", "-10,360,2000,360", "--zone", "-10,-10,5000,-10,5000,5000,-10,5000"],
+        ],
     )
     assert res.exit_code == 0, res.output
     import json

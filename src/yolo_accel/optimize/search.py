@@ -57,11 +57,20 @@ class OptimizeSettings:
 
 
 def prepare_artifact(c: Candidate, src: Path, data: str, s: OptimizeSettings) -> str | None:
-    """The file candidate `c` runs, exported into the cache once (None: the `.pt` itself)."""
+    """The file candidate `c` runs, exported into the cache once (None: the `.pt` itself); the export
+    checks parity on the dataset's first images (no sample images needed)."""
+    from ..assets import parity_images_from
+    from ..evaluate.datasets import load_dataset
+
+    if c.artifact or c.export not in ("onnx", "openvino", "openvino-int8", "aoti", "tensorrt"):
+        return c.artifact
+    with parity_images_from([it.path for it in load_dataset(data).items[:2]]):
+        return _export(c, src, data, s)
+
+
+def _export(c: Candidate, src: Path, data: str, s: OptimizeSettings) -> str | None:
     from ..backends.variants import parse_variant
 
-    if c.artifact:
-        return c.artifact
     v = parse_variant(c.variant)
     if c.export == "onnx":
         from ..export.onnx import cached_onnx
@@ -88,7 +97,7 @@ def prepare_artifact(c: Candidate, src: Path, data: str, s: OptimizeSettings) ->
         from ..export.tensorrt import cached_engine
 
         return str(cached_engine(src, s.imgsz, half=True, device=s.device))
-    return None  # torch rows run the checkpoint (torch.compile compiles it when it loads)
+    raise AssertionError(c.export)
 
 
 def _validate(src: Path, data: str, c: Candidate, artifact: str | None, s: OptimizeSettings, progress) -> dict:
@@ -159,9 +168,7 @@ def run_optimize(
 ) -> dict:
     """Try every candidate; returns the optimize report (a plain dict; "chosen" names the winner or is
     None). `update(rows)` is called whenever a row changes (the live table)."""
-    from ..assets import parity_images_from
     from ..environment import describe_environment
-    from ..evaluate.datasets import load_dataset
     from ..evaluate.gates import load_gates
     from ..model import check_model_path, file_sha256
 
@@ -169,7 +176,6 @@ def run_optimize(
     src = check_model_path(model, (".pt",))
     gates = load_gates(s.gates)
     data = str(data)
-    parity_images = [it.path for it in load_dataset(data).items[:2]]
     t_start = clock()
     budget = s.time_budget_min * 60.0
     ordered = [c for c in candidates if c.name == REFERENCE.name]
@@ -202,8 +208,7 @@ def run_optimize(
             row["status"] = "exporting"
             show()
             t0 = clock()
-            with parity_images_from(parity_images):  # the exports check parity on the dataset's images
-                artifact = prepare_artifact(c, src, data, s)
+            artifact = prepare_artifact(c, src, data, s)
             row["export_s"] = round(clock() - t0, 2)
             row["status"] = "validating"
             show()

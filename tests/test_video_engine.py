@@ -83,6 +83,68 @@ def test_engine_gives_the_sequential_events_for_every_stream(tmp_path, video, de
 
 
 @pytest.mark.slow
+def test_streams_added_and_stopped_while_the_engine_runs_leave_the_others_as_they_were(
+    tmp_path, video, detector, reference
+):
+    """The engine as a service: it starts with no stream; A is added, then B (annotated to MP4, through the
+    workers' pool of slot queues) while A runs, and C, stopped after a few dozen frames. A and B get every
+    frame and exactly the sequential path's events, as if they had run alone; C's events are the
+    sequential events of the frames it read; each summary reaches the callback as its stream ends."""
+    import threading
+
+    import av
+
+    ref_summary, ref_events = reference
+    ended: dict[int, dict] = {}
+    engine = VideoEngine(
+        detector,
+        [],
+        [],
+        EngineSettings(batch=4, workers=2),
+        service=True,
+        on_stream_done=lambda sid, summary: ended.setdefault(sid, summary),
+    )
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.update(engine.run()))
+    runner.start()
+
+    def settings(name: str, **kw) -> StreamSettings:
+        return StreamSettings(lines=[LINE], zones=[ZONE], events=str(tmp_path / f"{name}.jsonl"), **kw)
+
+    def wait_frames(sid: int, n: int) -> None:
+        deadline = time.time() + 120
+        while engine.last_done.get(sid, -1) < n:
+            assert time.time() < deadline and runner.is_alive()
+            time.sleep(0.02)
+
+    try:
+        a = engine.add_stream(open_source(str(video), max_frames=300), settings("a"))
+        wait_frames(a, 60)
+        b = engine.add_stream(open_source(str(video), max_frames=300), settings("b", output=str(tmp_path / "b.mp4")))
+        c = engine.add_stream(open_source(str(video), max_frames=300), settings("c"))
+        wait_frames(c, 40)
+        engine.stop_stream(c)
+        summaries = [engine.wait_stream(sid, timeout_s=300) for sid in (a, b, c)]
+    finally:
+        engine.stop("done")
+        runner.join(timeout=120)
+    assert not runner.is_alive() and result["error"] is None
+    for sid, name in ((a, "a"), (b, "b")):
+        r = summaries[sid]
+        assert r["frames"] == 300 and r["dropped_frames"] == 0 and r["error"] is None
+        assert r["counts"] == ref_summary["counts"] and _lines(tmp_path / f"{name}.jsonl") == ref_events
+    with av.open(str(tmp_path / "b.mp4")) as f:  # the annotated stream: every frame written
+        assert sum(1 for _ in f.decode(video=0)) == 300
+    stopped = summaries[c]
+    assert 40 <= stopped["frames"] < 300 and stopped["error"] is None
+    assert _lines(tmp_path / "c.jsonl") == [e for e in ref_events if e["frame"] < stopped["frames"]]
+    assert sorted(ended) == [a, b, c] and ended[a]["frames"] == 300
+    assert [r["frames"] for r in result["streams"]] == [300, 300, stopped["frames"]]
+    with pytest.raises(Exception, match="stopping"):
+        engine.add_stream(open_source(str(video), max_frames=10), settings("late"))
+
+
+@pytest.mark.slow
 def test_a_failing_stream_does_not_stop_the_others(tmp_path, video, detector, reference):
     """A truncated file, a file that cannot be opened, and a stream whose worker is killed mid-run:
     each is reported in its own summary; the healthy stream gets every frame and the reference events."""

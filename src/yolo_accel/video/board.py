@@ -28,6 +28,30 @@ class FrameBoard:
         self._room = [threading.Condition(lock) for _ in range(n_streams)]
         self._on_drop = on_drop
         self._next = 0  # round-robin start, so that no stream is always first
+        self._open = False  # `keep_open()`: streams may still be added, so no stream left is not the end
+        self._lock = lock
+
+    def keep_open(self) -> None:
+        """Streams will be added while frames are taken (the engine as a service): `take` does not end
+        when every stream so far has ended, only after `close()`."""
+        with self._cond:
+            self._open = True
+
+    def close(self) -> None:
+        """No stream will be added any more."""
+        with self._cond:
+            self._open = False
+            self._cond.notify_all()
+
+    def add_stream(self) -> int:
+        """A new stream's queue; returns its index."""
+        with self._cond:
+            self._queues.append(deque())
+            self._ended.append(False)
+            self._reported.append(False)
+            self.dropped.append(0)
+            self._room.append(threading.Condition(self._lock))
+            return len(self._queues) - 1
 
     def put(self, sid: int, item, live: bool, stop: threading.Event) -> bool:
         """Queue a frame; False when `stop` was set while waiting for room (the frame was not queued)."""
@@ -77,7 +101,7 @@ class FrameBoard:
         """
         with self._cond:
             while not self._ready(per_stream) and not self._finished():
-                if all(self._reported):
+                if all(self._reported) and not self._open:
                     return None
                 self._cond.wait(0.05)
             deadline = time.perf_counter() + wait_s

@@ -15,6 +15,10 @@ interpreter lock.
 A stream that fails (its source breaks, its output cannot be written) ends with its error in its
 summary; the other streams go on. `stop()` (Ctrl-C, SIGTERM, `--duration`) stops reading, lets
 what was read drain through every stage, and finishes every file.
+
+With `service=True` the engine runs until `stop()` and takes streams while it runs: `add_stream`
+starts one beside the others (which neither pause nor lose a frame), `stop_stream` ends one as
+`stop()` ends them all, and each stream's summary goes to `on_stream_done` as it ends.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class EngineSettings:
     slots: int = 6  # shared-memory frames per annotating stream
     duration_s: float | None = None  # stop after this long (a planned end, not an interruption)
     memory_interval_s: float = 1.0  # memory and utilisation samples
+    max_streams: int = 64  # a service engine: the most streams open at once (sizes its workers' slot queues)
 
     def worker_count(self, n_streams: int) -> int:
         if self.workers is not None:
@@ -86,6 +91,11 @@ class _Stream:
     part: dict | None = None
     t_end: float | None = None
     stopped: bool = False  # no more frames wanted (failed downstream)
+    stop_reading: bool = False  # `stop_stream`: read no more; what was read still goes through every stage
+    t_begin: float | None = None  # when a stream added to a running engine started (else the run's start)
+    slot_key: int | None = None  # its free-slot queue in the workers' pool
+    ready: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
     shm: object = None
     slot_spec: SlotSpec | None = None
     free: object = None  # queue of free slot numbers
@@ -107,6 +117,8 @@ class VideoEngine:
         engine: EngineSettings | None = None,
         progress: Callable[[int], None] | None = None,
         on_frame: Callable | None = None,
+        service: bool = False,
+        on_stream_done: Callable[[int, dict], None] | None = None,
     ):
         if len(sources) != len(settings):
             raise ValueError("one StreamSettings per source")
@@ -121,7 +133,10 @@ class VideoEngine:
         for st, s in zip(self.streams, sources):
             if not isinstance(s, FrameSource):
                 st.error = st.source_error = message(s)
-        n_workers = self.es.worker_count(len(sources))
+        # a service runs until `stop()` and takes streams while it runs (`add_stream`, `stop_stream`)
+        self.service = service
+        self.on_stream_done = on_stream_done
+        n_workers = self.es.worker_count(self.es.max_streams if service else len(sources))
         if on_frame is not None and n_workers:
             raise ValueError("on_frame needs workers=0 (tracking in this process)")
         self.n_workers = n_workers
@@ -139,6 +154,11 @@ class VideoEngine:
         self.board: FrameBoard | None = None  # made by run()
         # per stream: the last frame index whose tracking, counting and events are done (events flushed)
         self.last_done: dict[int, int] = {}
+        self._add_lock = threading.RLock()  # also taken by stop(), which a signal handler of this thread may call
+        self._running = threading.Event()  # workers started, detect loop running: streams can be added
+        self._decode_threads: list[threading.Thread] = []
+        self._slot_pool: list = []  # a service's free-slot queues, one per open annotating stream
+        self._free_keys: list[int] = []
 
     def live_stats(self, sid: int) -> tuple[StageTimes, int]:
         """While it runs: stream `sid`'s stage times so far and its dropped frames. The tracking, counting,
@@ -155,9 +175,57 @@ class VideoEngine:
     # -- control --------------------------------------------------------------------------------
     def stop(self, reason: str = "interrupted") -> None:
         """Stop reading every source; what was read still goes through every stage, files are finished."""
-        if self.stop_reason is None:
-            self.stop_reason = reason
-        self._stop.set()
+        with self._add_lock:  # no stream is half-added when a service closes
+            if self.stop_reason is None:
+                self.stop_reason = reason
+            self._stop.set()
+            if self.service and self.board is not None:
+                self.board.close()
+
+    def add_stream(self, source: FrameSource, settings: StreamSettings, timeout_s: float = 120.0) -> int:
+        """A service engine (`service=True`, `run()` running in another thread): start a stream now, beside
+        the others, which neither pause nor lose a frame. Returns its stream id; its summary comes to
+        `on_stream_done` (and `wait_stream`) when it ends. A stream whose worker cannot open it ends at once
+        with that error."""
+        if not self.service:
+            raise RuntimeError("add_stream needs VideoEngine(..., service=True)")
+        if not self._running.wait(timeout_s):
+            raise RuntimeError("the engine did not start")
+        if settings.ocr and self._plate_reader is None:
+            raise YoloAccelError("plates in a service engine: start it with a stream that reads plates")
+        with self._add_lock:
+            if self._stop.is_set():
+                raise YoloAccelError("the engine is stopping: no stream can be added")
+            st = _Stream(len(self.streams), source, settings, t_begin=time.perf_counter())
+            sid = self.board.add_stream()
+            assert sid == st.sid
+            load = [0] * max(1, self.n_workers)
+            for other in self.streams:
+                if other.source is not None and other.part is None:
+                    load[other.worker] += 1
+            st.worker = load.index(min(load))
+            if settings.needs_pixels and self._procs and self._free_keys:
+                self._make_slots(st, None, key=self._free_keys.pop())
+            self.streams.append(st)
+            names = dict(self.detector.names)
+            self._send(st.worker, ("open", sid, settings, names, source.fps, tuple(source.size), st.slot_spec))
+        if not st.ready.wait(timeout_s) and st.part is None:
+            self._abandon(st, "its worker did not open it")
+        if st.part is None and not st.stopped:
+            t = threading.Thread(target=self._decode, args=(st,), name=f"decode{sid}", daemon=True)
+            self._decode_threads.append(t)
+            t.start()
+        return sid
+
+    def stop_stream(self, sid: int) -> None:
+        """Stop reading stream `sid`; what it read still goes through every stage and its files are finished
+        (its summary then comes as for a stream that ended)."""
+        self.streams[sid].stop_reading = True
+
+    def wait_stream(self, sid: int, timeout_s: float | None = None) -> dict | None:
+        """Stream `sid`'s summary once it has ended (None if it has not within `timeout_s`)."""
+        st = self.streams[sid]
+        return self._stream_summary(st) if st.done.wait(timeout_s) else None
 
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -165,6 +233,8 @@ class VideoEngine:
         live = [st for st in self.streams if st.source is not None]
         cap = es.queue_frames or max(4, 2 * es.batch)
         self.board = FrameBoard(len(self.streams), cap, on_drop=self._release_dropped)
+        if self.service:
+            self.board.keep_open()
         for st in self.streams:
             if st.source is None:
                 self.board.end(st.sid)
@@ -196,24 +266,27 @@ class VideoEngine:
         self.warmup_s = self._warmup(live)
         monitor.start()
         self.t_start = time.perf_counter()
-        threads = [
+        self._decode_threads = [
             threading.Thread(target=self._decode, args=(st,), name=f"decode{st.sid}", daemon=True)
             for st in live
             if not st.stopped
         ]
         detect = threading.Thread(target=self._detect_loop, name="detect", daemon=True)
         collect = threading.Thread(target=self._collect, name="collect", daemon=True)
-        for t in (*threads, detect, collect):
+        for t in (*self._decode_threads, detect, collect):
             t.start()
+        self._running.set()
         with self._signals():  # to the end: a Ctrl-C while the files and the summary are finished is no traceback
             self._wait(detect)
-            for st in self.streams:  # every stream's end has been sent: wait for its summary
+            with self._add_lock:  # the detect loop has ended: so has every stream, none is being added
+                streams = list(self.streams)
+            for st in streams:  # every stream's end has been sent: wait for its summary
                 self._wait_done(st)
             self.wall_s = time.perf_counter() - self.t_start
             memory = monitor.stop()  # before the workers go: a sample without them is no part of the run
             self._stop_workers()
             self._stop.set()
-            for t in threads:
+            for t in self._decode_threads:
                 t.join(timeout=5)
             self._collect_done.set()
             collect.join(timeout=5)
@@ -323,6 +396,15 @@ class VideoEngine:
                     self._make_slots(st, ctx)
                     if st.free is not None:
                         free[st.worker][st.sid] = st.free
+            if self.service:
+                # queues cannot travel in messages: each worker is given, at its start, the free-slot queues
+                # of every stream that may be added later (keys above the first streams' ids)
+                first = len(self.streams)
+                self._slot_pool = [ctx.Queue() for _ in range(self.es.max_streams)]
+                self._free_keys = list(range(first + self.es.max_streams - 1, first - 1, -1))
+                for w in range(self.n_workers):
+                    free[w].update({first + k: q for k, q in enumerate(self._slot_pool)})
+                self._pool_base = first
             for w in range(self.n_workers):
                 args = (self._inboxes[w], self._outbox, os.getpid(), free[w], link(w))
                 p = ctx.Process(target=process_main, args=args, name=f"yolo-accel-worker{w}")
@@ -349,19 +431,31 @@ class VideoEngine:
                 if msg[2]:
                     self._abandon(self.streams[msg[1]], msg[2])
 
-    def _make_slots(self, st: _Stream, ctx) -> None:
+    def _make_slots(self, st: _Stream, ctx, key: int | None = None) -> None:
+        """Shared-memory frames for an annotating stream; `key`: a free-slot queue of the service's pool
+        (else a new queue, handed to the worker when it starts)."""
         from multiprocessing import shared_memory
 
         w, h = st.source.size
         if w <= 0 or h <= 0:
+            if key is not None:
+                self._free_keys.append(key)
             return  # unknown size: pixels travel in the messages
         shape = (int(h), int(w), 3)
         nbytes = int(np.prod(shape))
         st.shm = shared_memory.SharedMemory(create=True, size=nbytes * self.es.slots)
-        st.free = ctx.Queue()
+        if key is None:
+            st.free = ctx.Queue()
+        else:
+            st.free, st.slot_key = self._slot_pool[key - self._pool_base], key
+            while True:  # whatever the queue's last stream left in it
+                try:
+                    st.free.get_nowait()
+                except queue.Empty:
+                    break
         for i in range(self.es.slots):
             st.free.put(i)
-        st.slot_spec = SlotSpec(st.shm.name, self.es.slots, shape)
+        st.slot_spec = SlotSpec(st.shm.name, self.es.slots, shape, key)
 
     def _send(self, w: int, msg) -> bool:
         """Put a message in worker `w`'s inbox, waiting for room; False when that worker has died."""
@@ -386,6 +480,8 @@ class VideoEngine:
         self._fail(st, error)
         st.part, st.t_end = {}, time.perf_counter()
         self.board.end(st.sid)
+        if self._running.is_set():
+            self._stream_ended(st)
 
     def _fail(self, st: _Stream, error: str) -> None:
         with self._lock:
@@ -411,9 +507,30 @@ class VideoEngine:
                     self.progress(msg[1])
             elif kind == "failed":
                 self._fail(self.streams[msg[1]], msg[2])
+            elif kind == "ready":  # a stream added to a running service
+                st = self.streams[msg[1]]
+                if msg[2]:
+                    self._abandon(st, msg[2])
+                st.ready.set()
             elif kind == "done":
                 st = self.streams[msg[1]]
                 st.part, st.t_end = msg[2], time.perf_counter()
+                self._stream_ended(st)
+
+    def _stream_ended(self, st: _Stream) -> None:
+        """A stream's summary part has come (or it was abandoned): its slots go back, its end is told."""
+        if st.done.is_set():
+            return
+        if st.slot_key is not None:
+            with self._add_lock:
+                self._free_keys.append(st.slot_key)
+            st.slot_key = None
+        st.done.set()
+        if self.on_stream_done is not None:
+            try:
+                self.on_stream_done(st.sid, self._stream_summary(st))
+            except Exception as e:  # the caller's hook must not end the engine
+                self._fatal = self._fatal or e
 
     def _active(self) -> list[_Stream]:
         return [st for st in self.streams if st.source is not None]
@@ -462,7 +579,7 @@ class VideoEngine:
         it = iter(src)
         board = self.board
         try:
-            while not self._stop.is_set() and not st.stopped:
+            while not self._stop.is_set() and not st.stopped and not st.stop_reading:
                 t0 = time.perf_counter()
                 try:
                     frame = next(it)
@@ -554,11 +671,14 @@ class VideoEngine:
 
     def _launch_batches(self, jobs: queue.Queue) -> None:
         es = self.es
-        n_live = max(1, len(self._active()))
-        max_total, per_stream, wait_s = es.batch * n_live, es.batch, es.max_wait_ms / 1000
+        per_stream, wait_s = es.batch, es.max_wait_ms / 1000
         try:
             while True:
-                got = self.board.take(max_total, per_stream, wait_s)
+                # a service's streams come and go: a batch holds up to `batch` frames of each open stream
+                n_live = max(
+                    1, len(self._active()) if not self.service else sum(st.part is None for st in self.streams)
+                )
+                got = self.board.take(es.batch * n_live, per_stream, wait_s)
                 if got is None:
                     break
                 batch, finished = got
@@ -696,7 +816,7 @@ class VideoEngine:
         if part.get("stages") is not None:
             stages.merge(part["stages"])
         frames = part.get("frames", 0)
-        wall = (st.t_end or time.perf_counter()) - self.t_start
+        wall = (st.t_end or time.perf_counter()) - (st.t_begin or self.t_start)
         error = st.error or part.get("error")
         return {
             "source": src.description if src is not None else "",

@@ -38,6 +38,7 @@ class SlotSpec:
     name: str
     count: int
     shape: tuple[int, int, int]
+    key: int | None = None  # its free-slot queue among those the worker was given (None: the stream's id)
 
     @property
     def nbytes(self) -> int:
@@ -131,7 +132,8 @@ def serve(
                     if opened is not None:
                         opened[sid] = processors[sid]
                     if slot_spec is not None:
-                        slots[sid] = _Slots(slot_spec, (free_slots or {})[sid])
+                        key = sid if slot_spec.key is None else slot_spec.key
+                        slots[sid] = _Slots(slot_spec, (free_slots or {})[key])
                     outbox.put(("ready", sid, None))
                 except Exception as e:
                     outbox.put(("ready", sid, message(e)))

@@ -355,6 +355,66 @@ def test_engine_nvdec_streams_give_the_sequential_events(gpu_video_detector, ass
     assert all(same)
 
 
+def test_a_service_engine_takes_nvdec_streams_while_it_runs(gpu_video_detector, assets_root, tmp_path):
+    """The engine as a service on the GPU: NVDEC streams added while others run (one annotated to MP4
+    through the workers' slot pool) get every frame and the sequential path's events."""
+    pytest.importorskip("PyNvVideoCodec")
+    import threading
+    import time
+
+    import cv2
+
+    from yolo_accel.video.engine import EngineSettings, VideoEngine, run_sequential
+    from yolo_accel.video.processor import StreamSettings
+    from yolo_accel.video.sources import open_source
+
+    clip = str(assets_root / "videos" / "highway_traffic_720p.mp4")
+    det = gpu_video_detector
+    run_sequential(
+        open_source(clip, nvdec_device="cuda", max_frames=300),
+        det,
+        StreamSettings(lines=[LINE], zones=[ZONE], events=str(tmp_path / "ref.jsonl")),
+    )
+    ref_events = _events(tmp_path / "ref.jsonl")
+    engine = VideoEngine(det, [], [], EngineSettings(batch=8, workers=2), service=True)
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.update(engine.run()))
+    runner.start()
+    try:
+        sids = [
+            engine.add_stream(
+                open_source(clip, nvdec_device="cuda", max_frames=300),
+                StreamSettings(lines=[LINE], zones=[ZONE], events=str(tmp_path / "e0.jsonl")),
+            )
+        ]
+        while engine.last_done.get(sids[0], -1) < 60:
+            time.sleep(0.01)
+        for i in (1, 2):
+            out = str(tmp_path / f"o{i}.mp4") if i == 2 else None
+            sids.append(
+                engine.add_stream(
+                    open_source(clip, nvdec_device="cuda", max_frames=300),
+                    StreamSettings(
+                        lines=[LINE], zones=[ZONE], events=str(tmp_path / f"e{i}.jsonl"), output=out, hud=False
+                    ),
+                )
+            )
+        summaries = [engine.wait_stream(sid, timeout_s=120) for sid in sids]
+    finally:
+        engine.stop("done")
+        runner.join(timeout=60)
+    print(f"\nservice engine on NVDEC: {result.get('fps', 0):.0f} FPS, mean batch {result['batcher']['mean_batch']}")
+    assert result["error"] is None
+    for i, r in enumerate(summaries):
+        assert r["frames"] == 300 and r["dropped_frames"] == 0
+        assert _events(tmp_path / f"e{i}.jsonl") == ref_events
+    cap = cv2.VideoCapture(str(tmp_path / "o2.mp4"))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 300
+
+
 def test_engine_writes_annotated_video_from_nvdec_frames(gpu_video_detector, assets_root, tmp_path):
     """NVDEC frames reach the workers through shared memory: every frame written, boxes drawn on them."""
     pytest.importorskip("PyNvVideoCodec")

@@ -415,9 +415,14 @@ class VideoEngine:
         for st in live:
             src = st.source
             self._inboxes[st.worker].put(("open", st.sid, st.settings, names, src.fps, tuple(src.size), st.slot_spec))
+        if self.service:  # the trackers' and counters' imports happen now, not when the first stream comes
+            warm = StreamSettings(lines=["0,0,1,1"], zones=["0,0,1,0,1,1"])
+            for inbox in self._inboxes:
+                inbox.put(("warm", warm, names, 25.0, (64, 64)))
+        warming = len(self._inboxes) if self.service else 0
         waiting = {st.sid for st in live}
         deadline = time.perf_counter() + 120
-        while waiting:
+        while waiting or warming:
             try:
                 msg = self._outbox.get(timeout=0.5)
             except queue.Empty:
@@ -426,7 +431,9 @@ class VideoEngine:
                         self._abandon(self.streams[sid], "its worker process did not start")
                     break
                 continue
-            if msg[0] == "ready":
+            if msg[0] == "warm":
+                warming -= 1
+            elif msg[0] == "ready":
                 waiting.discard(msg[1])
                 if msg[2]:
                     self._abandon(self.streams[msg[1]], msg[2])

@@ -8,9 +8,10 @@ detect loop never waits on tracking: no stage holds another's interpreter lock.
 Messages in:  ("open", sid, StreamSettings, names, fps, (w, h), slots or None)
               ("frames", [(sid, index, time_s, t0, dets (K, 6), slot or None, pixels or None), ...])
               ("end", sid)          the stream's last frame has been sent
+              ("warm", StreamSettings, names, fps, (w, h))   build and drop a processor (a service's start)
               ("stop",)             finish every open stream and exit
 Messages out: ("ready", sid, error or None), ("progress", n_frames, {sid: last frame index}), ("failed", sid, error),
-              ("done", sid, summary part), ("exit", pid)
+              ("done", sid, summary part), ("warm", pid), ("exit", pid)
 """
 
 from __future__ import annotations
@@ -137,6 +138,11 @@ def serve(
                     outbox.put(("ready", sid, None))
                 except Exception as e:
                     outbox.put(("ready", sid, message(e)))
+            elif kind == "warm":  # a service engine's worker: load what a stream needs before the first comes
+                _, settings, names, fps, size = msg
+                with contextlib.suppress(Exception):
+                    StreamProcessor(settings, names, fps, size).finish()
+                outbox.put(("warm", os.getpid()))
             elif kind == "end":
                 _finish(msg[1], processors, slots, outbox)
             elif kind == "stop":

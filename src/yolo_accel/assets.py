@@ -64,7 +64,7 @@ _GIVEN_IMAGES: ContextVar[tuple[Path, ...]] = ContextVar("given_images", default
 @contextmanager
 def parity_images_from(images: Sequence[str | Path]) -> Iterator[None]:
     """Within this block, exports that were given no parity images check parity on `images`."""
-    token = _GIVEN_IMAGES.set(tuple(Path(p) for p in images if p is not None)[:2])
+    token = _GIVEN_IMAGES.set(tuple(Path(p) for p in images)[:2])
     try:
         yield
     finally:

@@ -13,7 +13,15 @@ def run_demo(model: Path | None, device: str, out: Console, err: Console, assets
     usual asset folders). Every file is found before anything is written; a failed run leaves no run folder."""
     import shutil
 
-    from .assets import DEFAULT_DATASET, DEFAULT_MODEL, DEFAULT_VIDEO, SAMPLE_IMAGES, find_asset, sample_images
+    from .assets import (
+        DEFAULT_DATASET,
+        DEFAULT_MODEL,
+        DEFAULT_VIDEO,
+        SAMPLE_IMAGES,
+        candidate_roots,
+        find_asset,
+        sample_images,
+    )
     from .errors import DataError
     from .model import check_model_path
     from .outputs import check_folder
@@ -27,19 +35,24 @@ def run_demo(model: Path | None, device: str, out: Console, err: Console, assets
     needed = ([] if model else [DEFAULT_MODEL]) + [DEFAULT_DATASET, DEFAULT_VIDEO]
     if roots is not None:
         needed += list(SAMPLE_IMAGES)  # a given assets folder must hold the sample images too: nothing is downloaded
-    missing = [rel for rel in needed if not any((r / rel).exists() for r in (roots or _default_roots()))]
+    found, missing = {}, []
+    for rel in needed:
+        try:
+            found[rel] = find_asset(rel, roots)
+        except DataError:
+            missing.append(rel)
     if missing:
-        where = str(roots[0]) if roots else "the asset folders (" + ", ".join(str(r) for r in _default_roots()) + ")"
+        where = str(roots[0]) if roots else "the asset folders (" + ", ".join(str(r) for r in candidate_roots()) + ")"
         raise DataError(
             f"the demo needs {', '.join(missing)} in {where}; "
             "point --assets (or YOLO_ACCEL_ASSETS) at a folder with the shared assets layout "
             "(see the README's quick start)"
         )
-    model = check_model_path(Path(model) if model else find_asset(DEFAULT_MODEL, roots), (".pt",))
+    model = check_model_path(Path(model) if model else found[DEFAULT_MODEL], (".pt",))
     files = {
-        "images": [find_asset(rel, roots) for rel in SAMPLE_IMAGES] if roots else sample_images(),
-        "data": find_asset(DEFAULT_DATASET, roots),
-        "video": find_asset(DEFAULT_VIDEO, roots),
+        "images": [found[rel] for rel in SAMPLE_IMAGES] if roots else sample_images(),
+        "data": found[DEFAULT_DATASET],
+        "video": found[DEFAULT_VIDEO],
     }
     check_folder(Path("runs") / "demo", "runs folder")
     run = next_run_dir("demo")
@@ -49,12 +62,6 @@ def run_demo(model: Path | None, device: str, out: Console, err: Console, assets
         # the run folder is this run's own (next_run_dir made it): a half-filled one is worse than none
         shutil.rmtree(run, ignore_errors=True)
         raise
-
-
-def _default_roots() -> list[Path]:
-    from .assets import candidate_roots
-
-    return candidate_roots()
 
 
 def _run_steps(model: Path, files: dict, run: Path, device: str, out: Console, err: Console) -> Path:

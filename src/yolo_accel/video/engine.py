@@ -157,7 +157,7 @@ class VideoEngine:
         self._add_lock = threading.RLock()  # also taken by stop(), which a signal handler of this thread may call
         self._running = threading.Event()  # workers started, detect loop running: streams can be added
         self._decode_threads: list[threading.Thread] = []
-        self._slot_pool: list = []  # a service's free-slot queues, one per open annotating stream
+        self._slot_pool: dict = {}  # a service's free-slot queues by key, one per open annotating stream
         self._free_keys: list[int] = []
 
     def live_stats(self, sid: int) -> tuple[StageTimes, int]:
@@ -400,11 +400,10 @@ class VideoEngine:
                 # queues cannot travel in messages: each worker is given, at its start, the free-slot queues
                 # of every stream that may be added later (keys above the first streams' ids)
                 first = len(self.streams)
-                self._slot_pool = [ctx.Queue() for _ in range(self.es.max_streams)]
-                self._free_keys = list(range(first + self.es.max_streams - 1, first - 1, -1))
+                self._slot_pool = {first + k: ctx.Queue() for k in range(self.es.max_streams)}
+                self._free_keys = sorted(self._slot_pool, reverse=True)
                 for w in range(self.n_workers):
-                    free[w].update({first + k: q for k, q in enumerate(self._slot_pool)})
-                self._pool_base = first
+                    free[w].update(self._slot_pool)
             for w in range(self.n_workers):
                 args = (self._inboxes[w], self._outbox, os.getpid(), free[w], link(w))
                 p = ctx.Process(target=process_main, args=args, name=f"yolo-accel-worker{w}")
@@ -454,7 +453,7 @@ class VideoEngine:
         if key is None:
             st.free = ctx.Queue()
         else:
-            st.free, st.slot_key = self._slot_pool[key - self._pool_base], key
+            st.free, st.slot_key = self._slot_pool[key], key
             while True:  # whatever the queue's last stream left in it
                 try:
                     st.free.get_nowait()
@@ -679,12 +678,11 @@ class VideoEngine:
     def _launch_batches(self, jobs: queue.Queue) -> None:
         es = self.es
         per_stream, wait_s = es.batch, es.max_wait_ms / 1000
+        n_live = max(1, len(self._active()))
         try:
             while True:
-                # a service's streams come and go: a batch holds up to `batch` frames of each open stream
-                n_live = max(
-                    1, len(self._active()) if not self.service else sum(st.part is None for st in self.streams)
-                )
+                if self.service:  # its streams come and go: a batch holds up to `batch` frames of each open one
+                    n_live = max(1, sum(st.part is None for st in self.streams))
                 got = self.board.take(es.batch * n_live, per_stream, wait_s)
                 if got is None:
                     break

@@ -69,10 +69,10 @@ class VideoFileSource(FrameSource):
         n = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT))
         if n <= 0:  # no count in the container: a file without one frame is refused here, not written as an empty MP4
             ok, _ = self.cap.read()
+            self.cap.release()
             if not ok:
-                self.cap.release()
                 raise DataError(f"{path}: the video has no frames")
-            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            self.cap = cv2.VideoCapture(str(path))  # opened again: seeking back is not exact in every container
         self.frame_count = n if n > 0 else None
         self.description = f"{path.name}: {self.size[0]}x{self.size[1]} at {self.fps:g} fps, {n} frames"
 

@@ -24,24 +24,14 @@ def main() -> None:
     a = ap.parse_args()
 
     import torch
+    from engine_detector import published_detector
     from torch.profiler import ProfilerActivity, profile
 
-    from yolo_accel import Detector
-    from yolo_accel.backends.pytorch import TorchOptions
     from yolo_accel.video.engine import EngineSettings, VideoEngine
     from yolo_accel.video.processor import StreamSettings
     from yolo_accel.video.sources import open_source
 
-    det = Detector(
-        a.model,
-        device="cuda",
-        half=True,
-        classes="car,motorcycle,bus,truck",
-        iou=0.5,
-        max_det=30,
-        rect=False,
-        torch_options=TorchOptions(cuda_graph=True, channels_last=True),
-    )
+    det = published_detector(a.model)
     sources = [open_source(a.clip, nvdec_device="cuda", loop=True) for _ in range(a.streams)]
     settings = [StreamSettings(lines=["0,675,1920,675"]) for _ in range(a.streams)]
     engine = VideoEngine(det, sources, settings, EngineSettings(batch=a.batch, duration_s=a.seconds))

@@ -29,25 +29,15 @@ def main() -> None:
 
     import numpy as np
     import torch
+    from engine_detector import published_detector
 
-    from yolo_accel import Detector
-    from yolo_accel.backends.pytorch import TorchOptions
     from yolo_accel.video.engine import EngineSettings, VideoEngine
     from yolo_accel.video.processor import StreamSettings
     from yolo_accel.video.sources import open_source
 
     out = Path("/tmp/service-bench")
     out.mkdir(exist_ok=True)
-    det = Detector(
-        args.model,
-        device="cuda",
-        half=True,
-        classes="car,motorcycle,bus,truck",
-        iou=0.5,
-        max_det=30,
-        rect=False,
-        torch_options=TorchOptions(cuda_graph=True, channels_last=True),
-    )
+    det = published_detector(args.model)
     first = open_source(args.clip, nvdec_device="cuda", max_frames=1)
     w, h = first.size
     first.close()

@@ -362,6 +362,34 @@ def test_a_camera_that_drops_is_reconnecting_then_running_again(make_server, cli
         camera.close()
 
 
+@pytest.mark.slow
+def test_a_killed_engine_process_fails_its_streams_in_one_line_and_the_next_stream_runs(make_server, clip):
+    """The engine process (every stream's detector) killed with SIGKILL: its streams are failed with one line
+    saying so, what they stored stays, its worker processes go with it, and the next stream starts a new engine."""
+    srv = make_server()
+    (srv.settings.data_dir / "clip.mp4").write_bytes(clip.read_bytes())
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        body = {"source": "clip.mp4", "lines": [LINE], "loop": True, "realtime": True}
+        sid = c.post("/api/streams", json=body).json()["id"]
+        assert _wait(c, sid, ("running", "failed"), timeout=120)["status"] == "running"
+        (pid,) = srv.app.state.manager.engine.pids
+        workers = _children(pid)
+        assert workers, "the engine's tracking workers are processes of their own"
+        time.sleep(3.0)
+        os.kill(pid, signal.SIGKILL)
+        row = _wait(c, sid, ("failed", "finished", "stopped"), timeout=60)
+        assert row["status"] == "failed" and row["error"].startswith("the engine process exited"), row
+        assert "\n" not in row["error"] and row["frames"] > 0
+        deadline = time.time() + 15
+        while any(_alive(p) for p in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in workers), "an engine worker outlived its engine"
+        again = c.post("/api/streams", json={"source": "clip.mp4", "lines": [LINE]}).json()["id"]
+        row = _wait(c, again)
+        assert row["status"] == "finished" and row["frames"] == 150, row
+        assert srv.app.state.manager.engine.pids != [pid]
+
+
 def test_off_loopback_needs_a_token(yolov5n_pt, tmp_path):
     from typer.testing import CliRunner
 

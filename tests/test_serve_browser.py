@@ -136,3 +136,49 @@ def test_a_person_uploads_draws_a_line_and_watches_the_counts(tmp_path, clip, yo
         assert {e["counter"] for e in stored} == {"line1", "zone1"}  # both drawn counters count
     finally:
         srv.close()
+
+
+@pytest.mark.slow
+def test_the_wall_shows_four_cameras_live_and_stops_one(tmp_path, clip, yolov5n_pt, names):  # noqa: F811
+    """The page opens on the wall: every stream live at once with its counts and health; one stopped from
+    its tile stops alone."""
+    import httpx
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    srv = Server(ServeSettings(model=str(yolov5n_pt), imgsz=IMGSZ, data_dir=tmp_path / "data"), names)
+    (srv.settings.data_dir / "clip.mp4").write_bytes(clip.read_bytes())
+    try:
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            body = {"source": "clip.mp4", "lines": ["0,450,1280,450"], "loop": True, "realtime": True}
+            ids = [c.post("/api/streams", json={**body, "name": f"cam{i}"}).json()["id"] for i in range(4)]
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(srv.url + "/")
+            # the wall comes first on the page, above the form
+            assert page.evaluate("document.querySelector('main section h2').textContent") == "Cameras"
+            everyone_live = (
+                "(() => { const t = document.querySelectorAll('.stream'); return t.length === 4 && "
+                "Array.from(t).every((e) => e.querySelector('img').naturalWidth > 0 && "
+                "e.querySelector('.status').textContent === 'running'); })()"
+            )
+            wait_in_page(page, everyone_live, timeout=120_000)
+            frames = "Array.from(document.querySelectorAll('.stream .fps')).map((e) => parseInt(e.textContent))"
+            before = page.evaluate(frames)
+            wait_in_page(
+                page, f"(() => {{ const b = {before}; return {frames}.every((n, i) => n > b[i]); }})()", 30_000
+            )
+            assert all(page.locator(".stream .health").nth(i).text_content().startswith("connected") for i in range(4))
+            wait_in_page(page, "document.querySelector('.stream .counts').textContent.includes(' in ')", 60_000)
+            page.screenshot(path=str(ARTIFACTS / "serve-wall.png"), full_page=True)
+            tile = page.locator(f"#s{ids[1]}")
+            tile.locator("img").click()  # opens the tile large, its stage times shown
+            assert "open" in tile.get_attribute("class") and tile.locator(".stages").is_visible()
+            tile.locator("button[data-a=stop]").click()
+            wait_in_page(page, f"document.querySelector('#s{ids[1]} .status').textContent === 'stopped'", 60_000)
+            page.wait_for_timeout(2500)
+            statuses = [page.locator(f"#s{i} .status").text_content() for i in ids]
+            assert statuses == ["running", "stopped", "running", "running"], statuses
+            browser.close()
+    finally:
+        srv.close()

@@ -12,6 +12,8 @@ from ..scale.cluster import RAY_HELP
 from .app import command
 from .options import (
     BackendOpt,
+    CompileOpt,
+    CudaGraphOpt,
     DeployOpt,
     DeviceOpt,
     HalfOpt,
@@ -106,6 +108,49 @@ def serve_cmd(
             "--ray-gpu-share", min=0.01, max=1.0, help="With --ray --device cuda: the share of a GPU per stream."
         ),
     ] = 0.125,
+    cuda_graph: CudaGraphOpt = False,
+    compile: CompileOpt = False,
+    nvdec: Annotated[
+        str,
+        typer.Option(
+            "--nvdec",
+            help="Decode video files on the GPU (NVDEC, through PyNvVideoCodec): auto (with --device cuda where "
+            "PyNvVideoCodec is installed), on, off. Cameras (URLs) are decoded on the CPU.",
+        ),
+    ] = "auto",
+    batch: Annotated[
+        int | None,
+        typer.Option(
+            "--batch", min=1, help="Frames per stream in one detector batch (default 8 on CUDA, 1 on the CPU)."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=0, help="Processes that track, count and draw the streams (default: cores - 2, 1 to 8)."
+        ),
+    ] = None,
+    max_streams: Annotated[int, typer.Option("--max-streams", min=1, max=256, help="Streams running at once.")] = 64,
+    reconnect_retries: Annotated[
+        int,
+        typer.Option(
+            "--reconnect-retries",
+            min=0,
+            help="A camera whose connection drops is reopened this many times before its stream is marked failed.",
+        ),
+    ] = 10,
+    reconnect_backoff: Annotated[
+        float,
+        typer.Option(
+            "--reconnect-backoff",
+            min=0.0,
+            help="Seconds before the first reconnect attempt; each further wait is twice as long, up to "
+            "--reconnect-max.",
+        ),
+    ] = 1.0,
+    reconnect_max: Annotated[
+        float, typer.Option("--reconnect-max", min=0.0, help="The longest wait between reconnect attempts (seconds).")
+    ] = 5.0,
     backup: Annotated[
         Path | None,
         typer.Option(
@@ -118,6 +163,10 @@ def serve_cmd(
 ):
     """The traffic-monitoring web app: add a camera or upload a video, watch it live with boxes and
     counts, read the crossing events from the database, the API (/docs) and /metrics.
+
+    Every stream runs on one batched video engine (the one under `video`): one detector, frames of
+    all streams in shared batches, NVDEC decoding and CUDA graphs on a GPU. Streams are added and
+    stopped while the others run; a camera that drops is reconnected (--reconnect-*).
 
     Example: yolo-accel serve --model yolov5n.pt --device cuda --half    (then open http://127.0.0.1:8000/)
     """
@@ -135,6 +184,9 @@ def serve_cmd(
     if cfg is not None:
         model, device = cfg.artifact, cfg.run_device
     check_ocr_options(ocr, plate_pattern)
+    nvdec = nvdec.lower()
+    if nvdec not in ("auto", "on", "off"):
+        raise SettingsError(f"--nvdec {nvdec}: use auto, on or off")
     if ray is not None:
         if ocr:
             raise SettingsError("--ocr: not with --ray (plates are read and kept beside the stream); leave one out")
@@ -169,18 +221,35 @@ def serve_cmd(
         deploy=str(deploy) if deploy else None,
         ray=ray,
         ray_gpu_share=ray_gpu_share,
+        cuda_graph=cuda_graph,
+        compile=compile,
+        nvdec=nvdec,
+        batch=batch,
+        workers=workers,
+        max_streams=max_streams,
+        reconnect_retries=reconnect_retries,
+        reconnect_backoff_s=reconnect_backoff,
+        reconnect_max_s=reconnect_max,
     )
     from ..serve.store import Store
 
     Path(data_dir).expanduser().mkdir(parents=True, exist_ok=True)  # checked above; the database goes in it
     store = Store(settings.database)  # a database that cannot be opened is one line, before the model
     sock = _listen(host, port)  # a port in use is one line now; --port 0 takes a free one, said below
+    engine = None
     try:
         settings.port = port = sock.getsockname()[1]
-        with err.status(f"loading {model.name}"), Detector(**settings.detector_kwargs()) as det:
-            names = dict(det.names)
+        if ray is None:  # the engine process loads the model once for every stream; one that cannot load fails here
+            from ..serve.engine_host import EngineClient
+
+            engine = EngineClient(settings)
+            with err.status(f"loading {model.name} and starting the video engine"):
+                names = engine.start()
+        else:
+            with err.status(f"loading {model.name}"), Detector(**settings.detector_kwargs()) as det:
+                names = dict(det.names)
         # the app asks uvicorn's server (made below, before any request) whether it is shutting down
-        app = create_app(settings, names, closing=lambda: server.should_exit, store=store)
+        app = create_app(settings, names, closing=lambda: server.should_exit, store=store, engine=engine)
         # timeout_graceful_shutdown: a connection that still holds on is cut after it
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
         server = uvicorn.Server(config)
@@ -189,6 +258,8 @@ def serve_cmd(
         server.run(sockets=[sock])
     finally:
         sock.close()
+        if engine is not None:
+            engine.close()
 
 
 def _listen(host: str, port: int):

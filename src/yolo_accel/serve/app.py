@@ -51,11 +51,14 @@ def first_frame(path: str, timeout_ms: int | None = None):
     return img if ok and img is not None and img.size else None
 
 
-def create_app(settings: ServeSettings, names: dict[int, str] | None = None, closing=None, store: Store | None = None):
+def create_app(
+    settings: ServeSettings, names: dict[int, str] | None = None, closing=None, store: Store | None = None, engine=None
+):
     """The app and its manager; `names` (the model's classes) validate --classes-like inputs early.
     `closing()` says the server is shutting down (uvicorn's should_exit): open live updates and videos
     end then, instead of holding the shutdown until their browser closes them. `store`: the database,
-    already opened (else opened here from settings.database)."""
+    already opened (else opened here from settings.database). `engine`: the video engine's client,
+    started already (serve/engine_host.py; else it starts with the first stream)."""
     closing = closing or (lambda: False)
     require("fastapi")
     prom = require("prometheus_client")
@@ -86,6 +89,7 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None, clo
         settings,
         on_events=lambda sid, n: events_total.labels(str(sid)).inc(n),
         on_frames=lambda sid, n: frames_total.labels(str(sid)).inc(n),
+        engine=engine,
     )
     manager.mark_interrupted()
 
@@ -93,13 +97,26 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None, clo
         """Per stream and stage, the frame latency histograms its process keeps (in seconds), and its drops."""
 
         def collect(self):
-            from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+            from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
             hist = HistogramMetricFamily(
                 "yolo_accel_stage_seconds", "Time per frame in each pipeline stage", labels=["stream", "stage"]
             )
             drops = CounterMetricFamily(
                 "yolo_accel_dropped_frames", "Frames of live sources dropped", labels=["stream"]
+            )
+            connected = GaugeMetricFamily(
+                "yolo_accel_stream_connected",
+                "1 while a running stream's source delivers (0: reconnecting)",
+                labels=["stream"],
+            )
+            reconnects = CounterMetricFamily(
+                "yolo_accel_stream_reconnects", "Times a camera's dropped connection was reopened", labels=["stream"]
+            )
+            since = GaugeMetricFamily(
+                "yolo_accel_stream_seconds_since_frame",
+                "Seconds since a running stream's last frame",
+                labels=["stream"],
             )
             for sid, run in list(manager.runs.items()):
                 if run.stats is None:
@@ -109,8 +126,13 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None, clo
                     buckets = [(f"{e / 1000:g}", n) for e, n in zip(BUCKETS_MS, below)] + [("+Inf", count)]
                     hist.add_metric([str(sid), stage], buckets, total_ms / 1000)
                 drops.add_metric([str(sid)], dropped)
-            yield hist
-            yield drops
+                health = run.health
+                if health and manager.running(sid) is not None:
+                    connected.add_metric([str(sid)], 1.0 if health.get("connected") else 0.0)
+                    reconnects.add_metric([str(sid)], health.get("reconnects", 0))
+                    if health.get("since_frame_s") is not None:
+                        since.add_metric([str(sid)], health["since_frame_s"])
+            yield from (hist, drops, connected, reconnects, since)
 
     registry.register(StageCollector())
 
@@ -201,9 +223,11 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None, clo
     def live(row: dict) -> dict:
         run = manager.running(row["id"])
         out = {**row, "counts": store.counts(row["id"]), "stages_ms": {}, "resumable": manager.resumable(row)}
+        out["health"] = None
         if run is not None:
             stages = {k: round(v, 2) for k, v in run.recent_ms.items()}
             out.update(frames=run.frames, fps=round(run.fps, 1), stages_ms=stages, resumable=False)
+            out["health"] = dict(run.health) or None  # connected, reconnects, since_frame_s, dropped
         return out
 
     def json_response(obj, status_code: int = 200) -> Response:
@@ -249,6 +273,9 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None, clo
             default_factory=list, max_length=16, description='zones "x1,y1,x2,y2,x3,y3,..."'
         )
         loop: bool = Field(False, description="play a file source again and again (until stopped)")
+        realtime: bool = Field(
+            False, description="deliver a file's frames at its own frame rate, as a camera would (demos, load tests)"
+        )
         start: bool = True
 
     @app.get("/healthz")
@@ -319,10 +346,10 @@ def create_app(settings: ServeSettings, names: dict[int, str] | None = None, clo
                 parse_classes(body.classes, names)
         except YoloAccelError as e:
             raise HTTPException(400, str(e)) from None
-        if body.loop and kind != "file":
-            raise HTTPException(400, "loop applies to file sources only")
+        if (body.loop or body.realtime) and kind != "file":
+            raise HTTPException(400, "loop and realtime apply to file sources only (a camera has its own pace)")
         name = body.name or Path(body.source).name
-        row = store.add_stream(name, source, kind, body.classes, body.lines, body.zones, body.loop)
+        row = store.add_stream(name, source, kind, body.classes, body.lines, body.zones, body.loop, body.realtime)
         if body.start:
             manager.start(row["id"])
         return live(store.stream(row["id"]))

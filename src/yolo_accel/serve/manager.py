@@ -1,12 +1,13 @@
-"""Runs the app's streams: one video engine per running stream, each in a process of its own.
+"""Runs the app's streams, all of them on one long-lived batched video engine in a process of its own
+(serve/engine_host.py), or with --ray as actors on a Ray cluster.
 
-A stream's process has its own detector and engine, so detection never competes with the web
-server for the interpreter lock, and a stream that crashes takes only itself down. It writes its
-crossing events to a JSON-lines file (as `video --events` does) that a tailer thread of the server
-commits to the database as they appear (the engine flushes them after every batch), counts its
-frames and its stage-time histograms in shared memory, serves its annotated frames on a loopback
-MJPEG port that the app relays to the page, and stops cleanly on SIGTERM (the engine drains and
-finishes its files). A stopped file stream resumes at the frame where it stopped.
+The engine process holds the detector, so detection never competes with the web server for the
+interpreter lock; streams are added to it and stopped without disturbing the others. Each stream's
+crossing events go to a JSON-lines file (as `video --events` writes them) that a tailer thread of
+the server commits to the database as they appear (the engine flushes them after every batch); the
+engine process reports each stream's progress, stage-time histograms and source health twice a
+second, and serves its annotated frames on a loopback MJPEG port (drawn only while someone watches)
+that the app relays to the page. A stopped file stream resumes at the frame where it stopped.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing as mp
-import queue
 import shutil
 import socket
 import threading
@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..errors import message
 from ..video.stats import STAGES
+from .engine_host import BUCKETS_MS, EngineClient, Live, StreamJob
 from .store import Store
 
 # A resumed file stream starts decoding this many frames before its resume point, tracking but not
@@ -32,7 +33,6 @@ RESUME_WARMUP_FRAMES = 75
 # A camera (URL) stream whose frames stop for this long is shown as "reconnecting" until they come again:
 # its source is reopening a dropped connection, and the page should not show a frozen "running".
 STALL_S = 5.0
-BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)  # the stage histograms' upper edges
 _PER_STAGE = 2 + len(BUCKETS_MS)  # count, total ms, cumulative buckets
 
 
@@ -89,6 +89,19 @@ class ServeSettings:
     deploy: str | None = None  # a bundle from `optimize`: its artifact and configuration for every stream
     ray: str | None = None  # run the streams as actors on this Ray cluster ("local", "auto", HOST:PORT)
     ray_gpu_share: float = 0.125  # of a GPU per stream on the cluster (--device cuda)
+    # the engine (as `video`'s options)
+    cuda_graph: bool = False
+    compile: bool = False
+    nvdec: str = "auto"  # auto (on CUDA where PyNvVideoCodec is installed), on, off
+    batch: int | None = None  # frames per stream in a detector batch (default 8 on CUDA, 1 on the CPU)
+    max_wait_ms: float = 2.0
+    workers: int | None = None  # tracking and counting processes (default: one per core but two, at most 8)
+    max_streams: int = 64  # streams running at once at most
+    # live cameras: a dropped connection is reopened up to `reconnect_retries` times, waiting
+    # `reconnect_backoff_s`, then twice as long each time up to `reconnect_max_s`
+    reconnect_retries: int = 10
+    reconnect_backoff_s: float = 1.0
+    reconnect_max_s: float = 5.0
 
     def detector_kwargs(self) -> dict:
         """Detector(**kwargs) for a stream: the bundle's configuration, or the options given."""
@@ -96,7 +109,7 @@ class ServeSettings:
             from ..deploy import load_deploy
 
             return load_deploy(self.deploy).detector_kwargs()
-        return {
+        kwargs = {
             "model": self.model,
             "backend": self.backend,
             "device": self.device,
@@ -105,6 +118,11 @@ class ServeSettings:
             "conf": self.conf,
             "iou": self.iou,
         }
+        if self.cuda_graph or self.compile:
+            from ..backends.pytorch import TorchOptions
+
+            kwargs["torch_options"] = TorchOptions(cuda_graph=self.cuda_graph, compile=self.compile)
+        return kwargs
 
     @property
     def database(self) -> str:
@@ -127,8 +145,11 @@ class Run:
     start_frame: int = 0  # where this run began in its source (a resumed stream's stopping point)
     track_id_offset: int = 0  # a resumed run's track ids start above the stored events' ids
     started: float = field(default_factory=time.perf_counter)
-    counter: object = None  # multiprocessing.Value: the next frame index, counted by the stream's process
-    stats: LiveStats | None = None
+    counter: object = None  # .value: the next frame index whose events are not all written yet
+    stats: object = None  # .read(): (stage histograms, dropped frames)
+    health: dict = field(default_factory=dict)  # the source's: connected, reconnects, since_frame_s, dropped
+    end: dict | None = None  # what the engine reported at the stream's end
+    reported: threading.Event = field(default_factory=threading.Event)  # the engine reported its end
     recent_ms: dict[str, float] = field(default_factory=dict)  # stage means over the last seconds
     recent_fps: float | None = None  # over the last seconds (the model's loading left out)
     _last: tuple = ()  # (time, frames, stage histograms) at the last refresh
@@ -149,7 +170,8 @@ class Run:
             self._moved = (n, now)
         want = self.shown
         if n > self.start_frame:
-            want = "reconnecting" if live and now - self._moved[1] > STALL_S else "running"
+            dropped = live and (self.health.get("connected") is False or now - self._moved[1] > STALL_S)
+            want = "reconnecting" if dropped else "running"
         if want == self.shown:
             return None
         self.shown = want
@@ -188,13 +210,18 @@ class Run:
 class StreamManager:
     """Starts, stops and watches the streams stored in `store`."""
 
-    def __init__(self, store: Store, settings: ServeSettings, on_events=None, on_frames=None):
+    def __init__(
+        self, store: Store, settings: ServeSettings, on_events=None, on_frames=None, engine: EngineClient | None = None
+    ):
+        """`engine`: the engine process's client, started already (else started with the first stream)."""
         self.store, self.s = store, settings
         self.on_events = on_events or (lambda sid, n: None)  # metrics hooks
         self.on_frames = on_frames or (lambda sid, n: None)
         self.runs: dict[int, Run] = {}
         self._lock = threading.Lock()
         (Path(settings.data_dir) / "events").mkdir(parents=True, exist_ok=True)
+        self.engine = engine or EngineClient(settings)
+        self.engine.bind(self._engine_started, self._engine_live, self._engine_done)
 
     def mark_interrupted(self) -> None:
         """At start-up: streams the last server left running (it was killed) are stopped, resumable."""
@@ -247,45 +274,50 @@ class StreamManager:
     def stop_all(self) -> None:
         for sid in list(self.runs):
             self.stop(sid)
+        self.engine.close()
 
     def _run(self, run: Run) -> None:
-        """In a thread of the server: start the stream's process, commit its events, record its end."""
+        """In a thread of the server: hand the stream to the engine, commit its events, record its end."""
         if self.s.ray:
             self._run_on_ray(run)
             return
-        ctx = mp.get_context("spawn")
+        from ..video.processor import StreamSettings
+
         row = self.store.stream(run.sid)
-        run.counter = ctx.Value("q", run.start_frame)
-        run.stats = LiveStats(ctx)
-        results = ctx.Queue()
+        run.counter, run.stats = _Value(run.start_frame), _Snapshot()
+        run.process = _EngineHandle(self.engine, run)
         last, refreshed_at, live = run.start_frame, time.perf_counter(), row["kind"] != "file"
-        run.process = ctx.Process(
-            target=stream_main,
-            args=(
-                self.s,
-                row,
-                str(run.events_path),
-                run.mjpeg_port,
-                run.counter,
-                run.stats,
-                run.start_frame,
-                results,
-                run.track_id_offset,
-            ),
-            name=f"yolo-accel-stream{run.sid}",
-            # not daemonic: a daemonic process may not start the plate reader process; it still ends
-            # with the server (stop_all on shutdown, its watchdog if the server is killed)
-            daemon=False,
+        # a resumed run replays the frames just before its resume point, uncounted (see RESUME_WARMUP_FRAMES)
+        warmup = min(run.start_frame, RESUME_WARMUP_FRAMES)
+        settings = StreamSettings(
+            lines=row["lines"],
+            zones=row["zones"],
+            events=str(run.events_path),
+            serve_mjpeg=run.mjpeg_port,
+            mjpeg_fps=self.s.preview_fps or None,
+            ocr=self.s.ocr,
+            plate_pattern=self.s.plate_pattern,
+            plate_crops=str(plates_dir(self.s.data_dir, run.sid)) if self.s.ocr else None,
+            events_from=run.start_frame,
+            track_id_offset=run.track_id_offset,
+            max_det=self.s.max_det,
+        )
+        job = StreamJob(
+            row["source"],
+            settings,
+            loop=bool(row["loop"]),
+            open_at=run.start_frame - warmup,
+            realtime=bool(row.get("realtime")),
+            classes=row["classes"],
         )
         tail = threading.Thread(target=self._tail, args=(run,), name=f"events{run.sid}", daemon=True)
         try:
-            run.process.start()
-            if run.stop_requested:  # stopped while it was starting
-                run.process.terminate()
             tail.start()
+            self.engine.add(run.sid, job)
+            if run.stop_requested:  # stopped while the engine was starting
+                self.engine.stop(run.sid)
             run.refresh()
-            while run.process.is_alive():
-                run.process.join(timeout=0.5)
+            while not run.reported.wait(0.5):
                 n = run.frames
                 if status := run.status_now(live):
                     self.store.update_stream(run.sid, status=status)
@@ -295,19 +327,36 @@ class StreamManager:
                 if time.perf_counter() - refreshed_at > 2.0:
                     refreshed_at = time.perf_counter()
                     run.refresh()
-            try:
-                end = results.get(timeout=5)
-            except queue.Empty:  # killed before it could report (SIGTERM while loading the model, or a crash)
-                code = run.process.exitcode
-                end = {} if run.stop_requested else {"error": f"the stream's process exited with code {code}"}
-            fields = self._end_fields(run, end)
-        except Exception as e:  # the process could not start
+            fields = self._end_fields(run, run.end or {})
+        except Exception as e:  # the engine process could not start
             fields = {"status": "failed", "error": message(e), "frames": run.frames, "fps": run.fps}
         finally:
             run.ended.set()
             if tail.is_alive():
                 tail.join(timeout=10)
         self._record_end(run, fields, last)
+
+    # the engine client's callbacks (its reader thread)
+    def _engine_started(self, sid: int, description: str) -> None:
+        pass  # the stream shows "running" once its frames flow
+
+    def _engine_live(self, sid: int, live: Live) -> None:
+        run = self.runs.get(sid)
+        if run is None or run.reported.is_set():
+            return
+        run.stats.value = (live.stages, live.dropped)
+        run.health = live.health
+        if live.next_frame is not None:
+            run.counter.value = max(run.start_frame, live.next_frame)
+
+    def _engine_done(self, sid: int, end: dict) -> None:
+        run = self.runs.get(sid)
+        if run is None:
+            return
+        if end.get("next_frame") is not None:
+            run.counter.value = max(run.start_frame, end["next_frame"])
+        run.end = end
+        run.reported.set()
 
     @staticmethod
     def _end_fields(run: Run, end: dict) -> dict:
@@ -456,6 +505,19 @@ class _Snapshot:
         return self.value
 
 
+class _EngineHandle:
+    """What `Run.process` is for a stream on the app's engine (stop() terminates it)."""
+
+    def __init__(self, engine: EngineClient, run: Run):
+        self.engine, self.run = engine, run
+
+    def is_alive(self) -> bool:
+        return not self.run.ended.is_set()
+
+    def terminate(self) -> None:
+        self.engine.stop(self.run.sid)
+
+
 class _ActorHandle:
     """What `Run.process` is for a stream on Ray (stop() terminates it)."""
 
@@ -477,86 +539,3 @@ def _stats_factory() -> LiveStats:
 def plates_dir(data_dir, sid: int) -> Path:
     """Where a stream's best-read vehicle crops go (track<ID>.jpg)."""
     return Path(data_dir) / "plates" / f"stream{sid}"
-
-
-def stream_main(
-    s: ServeSettings,
-    row: dict,
-    events_path: str,
-    mjpeg_port: int,
-    counter,
-    stats: LiveStats,
-    start_frame: int,
-    results,
-    track_id_offset: int = 0,
-) -> None:
-    """One stream, in its own process: its detector, its engine, its events file and MJPEG server.
-    Puts {"error", "frames", "fps"} on `results` when it ends; SIGTERM ends it cleanly, and so does the
-    server's death (even by SIGKILL): a stream never runs on without the server that stores its events.
-    A resumed run (`start_frame` > 0) replays the frames before it uncounted; its track ids start above
-    `track_id_offset`."""
-    import os
-    import signal
-
-    server = os.getppid()
-
-    def watch_server() -> None:
-        while os.getppid() == server:
-            time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch_server, name="watch-server", daemon=True).start()
-    try:
-        from ..detector import Detector
-        from ..video.engine import EngineSettings, VideoEngine
-        from ..video.processor import StreamSettings
-        from ..video.sources import open_source
-
-        with Detector(
-            **s.detector_kwargs(),
-            max_det=s.max_det,
-            classes=row["classes"] or None,
-            rect=False,
-        ) as det:
-            # a resumed run replays the frames just before its resume point, uncounted (see RESUME_WARMUP_FRAMES)
-            warmup = min(start_frame, RESUME_WARMUP_FRAMES)
-            source = open_source(row["source"], loop=bool(row["loop"]), start_frame=start_frame - warmup)
-            settings = StreamSettings(
-                lines=row["lines"],
-                zones=row["zones"],
-                events=events_path,
-                serve_mjpeg=mjpeg_port,
-                mjpeg_fps=s.preview_fps or None,
-                ocr=s.ocr,
-                plate_pattern=s.plate_pattern,
-                plate_crops=str(plates_dir(s.data_dir, row["id"])) if s.ocr else None,
-                events_from=start_frame,
-                track_id_offset=track_id_offset,
-            )
-            replayed = [warmup]  # frames of the warm-up not yet done: they are not the stream's progress
-
-            def progress(n: int) -> None:
-                skip = min(n, replayed[0])
-                replayed[0] -= skip
-                with counter.get_lock():
-                    counter.value += n - skip
-
-            batch = 8 if det.backend.device.is_cuda else 1
-            es = EngineSettings(batch=batch, workers=0)
-            engine = VideoEngine(det, [source], [settings], es, progress=progress)
-            done = threading.Event()
-
-            def publish_stats() -> None:
-                while not done.wait(1.0):
-                    stats.write(*engine.live_stats(0))
-
-            threading.Thread(target=publish_stats, name="stats", daemon=True).start()
-            try:
-                result = engine.run()
-            finally:
-                done.set()
-            stats.write(*engine.live_stats(0))
-        stream = result["streams"][0]
-        results.put({"error": stream["error"], "frames": stream["frames"], "fps": stream["fps"]})
-    except Exception as e:  # a source that cannot be opened, a model that cannot load
-        results.put({"error": message(e)})

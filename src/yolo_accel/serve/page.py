@@ -11,8 +11,11 @@ section{background:#fff;border-radius:8px;padding:12px 16px;box-shadow:0 1px 3px
 h2{font-size:16px;margin:0 0 8px}
 label{display:inline-block;margin:4px 12px 4px 0}
 input[type=text]{width:260px}
-#grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:12px}
-.stream img{width:100%;background:#000;min-height:120px;border-radius:4px}
+#grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:12px}
+.stream img{width:100%;background:#000;min-height:120px;border-radius:4px;cursor:zoom-in}
+.stream.open{grid-column:1/-1}.stream.open img{cursor:zoom-out}
+.stream .detail{display:none}.stream.open .detail{display:block}
+.health{font-size:12px;color:#555}.health.bad{color:#b00}
 .stream .bar{display:flex;justify-content:space-between;align-items:center;gap:8px;margin:4px 0}
 .status{font-size:13px;padding:1px 6px;border-radius:4px;background:#eee}
 .running{background:#d7f5dd}.failed{background:#fbd5d5}.unknown,.reconnecting{background:#ffe9b3}
@@ -26,6 +29,8 @@ td,th{border-bottom:1px solid #e5e5e5;padding:3px 6px;text-align:left}
 </style></head><body>
 <header>yolo-accel &middot; traffic monitoring</header>
 <main>
+<section><h2>Cameras</h2><p id="offline" style="display:none">The server is not answering: the numbers
+below are from before; reconnecting&hellip;</p><div id="grid"></div></section>
 <section><h2>Add a source</h2>
 <form id="add">
 <label>Video file <input type="file" id="file" accept="video/*"></label>
@@ -43,8 +48,6 @@ td,th{border-bottom:1px solid #e5e5e5;padding:3px 6px;text-align:left}
 <img id="preview" alt="first frame: click two points for the counting line, or the corners of a zone">
 <svg id="overlay" style="position:absolute;left:0;top:0;pointer-events:none"></svg></div>
 </form></section>
-<section><h2>Streams</h2><p id="offline" style="display:none">The server is not answering: the numbers
-below are from before; reconnecting&hellip;</p><div id="grid"></div></section>
 <section><h2>Events</h2>
 <table><thead><tr><th>time</th><th>stream</th><th>track</th><th>class</th><th>line / zone</th><th>direction</th>
 <th>plate</th><th>vehicle</th></tr></thead>
@@ -154,12 +157,14 @@ function render(streams) {
     if (!el) {
       el = document.createElement('div'); el.className = 'stream'; el.id = 's' + s.id;
       el.innerHTML = '<div class="bar"><b class="name"></b><span class="status"></span></div>' +
-        '<img alt="live video"><div class="counts"></div><div class="stages"></div>' +
+        '<img alt="live video" title="click: this camera alone, large"><div class="counts"></div>' +
+        '<div class="health"></div><div class="stages detail"></div>' +
         '<div class="bar"><span class="fps"></span><span>' +
         '<button data-a="stop">stop</button> <button data-a="resume">resume</button> ' +
         '<button data-a="start">restart</button> ' +
         '<button data-a="remove">remove</button> <a class="csv">CSV</a> <a class="json">JSON</a></span></div>';
       el.querySelectorAll('button').forEach((b) => b.addEventListener('click', () => act(s.id, b.dataset.a)));
+      el.querySelector('img').addEventListener('click', () => el.classList.toggle('open'));
       el.querySelector('.csv').href = '/api/streams/' + s.id + '/events?format=csv&limit=100000';
       el.querySelector('.json').href = '/api/streams/' + s.id + '/events?limit=100000';
       grid.appendChild(el);
@@ -169,6 +174,15 @@ function render(streams) {
     st.className = 'status ' + s.status;
     el.querySelector('.counts').textContent = countsText(s.counts);
     el.querySelector('.fps').textContent = s.frames + ' frames, ' + s.fps.toFixed(1) + ' FPS';
+    const h = s.health, hel = el.querySelector('.health');
+    let ht = '';
+    if (h) {
+      ht = (h.connected ? 'connected' : 'not connected') +
+        (h.reconnects ? ', ' + h.reconnects + ' reconnects' : '') +
+        (h.since_frame_s > 2 ? ', last frame ' + h.since_frame_s.toFixed(0) + ' s ago' : '') +
+        (h.dropped ? ', ' + h.dropped + ' frames dropped' : '');
+    }
+    hel.textContent = ht; hel.className = 'health' + (h && !h.connected ? ' bad' : '');
     const stages = Object.entries(s.stages_ms || {}).map(([k, v]) => k + ' ' + v.toFixed(1));
     el.querySelector('.stages').textContent = stages.length ? 'ms per frame: ' + stages.join(', ') : '';
     el.querySelector('[data-a=resume]').style.display = s.resumable ? '' : 'none';

@@ -32,6 +32,7 @@ def _tables(sa):
         sa.Column("lines", sa.Text, nullable=False, default="[]"),  # JSON list of "x1,y1,x2,y2"
         sa.Column("zones", sa.Text, nullable=False, default="[]"),
         sa.Column("loop", sa.Boolean, nullable=False, default=False),  # a file played again and again
+        sa.Column("realtime", sa.Boolean, nullable=False, default=False),  # a file delivered at its frame rate
         sa.Column("status", sa.String(20), nullable=False, default="stopped"),
         sa.Column("error", sa.Text),
         sa.Column("frames", sa.Integer, nullable=False, default=0),
@@ -110,6 +111,8 @@ class Store:
         with self.engine.begin() as c:  # another database (PostgreSQL) made before events had plates
             if "plate" not in {col["name"] for col in sa.inspect(c).get_columns("events")}:
                 c.execute(sa.text("ALTER TABLE events ADD COLUMN plate VARCHAR(20)"))
+            if "realtime" not in {col["name"] for col in sa.inspect(c).get_columns("streams")}:
+                c.execute(sa.text("ALTER TABLE streams ADD COLUMN realtime BOOLEAN NOT NULL DEFAULT false"))
         # Counts per stream, kept up to date as events are added: the page and API clients ask for them
         # every second, and a GROUP BY over a long-running stream's events each time would not scale.
         self._counts: dict[int, dict] = {}
@@ -133,7 +136,15 @@ class Store:
 
     # -- streams --------------------------------------------------------------------------------
     def add_stream(
-        self, name: str, source: str, kind: str, classes: str | None, lines: list, zones: list, loop: bool = False
+        self,
+        name: str,
+        source: str,
+        kind: str,
+        classes: str | None,
+        lines: list,
+        zones: list,
+        loop: bool = False,
+        realtime: bool = False,
     ) -> dict:
         row = {
             "name": name,
@@ -143,6 +154,7 @@ class Store:
             "lines": json.dumps(lines),
             "zones": json.dumps(zones),
             "loop": bool(loop),
+            "realtime": bool(realtime),
             "status": "stopped",
             "frames": 0,
             "fps": 0.0,

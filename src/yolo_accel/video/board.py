@@ -54,9 +54,12 @@ class FrameBoard:
             return len(self._queues) - 1
 
     def put(self, sid: int, item, live: bool, stop: threading.Event) -> bool:
-        """Queue a frame; False when `stop` was set while waiting for room (the frame was not queued)."""
+        """Queue a frame; False when `stop` was set while waiting for room, or the stream was ended (the
+        frame was not queued)."""
         with self._cond:
             q = self._queues[sid]
+            if self._ended[sid]:
+                return False
             if live:
                 while len(q) >= self.capacity:
                     old = q.popleft()
@@ -65,7 +68,7 @@ class FrameBoard:
                         self._on_drop(old)
             else:
                 while len(q) >= self.capacity:
-                    if stop.is_set():
+                    if stop.is_set() or self._ended[sid]:
                         return False
                     self._room[sid].wait(0.1)
             q.append(item)

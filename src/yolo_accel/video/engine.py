@@ -58,6 +58,7 @@ class EngineSettings:
     duration_s: float | None = None  # stop after this long (a planned end, not an interruption)
     memory_interval_s: float = 1.0  # memory and utilisation samples
     max_streams: int = 64  # a service engine: the most streams open at once (sizes its workers' slot queues)
+    plates_device: str | None = None  # a service engine: start the plate reader now (streams added later read plates)
 
     def worker_count(self, n_streams: int) -> int:
         if self.workers is not None:
@@ -86,6 +87,10 @@ class _Stream:
     worker: int = 0
     stages: StageTimes = field(default_factory=StageTimes)
     plate_pixels_at: float = -1.0  # when a frame's pixels last went to the worker for plates
+    preview_at: float = -1.0  # when a frame's pixels last went to the worker for its MJPEG viewers
+    watched: bool = False  # someone watches the stream's MJPEG frames (its worker says when that changes)
+    last_frame_at: float | None = None  # when its source last gave a frame
+    worker_stages: StageTimes | None = None  # its worker's stage times so far (about once a second)
     decode_s: float = 0.0
     dropped_no_slot: int = 0
     part: dict | None = None
@@ -168,9 +173,26 @@ class VideoEngine:
         stages = StageTimes()
         stages.merge(st.stages)
         p = self._inline_processors.get(sid)
-        if p is not None:
+        if st.part and st.part.get("stages") is not None:  # ended: its worker's final figures
+            stages.merge(st.part["stages"])
+        elif p is not None:
             stages.merge(p.stages)
+        elif st.worker_stages is not None:
+            stages.merge(st.worker_stages)
         return stages, (self.board.dropped[sid] if self.board is not None else 0) + st.dropped_no_slot
+
+    def health(self, sid: int) -> dict:
+        """Stream `sid`'s source now: connected (a live source that is not reopening its connection),
+        reconnects so far, seconds since its last frame (None before the first) and frames dropped."""
+        st = self.streams[sid]
+        src = st.source
+        last = st.last_frame_at
+        return {
+            "connected": bool(getattr(src, "connected", src is not None)) and st.part is None,
+            "reconnects": int(getattr(src, "reconnects", 0)),
+            "since_frame_s": None if last is None else round(time.perf_counter() - last, 2),
+            "dropped": self.live_stats(sid)[1],
+        }
 
     # -- control --------------------------------------------------------------------------------
     def stop(self, reason: str = "interrupted") -> None:
@@ -208,7 +230,8 @@ class VideoEngine:
                 self._make_slots(st, None, key=self._free_keys.pop())
             self.streams.append(st)
             names = dict(self.detector.names)
-            self._send(st.worker, ("open", sid, settings, names, source.fps, tuple(source.size), st.slot_spec))
+            opened = _worker_settings(settings, source)
+            self._send(st.worker, ("open", sid, opened, names, source.fps, tuple(source.size), st.slot_spec))
         if not st.ready.wait(timeout_s) and st.part is None:
             self._abandon(st, "its worker did not open it")
         if st.part is None and not st.stopped:
@@ -217,10 +240,17 @@ class VideoEngine:
             t.start()
         return sid
 
+    def wait_started(self, timeout_s: float | None = None) -> bool:
+        """Whether `run()` has started the workers and the detect loop (streams can be added) within `timeout_s`."""
+        return self._running.wait(timeout_s)
+
     def stop_stream(self, sid: int) -> None:
         """Stop reading stream `sid`; what it read still goes through every stage and its files are finished
-        (its summary then comes as for a stream that ended)."""
+        (its summary then comes as for a stream that ended). A source that is waiting (a camera being
+        reconnected) is not waited for: the stream ends now, its reader leaves when the source returns."""
         self.streams[sid].stop_reading = True
+        if self.board is not None:
+            self.board.end(sid)
 
     def wait_stream(self, sid: int, timeout_s: float | None = None) -> dict | None:
         """Stream `sid`'s summary once it has ended (None if it has not within `timeout_s`)."""
@@ -365,13 +395,14 @@ class VideoEngine:
         for k, st in enumerate(live):  # streams dealt round-robin over the workers
             st.worker = k % max(1, self.n_workers)
         ocr = [st for st in live if st.settings.ocr]
-        if ocr:  # one plate reader process for every stream that reads plates (see video/plates.py)
+        plates_device = ocr[0].settings.ocr_device if ocr else (self.es.plates_device if self.service else None)
+        if plates_device:  # one plate reader process for every stream that reads plates (see video/plates.py)
             import multiprocessing as mp
 
             from .plates import ReaderProcess
 
-            self._plate_reader = ReaderProcess(mp.get_context("spawn"), self.n_workers, ocr[0].settings.ocr_device)
-        link = (lambda w: self._plate_reader.link(w)) if ocr else (lambda w: None)
+            self._plate_reader = ReaderProcess(mp.get_context("spawn"), self.n_workers, plates_device)
+        link = (lambda w: self._plate_reader.link(w)) if self._plate_reader is not None else (lambda w: None)
         if self.n_workers == 0:
             self._inboxes = [queue.Queue(maxsize=64)]
             self._outbox = queue.Queue()
@@ -413,7 +444,8 @@ class VideoEngine:
         names = dict(self.detector.names)
         for st in live:
             src = st.source
-            self._inboxes[st.worker].put(("open", st.sid, st.settings, names, src.fps, tuple(src.size), st.slot_spec))
+            opened = _worker_settings(st.settings, src)
+            self._inboxes[st.worker].put(("open", st.sid, opened, names, src.fps, tuple(src.size), st.slot_spec))
         if self.service:  # the trackers' and counters' imports happen now, not when the first stream comes
             warm = StreamSettings(lines=["0,0,1,1"], zones=["0,0,1,0,1,1"])
             for inbox in self._inboxes:
@@ -513,6 +545,11 @@ class VideoEngine:
                     self.progress(msg[1])
             elif kind == "failed":
                 self._fail(self.streams[msg[1]], msg[2])
+            elif kind == "watched":
+                self.streams[msg[1]].watched = msg[2]
+            elif kind == "stages":
+                for sid, stages in msg[1].items():
+                    self.streams[sid].worker_stages = stages
             elif kind == "ready":  # a stream added to a running service
                 st = self.streams[msg[1]]
                 if msg[2]:
@@ -567,14 +604,19 @@ class VideoEngine:
 
     # -- decode ---------------------------------------------------------------------------------
     def _wants_pixels(self, st: _Stream) -> bool:
-        """A frame's pixels go to its worker to be drawn, or for plates: at most 10 frames a second, and
-        only while the plate reader is idle (it reads a few crops a second; the rest would be copied for
-        nothing)."""
-        if st.settings.annotates:
+        """A frame's pixels go to its worker to be written (every frame of an MP4 or frames folder), to be
+        shown (an MJPEG stream: only while someone watches, at twice its frame-rate cap at most), or for
+        plates: at most 10 frames a second, and for a live source only while the plate reader is idle (it
+        reads a few crops a second; the rest would be copied for nothing)."""
+        s = st.settings
+        if s.output or s.save_frames:
             return True
-        if not st.settings.ocr or self._plate_reader is None or not self._plate_reader.idle():
-            return False
         now = time.perf_counter()
+        if s.serve_mjpeg is not None and st.watched and (not s.mjpeg_fps or now - st.preview_at >= 0.5 / s.mjpeg_fps):
+            st.preview_at = now
+            return True
+        if not s.ocr or self._plate_reader is None or (st.source.live and not self._plate_reader.idle()):
+            return False
         if now - st.plate_pixels_at < 0.1:
             return False
         st.plate_pixels_at = now
@@ -596,23 +638,34 @@ class VideoEngine:
                     with self._lock:
                         st.error = st.error or st.source_error
                     break
-                dt = time.perf_counter() - t0
+                st.last_frame_at = time.perf_counter()
+                dt = st.last_frame_at - t0
                 st.decode_s += dt
                 st.stages.add("decode", dt * 1000)
                 item = _Item(st.sid, frame.index, frame.time_s, t0, frame.image)
-                if self._wants_pixels(st) and not self._attach_pixels(st, item, src.live):
-                    if src.live:
+                written = bool(st.settings.output or st.settings.save_frames)
+                # a file's frames wait for a free slot when every frame is written or read for plates; a
+                # preview never holds a frame back
+                wait = not src.live and (written or st.settings.ocr)
+                if self._wants_pixels(st) and not self._attach_pixels(st, item, not wait):
+                    if not written:
+                        pass  # pixels only to be shown or read: the frame goes on without them
+                    elif src.live:
                         st.dropped_no_slot += 1
                         continue
-                    break  # stopped while waiting for a free slot
+                    else:
+                        break  # stopped while waiting for a free slot
                 if not board.put(st.sid, item, src.live, self._stop):
                     self._release(st, item)
                     break
         finally:
             board.end(st.sid)
+            if self.service:  # a long-lived engine closes each stream's decoder as the stream ends
+                with contextlib.suppress(Exception):
+                    src.close()
 
-    def _attach_pixels(self, st: _Stream, item: _Item, live: bool) -> bool:
-        """Give a frame of an annotating stream its pixels for the worker; False if no slot was free."""
+    def _attach_pixels(self, st: _Stream, item: _Item, no_wait: bool) -> bool:
+        """Give a frame its pixels for the worker; False if no slot was free (`no_wait`: none at once)."""
         image = item.image
         spec = st.slot_spec
         if spec is None or tuple(image.shape) != spec.shape:
@@ -620,10 +673,10 @@ class VideoEngine:
             return True
         while True:
             try:
-                slot = st.free.get(timeout=0.2) if not live else st.free.get_nowait()
+                slot = st.free.get(timeout=0.2) if not no_wait else st.free.get_nowait()
                 break
             except queue.Empty:
-                if live or self._stop.is_set() or st.stopped:
+                if no_wait or self._stop.is_set() or st.stopped:
                     return False
         view = np.ndarray(spec.shape, np.uint8, buffer=st.shm.buf, offset=slot * spec.nbytes)
         if isinstance(image, np.ndarray):
@@ -844,6 +897,14 @@ class VideoEngine:
             "plates": part.get("plates"),
             "error": error,
         }
+
+
+def _worker_settings(settings: StreamSettings, source: FrameSource) -> StreamSettings:
+    """A stream's settings as its worker gets them: a file's plate reads catch up on what a busy reader
+    skipped (nothing is lost by reading a file's crops later; a camera's would come too late)."""
+    if settings.ocr and not source.live and not settings.plates_catch_up:
+        return dataclasses.replace(settings, plates_catch_up=True)
+    return settings
 
 
 def single_stream_summary(result: dict) -> dict:

@@ -3,15 +3,18 @@
 For each tracked vehicle, a crop is read when its box is at least `min_width` pixels wide and larger
 than any crop of that track read so far (a vehicle coming closer gets sharper, bigger plates), at
 most `tries` times per track. A frame never waits for a read: when `queue` reads are already under
-way, the crop is skipped (a later, larger one will come). The best read per track is kept (text,
+way, the crop is skipped (a later, larger one will come); on a file (`catch_up`), where nothing is
+lost by reading later, the largest skipped crop of each track is kept instead and read when the
+reader is free, at the latest when the stream ends. The best read per track is kept (text,
 confidence, frame, crop), and each improvement is reported once as a plate record.
 
 Where the reads run: in the engine, a reader process of their own that every worker sends its
 crops to (`ReaderProcess`); RapidOCR's pre- and post-processing is Python, and in a thread of the
 worker it would take the interpreter lock from the tracking of every frame. Elsewhere (the
 sequential path, tests) a thread pool (`ThreadReads`). The engine hands a frame's pixels to the
-workers for plates at most 10 times a second and only while the reader process is idle: copying
-every frame for a reader that reads a few crops a second is what costs a fast stream its FPS.
+workers for plates at most 10 times a second, and for a live stream only while the reader process is
+idle: copying every frame for a reader that reads a few crops a second is what costs a fast stream
+its FPS.
 """
 
 from __future__ import annotations
@@ -118,6 +121,7 @@ def reader_main(requests, results: list, device: str, waiting=None) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine stops it when its workers are done
     reader = PlateReader(device=device)
+    _timed_read(reader, np.full((48, 160, 3), 127, np.uint8))  # the first read loads the models: not a crop's
     while True:
         msg = requests.get()
         if msg is None:
@@ -178,9 +182,11 @@ class PlateStage:
         reader: PlateReader | None = None,
         reads: ProcessReads | None = None,
         min_confidence: float = 0.6,
+        catch_up: bool = False,
     ):
         """`reads`: this stream's end of the engine's `ReaderProcess`; without it, `reader` (or a new
-        PlateReader) in a thread pool."""
+        PlateReader) in a thread pool. `catch_up`: crops skipped while the reader was busy are read later
+        (a file's stream: see the module's docstring)."""
         import re
 
         self.pattern = re.compile(pattern) if pattern else None
@@ -197,6 +203,8 @@ class PlateStage:
         self.best: dict[int, TrackPlate] = {}
         self.read_ms: list[float] = []
         self.skipped_busy = 0
+        self.catch_up = catch_up
+        self.deferred: dict[int, tuple[float, int, str, np.ndarray]] = {}  # track -> (area, frame, class, crop)
         self._new: list[dict] = []
 
     def offer(self, index: int, image: np.ndarray, d) -> None:
@@ -208,22 +216,45 @@ class PlateStage:
             tid, cls = int(tid), int(cls)
             if tid < 0 or cls not in self.ids or x2 - x1 < self.min_width:
                 continue
-            if self.tries.get(tid, 0) >= self.tries_max or tid in self.pending:
+            if self.tries.get(tid, 0) >= self.tries_max:
                 continue
             area = float((x2 - x1) * (y2 - y1))
             if area <= self.read_area.get(tid, 0.0) * self.grow:
                 continue
-            if len(self.pending) >= self.queue:
-                self.skipped_busy += 1
-                continue
-            self.tries[tid] = self.tries.get(tid, 0) + 1
-            self.read_area[tid] = area
             h, w = image.shape[:2]
-            crop = image[max(int(y1), 0) : min(int(y2), h), max(int(x1), 0) : min(int(x2), w)].copy()
-            self.pending[tid] = (index, self.names.get(cls, str(cls)), crop)
-            self.reads.submit(tid, crop)
+            box = (slice(max(int(y1), 0), min(int(y2), h)), slice(max(int(x1), 0), min(int(x2), w)))
+            if tid in self.pending or len(self.pending) >= self.queue:  # busy: this crop waits or is skipped
+                self.skipped_busy += tid not in self.pending
+                if self.catch_up and area > self.deferred.get(tid, (0.0,))[0]:
+                    self.deferred[tid] = (area, index, self.names.get(cls, str(cls)), image[box].copy())
+                continue
+            self.deferred.pop(tid, None)
+            self._submit(tid, area, index, self.names.get(cls, str(cls)), image[box].copy())
+
+    def _submit(self, tid: int, area: float, index: int, class_name: str, crop: np.ndarray) -> None:
+        self.tries[tid] = self.tries.get(tid, 0) + 1
+        self.read_area[tid] = area
+        self.pending[tid] = (index, class_name, crop)
+        self.reads.submit(tid, crop)
+
+    def _submit_deferred(self) -> None:
+        """While the reader has room: the largest kept crop first (the likeliest to read well)."""
+        while self.deferred and len(self.pending) < self.queue:
+            tid = max(
+                (t for t in self.deferred if t not in self.pending), key=lambda t: self.deferred[t][0], default=None
+            )
+            if tid is None:
+                return
+            area, index, class_name, crop = self.deferred.pop(tid)
+            if self.tries.get(tid, 0) < self.tries_max and area > self.read_area.get(tid, 0.0) * self.grow:
+                self._submit(tid, area, index, class_name, crop)
 
     def _collect(self, timeout: float = 0.0) -> None:
+        self._read_results(timeout)
+        if self.deferred:
+            self._submit_deferred()
+
+    def _read_results(self, timeout: float) -> None:
         for tid, found, ms in self.reads.poll(timeout):
             index, class_name, crop = self.pending.pop(tid, (0, "", None))
             self.read_ms.append(ms)
@@ -253,7 +284,7 @@ class PlateStage:
     def finish(self, wait: bool = True, wait_s: float = 30.0) -> dict:
         """Collect the reads still under way (or drop them) and stop; the stream's plate summary."""
         deadline = time.perf_counter() + (wait_s if wait else 0.0)
-        while self.pending and time.perf_counter() < deadline:
+        while (self.pending or self.deferred) and time.perf_counter() < deadline:
             self._collect(timeout=0.2)
         self.reads.close()
         ms = np.asarray(self.read_ms) if self.read_ms else np.zeros(1)
@@ -263,6 +294,7 @@ class PlateStage:
             "most_tries": max(self.tries.values(), default=0),
             "tracks_read": len(self.best),
             "skipped_busy": self.skipped_busy,
+            "unread": len(self.deferred),  # kept crops the stream's end left no time for
             "ms_per_read": {"mean": round(float(ms.mean()), 1), "p95": round(float(np.percentile(ms, 95)), 1)},
             "plates": {
                 str(t): {"text": p.text, "confidence": round(p.confidence, 4), "frame": p.frame}

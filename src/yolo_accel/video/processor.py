@@ -43,10 +43,16 @@ class StreamSettings:
     plate_pattern: str | None = None  # only plates matching this regular expression (after normalising)
     ocr_device: str = "cpu"  # cpu, or cuda where onnxruntime-gpu is installed
     plate_crops: str | None = None  # folder for each track's best-read crop (track<ID>.jpg)
+    plates_catch_up: bool = False  # a file: crops skipped while the reader was busy are read later (the engine sets it)
     # A resumed stream replays some frames before its resume point so that its tracks and counters are
     # where the uninterrupted run's were: those frames count nothing (their events are stored already).
     events_from: int = 0  # frames before this index are tracked, their crossings not recorded
     track_id_offset: int = 0  # added to every track id: a resumed run's tracks never reuse the earlier ids
+    # A stream of a shared engine whose detector finds every class: this stream keeps only these class ids
+    # and, of them, the `max_det` most confident (what a detector of its own with these settings keeps:
+    # NMS is per class, so the other classes' boxes never suppress these)
+    classes: tuple[int, ...] | None = None
+    max_det: int | None = None
 
     @property
     def annotates(self) -> bool:
@@ -153,6 +159,7 @@ class StreamProcessor:
                 settings.ocr_device,
                 crops_dir=settings.plate_crops,
                 reads=plate_reads,
+                catch_up=settings.plates_catch_up,
             )
         if settings.serve_mjpeg is not None:
             from .sinks import MjpegServer
@@ -168,6 +175,8 @@ class StreamProcessor:
         if self._t_first is None:
             self._t_first = t0
         ta = time.perf_counter()
+        if self.s.classes is not None or self.s.max_det is not None:
+            packed = self._keep(packed)
         d = sv.Detections(
             xyxy=packed[:, :4].astype(np.float32),
             confidence=packed[:, 4].astype(np.float32),
@@ -205,6 +214,19 @@ class StreamProcessor:
         self.frames += 1
         self.latency.add("frame", (time.perf_counter() - t0) * 1000)
         return d, events
+
+    def _keep(self, packed: np.ndarray) -> np.ndarray:
+        """This stream's classes, then its `max_det` most confident boxes (stable: ties keep their order)."""
+        if self.s.classes is not None:
+            packed = packed[np.isin(packed[:, 5].astype(int), self.s.classes)]
+        if self.s.max_det is not None and len(packed) > self.s.max_det:
+            packed = packed[np.argsort(-packed[:, 4], kind="stable")[: self.s.max_det]]
+        return packed
+
+    @property
+    def watched(self) -> bool:
+        """Whether someone watches this stream's MJPEG frames now (its engine sends pixels only then)."""
+        return self._mjpeg is not None and self._mjpeg.viewers > 0
 
     def _wants_pixels(self) -> bool:
         """Whether this frame is drawn: always for files, for an MJPEG stream only when it will be sent (someone

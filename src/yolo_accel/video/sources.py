@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -215,11 +216,22 @@ class StreamSource(FrameSource):
     live = True
 
     def __init__(
-        self, url: str | int, retries: int = 5, backoff_s: float = 1.0, max_frames: int | None = None, stride: int = 1
+        self,
+        url: str | int,
+        retries: int = 5,
+        backoff_s: float = 1.0,
+        max_frames: int | None = None,
+        stride: int = 1,
+        max_backoff_s: float = 30.0,
+        timeout_s: float = 10.0,
     ):
-        self.url, self.retries, self.backoff_s = url, retries, backoff_s
+        """`retries` attempts to (re)open, waiting `backoff_s`, then twice as long each time up to
+        `max_backoff_s`; a connection that sends nothing for `timeout_s` counts as dropped."""
+        self.url, self.retries, self.backoff_s, self.max_backoff_s = url, retries, backoff_s, max_backoff_s
+        self.timeout_ms = int(timeout_s * 1000)
         self.max_frames, self.stride = max_frames, max(1, stride)
         self.reconnects = 0
+        self.connected = False
         self.cap = self._open(first=True)
         import cv2
 
@@ -232,8 +244,18 @@ class StreamSource(FrameSource):
 
         delay = self.backoff_s
         for attempt in range(self.retries + 1):
-            cap = cv2.VideoCapture(self.url)
+            if isinstance(self.url, int):
+                cap = cv2.VideoCapture(self.url)
+            else:  # FFmpeg's own timeouts are 30 s and more: a dead camera would hold the stream that long
+                if str(self.url).startswith("rtsp"):
+                    # RTSP over TCP (as Frigate's default): a server that goes away is seen at once, and no
+                    # frame is torn by lost UDP packets; OPENCV_FFMPEG_CAPTURE_OPTIONS set by the user wins
+                    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+                ms = self.timeout_ms
+                timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+                cap = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, timeouts)
             if cap.isOpened():
+                self.connected = True
                 return cap
             cap.release()
             if attempt < self.retries:
@@ -241,7 +263,7 @@ class StreamSource(FrameSource):
                     f"cannot open {self.url}; retrying in {delay:.1f} s ({attempt + 1}/{self.retries})", stacklevel=2
                 )
                 time.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, self.max_backoff_s)
         what = "cannot open" if first else "lost and could not reopen"
         raise SourceError(f"{what} {self.url} after {self.retries} retries")
 
@@ -251,6 +273,7 @@ class StreamSource(FrameSource):
             ok, img = self.cap.read()
             if not ok:
                 warnings.warn(f"{self.url}: stream dropped; reconnecting", stacklevel=2)
+                self.connected = False
                 self.cap.release()
                 self.cap = self._open()
                 self.reconnects += 1
@@ -381,6 +404,7 @@ def open_source(
     loop: bool = False,
     start_frame: int = 0,
     realtime: bool = False,
+    max_backoff_s: float = 30.0,
 ) -> FrameSource:
     """A file, a folder, a URL (rtsp://, http(s)://) or a webcam index ('0').
 
@@ -403,7 +427,8 @@ def open_source(
     if live:
         if loop:
             raise DataError(f"--loop replays files and folders; {spec} is a live source")
-        return StreamSource(int(spec) if spec.isdigit() else spec, retries, backoff_s, max_frames, stride)
+        url = int(spec) if spec.isdigit() else spec
+        return StreamSource(url, retries, backoff_s, max_frames, stride, max_backoff_s=max_backoff_s)
     # a looping source counts and skips by itself; otherwise the source counts from `resume` on
     resume = 0 if loop else start_frame
     whole = None if (loop or resume) else max_frames  # what a source that cannot skip reads of its own

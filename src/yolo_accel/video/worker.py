@@ -11,6 +11,8 @@ Messages in:  ("open", sid, StreamSettings, names, fps, (w, h), slots or None)
               ("warm", StreamSettings, names, fps, (w, h))   build and drop a processor (a service's start)
               ("stop",)             finish every open stream and exit
 Messages out: ("ready", sid, error or None), ("progress", n_frames, {sid: last frame index}), ("failed", sid, error),
+              ("watched", sid, bool)    someone started or stopped watching the stream's MJPEG frames
+              ("stages", {sid: StageTimes})   each open stream's stage times so far, about once a second
               ("done", sid, summary part), ("warm", pid), ("exit", pid)
 """
 
@@ -20,6 +22,7 @@ import contextlib
 import os
 import queue
 import signal
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +94,8 @@ def serve(
         plate_reads = WorkerReads(*plates_link)
     processors: dict[int, StreamProcessor] = {}
     slots: dict[int, _Slots] = {}
+    watched: dict[int, bool] = {}
+    stages_sent = time.perf_counter()
     try:
         while True:
             try:
@@ -125,6 +130,14 @@ def serve(
                         processors[sid].flush()
                 # sent after the flush: every event of a frame up to `last` is in its events file by now
                 outbox.put(("progress", len(msg[1]), last))
+                for sid in touched:
+                    now_watched = processors[sid].watched
+                    if now_watched != watched.get(sid, False):
+                        watched[sid] = now_watched
+                        outbox.put(("watched", sid, now_watched))
+                if time.perf_counter() - stages_sent > 1.0:
+                    stages_sent = time.perf_counter()
+                    outbox.put(("stages", {sid: p.stages for sid, p in processors.items()}))
             elif kind == "open":
                 _, sid, settings, names, fps, size, slot_spec = msg
                 try:

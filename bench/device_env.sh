@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Source on the bare GPU machine, from the repository root: installs what the calls carried and sets
-# the environment. Carried (ignored) folders: .whl/ (wheels, from ../shared/tools/gpu-wheels.sh), .pnv/ (PyNvVideoCodec), .whl-video/ (PyAV),
+# the environment. Carried (ignored) folders: .whl/ and .whl-serve/ (wheels, from ../shared/tools/gpu-wheels.sh), .pnv/ (PyNvVideoCodec), .whl-video/ (PyAV),
 # .device/assets/ (a slice of ../shared/assets), .ortgpu/ (onnxruntime-gpu in parts, see
 # ../shared/tools/ort-gpu-parts.sh: one part per call is enough, parts are collected in /root/ortparts and
 # the wheel is installed by the call that carries WHEEL once all PARTS are there). Every step is
@@ -18,7 +18,7 @@ if [ -f .ortgpu/WHEEL ] && [ ! -d /tmp/ortgpu/onnxruntime ]; then
     echo "onnxruntime-gpu: not all $(cat .ortgpu/PARTS) parts have been carried yet"
   fi
 fi
-for d in .whl .pnv .whl-video; do
+for d in .whl .whl-serve .pnv .whl-video; do
   if [ -d $d ] && [ ! -f /tmp/site/$d.done ]; then
     if [ -f $d/install.sh ]; then  # made by ../shared/tools/gpu-wheels.sh: unzips (pip refuses py3x-only tags)
       bash $d/install.sh > /tmp/site-install.log 2>&1 && touch /tmp/site/$d.done

@@ -378,7 +378,14 @@ def test_a_service_engine_takes_nvdec_streams_while_it_runs(gpu_video_detector, 
     ref_events = _events(tmp_path / "ref.jsonl")
     engine = VideoEngine(det, [], [], EngineSettings(batch=8, workers=2), service=True)
     result: dict = {}
-    runner = threading.Thread(target=lambda: result.update(engine.run()))
+
+    def run() -> None:
+        try:
+            result.update(engine.run())
+        except BaseException as e:  # shown below, not lost in the thread
+            result["raised"] = repr(e)
+
+    runner = threading.Thread(target=run)
     runner.start()
     try:
         sids = [
@@ -403,6 +410,7 @@ def test_a_service_engine_takes_nvdec_streams_while_it_runs(gpu_video_detector, 
     finally:
         engine.stop("done")
         runner.join(timeout=60)
+    assert "raised" not in result, result["raised"]
     print(f"\nservice engine on NVDEC: {result.get('fps', 0):.0f} FPS, mean batch {result['batcher']['mean_batch']}")
     assert result["error"] is None
     for i, r in enumerate(summaries):
@@ -561,3 +569,58 @@ def test_validate_fails_the_speed_gate_of_a_slower_backend(yolov5n_pt, assets_ro
     gate = next(g for g in report["backends"]["onnxruntime-cpu"]["gates"] if g["criterion"] == "speedup")
     print(f"\nonnxruntime-cpu in a CUDA run: {gate['measured']:.2f}x")
     assert res.exit_code == 1 and not gate["passed"] and gate["measured"] < 1.0
+
+
+def test_serve_runs_nvdec_streams_on_the_shared_gpu_engine(yolov5n_pt, assets_root, tmp_path):
+    """`serve --device cuda --half --cuda-graph --nvdec on`: three uploads run at once on the app's one engine
+    (one detector finding every class, each stream keeping its own classes and --max-det): every frame, the
+    same events in all three, and those of the sequential path on a detector of the same settings to within
+    a few crossings (that detector, in another process, may get other FP16 convolution kernels)."""
+    pytest.importorskip("PyNvVideoCodec")
+    pytest.importorskip("fastapi")
+    httpx = pytest.importorskip("httpx")
+    import shutil
+
+    from tests.test_serve import Server, _wait
+
+    from yolo_accel.names import parse_classes
+    from yolo_accel.serve.engine_host import SHARED_MAX_DET
+    from yolo_accel.serve.manager import ServeSettings
+    from yolo_accel.video.engine import run_sequential
+    from yolo_accel.video.processor import StreamSettings
+    from yolo_accel.video.sources import open_source
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(assets_root / "videos" / "highway_traffic_720p.mp4", data / "clip.mp4")
+    s = ServeSettings(model=str(yolov5n_pt), data_dir=data, device="cuda", half=True, cuda_graph=True, nvdec="on")
+    srv = Server(s)
+    try:
+        with httpx.Client(base_url=srv.url, timeout=60) as c:
+            body = {"source": "clip.mp4", "classes": VEHICLES, "lines": [LINE]}
+            ids = [c.post("/api/streams", json=body).json()["id"] for _ in range(3)]
+            rows = [_wait(c, sid, timeout=300) for sid in ids]
+            stored = [c.get(f"/api/streams/{sid}/events", params={"limit": 100000}).json() for sid in ids]
+    finally:
+        srv.close()
+    with Detector(**s.detector_kwargs(), max_det=SHARED_MAX_DET, rect=False) as det:
+        ids_of = tuple(parse_classes(VEHICLES, det.names))
+        ref = tmp_path / "ref.jsonl"
+        run_sequential(
+            open_source(str(data / "clip.mp4"), nvdec_device="cuda"),
+            det,
+            StreamSettings(lines=[LINE], events=str(ref), classes=ids_of, max_det=s.max_det),
+        )
+    expected = _events(ref)
+    keys = ("frame", "counter", "track_id", "class_name", "direction")
+    print(f"\nserve on the GPU engine: {[r['fps'] for r in rows]} FPS per stream, {len(expected)} reference events")
+    assert len(expected) >= 10
+    for row in rows:
+        assert row["status"] == "finished" and row["frames"] == 751, row
+    got = [[tuple(e[k] for k in keys) for e in events] for events in stored]
+    assert got[1] == got[0] and got[2] == got[0]
+    near = sum(
+        any((g[1], g[3], g[4]) == (r[1], r[3], r[4]) and abs(g[0] - r[0]) <= 5 for g in got[0])
+        for r in [tuple(e[k] for k in keys) for e in expected]
+    )
+    assert abs(len(got[0]) - len(expected)) <= max(2, len(expected) // 20) and near >= 0.9 * len(expected)

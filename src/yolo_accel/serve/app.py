@@ -282,6 +282,11 @@ def create_app(
     def healthz() -> dict:
         return {"ok": True, "streams_running": sum(1 for r in store.streams() if manager.running(r["id"]))}
 
+    @app.get("/api/engine", dependencies=guarded)
+    def engine_figures() -> dict:
+        """The video engine every stream runs on: its runtime, streams, batches (mean size), busy shares."""
+        return dict(manager.engine.figures) if not settings.ray else {}
+
     @app.get("/metrics", dependencies=guarded)
     def metrics() -> Response:
         running_gauge.set(sum(1 for sid in list(manager.runs) if manager.running(sid)))

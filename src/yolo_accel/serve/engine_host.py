@@ -7,6 +7,7 @@
                  <── ("ready", error) ──────────    the detector is loaded, the engine's workers are up
                  <── ("started", key, text) ────    the stream runs
                  <── ("stats", {key: Live}) ────    twice a second: last frame done, stages, health
+                 <── ("engine", {...}) ─────────    twice a second: batches, frames, busy shares
                  <── ("done", key, end) ────────    it ended: {"error", "frames", "fps", "next_frame"}
 
 One detector, one CUDA context and one set of CUDA graphs serve every stream, batched across
@@ -89,6 +90,7 @@ class EngineClient:
         self._ready = threading.Event()
         self._error: str | None = None
         self.names: dict[int, str] | None = None  # the model's classes, once the engine is ready
+        self.figures: dict = {}  # the engine's own, twice a second (see _Host.engine_figures)
 
     def bind(self, on_started: Callable, on_live: Callable, on_done: Callable) -> None:
         self.on_started, self.on_live, self.on_done = on_started, on_live, on_done
@@ -194,6 +196,8 @@ class EngineClient:
                 self._ready.set()
             elif kind == "started":
                 self.on_started(msg[1], msg[2])
+            elif kind == "engine":
+                self.figures = msg[1]
             elif kind == "stats":
                 for key, live in msg[1].items():
                     if key in self._keys:
@@ -332,6 +336,11 @@ class _Host:
 
         s = self.s
         try:
+            if self.decoder is not None:
+                import torch
+
+                # this thread's current CUDA context is the detector's: NVDEC's decoder and its frames live there
+                torch.cuda.set_device(self.decoder)
             if job.classes:
                 ids = parse_classes(job.classes, dict(self.engine.detector.names))
                 job.settings = dataclasses.replace(job.settings, classes=tuple(int(i) for i in ids))
@@ -406,3 +415,21 @@ class _Host:
                     out[key] = self.live(sid)
             if out:
                 self.replies.put(("stats", out))
+            self.replies.put(("engine", self.engine_figures()))
+
+    def engine_figures(self) -> dict:
+        """The engine's batching and busy shares since it started (what `video`'s summary reports per run)."""
+        e = self.engine
+        up = time.perf_counter() - getattr(e, "t_start", time.perf_counter())
+        return {
+            "uptime_s": round(up, 1),
+            "streams": len(self.key_of),
+            "batches": e.batches,
+            "frames": e.batched_frames,
+            "mean_batch": round(e.batched_frames / e.batches, 2) if e.batches else 0.0,
+            "launch_pct": round(100 * e.launch_busy_s / up, 1) if up > 0 else 0.0,
+            "finish_pct": round(100 * e.finish_busy_s / up, 1) if up > 0 else 0.0,
+            "workers": e.n_workers,
+            "nvdec": self.decoder is not None,
+            "runtime": e.detector.describe(),
+        }

@@ -564,6 +564,12 @@ class VideoEngine:
         """A stream's summary part has come (or it was abandoned): its slots go back, its end is told."""
         if st.done.is_set():
             return
+        if self.service and st.source is not None and not getattr(st.source, "on_device", False):
+            # a long-lived engine closes each stream's decoder once the stream is done. Not an NVDEC one: ending
+            # a PyNvVideoCodec decoder while others decode corrupts its heap (seen on an H200); those are
+            # closed when the engine stops
+            with contextlib.suppress(Exception):
+                st.source.close()
         if st.slot_key is not None:
             with self._add_lock:
                 self._free_keys.append(st.slot_key)
@@ -660,9 +666,6 @@ class VideoEngine:
                     break
         finally:
             board.end(st.sid)
-            if self.service:  # a long-lived engine closes each stream's decoder as the stream ends
-                with contextlib.suppress(Exception):
-                    src.close()
 
     def _attach_pixels(self, st: _Stream, item: _Item, no_wait: bool) -> bool:
         """Give a frame its pixels for the worker; False if no slot was free (`no_wait`: none at once)."""

@@ -454,32 +454,42 @@ def test_a_resumed_stream_counts_what_the_uninterrupted_run_counts(tmp_path, vid
 
 @pytest.mark.slow
 def test_a_stream_resumed_on_ray_counts_what_the_uninterrupted_run_counts(video, yolov5n_pt, reference):
-    """The same resume through the body of `serve --ray`'s stream actor (run here as the plain class the
+    """The same resume through the body of `serve --ray`'s engine actor (run here as the plain class the
     actor wraps, without a cluster): given the resume frame, the warm-up and the track-id offset the
-    server gives it, it hands over exactly the crossings the uninterrupted run records from there on."""
-    from yolo_accel.scale.serve_stream import StreamWorker
-    from yolo_accel.serve.manager import RESUME_WARMUP_FRAMES, _stats_factory
+    server gives it, it hands over exactly the crossings the uninterrupted run records from there on,
+    each only once its frame is done."""
+    from yolo_accel.scale.serve_engine import ServeEngineWorker
+    from yolo_accel.serve.manager import RESUME_WARMUP_FRAMES
+    from yolo_accel.video.processor import StreamSettings
+    from yolo_accel.video.service import StreamJob
 
     _, ref = reference
     key = lambda e: (e["frame"], e["counter"], e["class_name"], e["direction"])  # noqa: E731
     stop = next(e["frame"] for e in ref if e["frame"] >= RESUME_WARMUP_FRAMES + 40) - 17  # 0.7 s at 25 FPS
-    row = {"source": str(video), "loop": 0, "classes": VEHICLES, "lines": [LINE], "zones": [ZONE], "kind": "file"}
     kwargs = {"model": str(yolov5n_pt), "backend": "onnxruntime", "imgsz": 416, "iou": 0.5}
-    worker = StreamWorker(kwargs, 30, row, stop, 0, _stats_factory, track_id_offset=1000, warmup_frames=75)
+    options = {"batch": None, "max_wait_ms": 2.0, "workers": 0, "max_streams": 4, "nvdec": "off"}
+    options |= {"reconnect_retries": 1, "reconnect_backoff_s": 1.0, "reconnect_max_s": 1.0}
+    worker = ServeEngineWorker(kwargs, options)
+    settings = StreamSettings(lines=[LINE], zones=[ZONE], events_from=stop, track_id_offset=1000, max_det=30)
+    worker.add("s", StreamJob(str(video), settings, open_at=stop - RESUME_WARMUP_FRAMES, classes=VEHICLES))
+    events, deadline, end = [], time.time() + 300, None
+    try:
+        while end is None:
+            reply = worker.poll()
+            got = reply["events"].get("s", [])
+            events += got
+            live = reply["live"].get("s")
+            if live is not None and live.next_frame is not None:
+                assert all(e["frame"] < live.next_frame for e in got)  # only events of finished frames
+                if live.next_frame >= 300:  # the reference's length: the rest of the clip is not needed
+                    worker.stop("s")
+            end = reply["done"].get("s")
+            assert time.time() < deadline
+            time.sleep(0.1)
+    finally:
+        worker.shutdown()
+    assert end["error"] is None, end
     assert RESUME_WARMUP_FRAMES == 75
-    events, progress, deadline = [], [], time.time() + 300
-    while True:
-        reply = worker.poll()
-        events += reply["events"]
-        progress.append(reply["next_frame"])
-        if "end" in reply:
-            break
-        if reply["next_frame"] >= 300:  # the reference's length: the rest of the clip is not needed
-            worker.stop()
-        assert time.time() < deadline
-        time.sleep(0.1)
-    assert reply["end"]["error"] is None, reply["end"]
-    assert min(progress) == stop  # the warm-up's frames are not reported as the stream's progress
     resumed = [e for e in events if e["frame"] < 300]
     before = [e for e in ref if e["frame"] < stop]
     assert [key(e) for e in before + resumed] == [key(e) for e in ref]

@@ -98,16 +98,21 @@ def serve_cmd(
         str | None,
         typer.Option(
             "--ray",
-            help=RAY_HELP + " Each stream runs as an actor where the cluster has room; its events, counts, "
-            "stage times and live video come back here.",
+            help=RAY_HELP + " The streams run on engine actors (one per GPU with --device cuda, else one on "
+            "CPUs), each stream on the one with the fewest; its events, counts, stage times and live video "
+            "come back here.",
         ),
     ] = None,
     ray_gpu_share: Annotated[
         float,
         typer.Option(
-            "--ray-gpu-share", min=0.01, max=1.0, help="With --ray --device cuda: the share of a GPU per stream."
+            "--ray-gpu-share",
+            min=0.01,
+            max=1.0,
+            help="With --ray --device cuda: the share of a GPU each engine actor takes (1: one engine per GPU; "
+            "0.5: two).",
         ),
-    ] = 0.125,
+    ] = 1.0,
     cuda_graph: CudaGraphOpt = False,
     compile: CompileOpt = False,
     nvdec: Annotated[
@@ -171,7 +176,6 @@ def serve_cmd(
     Example: yolo-accel serve --model yolov5n.pt --device cuda --half    (then open http://127.0.0.1:8000/)
     """
     from .._deps import require
-    from ..detector import Detector
     from ..errors import SettingsError
     from ..outputs import check_folder
     from ..serve.app import create_app
@@ -239,15 +243,17 @@ def serve_cmd(
     engine = None
     try:
         settings.port = port = sock.getsockname()[1]
-        if ray is None:  # the engine process loads the model once for every stream; one that cannot load fails here
+        # the engines load the model once for every stream: one that cannot load fails here
+        if ray is None:
             from ..serve.engine_host import EngineClient
 
             engine = EngineClient(settings)
-            with err.status(f"loading {model.name} and starting the video engine"):
-                names = engine.start()
         else:
-            with err.status(f"loading {model.name}"), Detector(**settings.detector_kwargs()) as det:
-                names = dict(det.names)
+            from ..serve.ray_engines import RayEngines
+
+            engine = RayEngines(settings)
+        with err.status(f"loading {model.name} and starting the video engine" + (" on Ray" if ray else "")):
+            names = engine.start()
         # the app asks uvicorn's server (made below, before any request) whether it is shutting down
         app = create_app(settings, names, closing=lambda: server.should_exit, store=store, engine=engine)
         # timeout_graceful_shutdown: a connection that still holds on is cut after it

@@ -12,9 +12,7 @@ that the app relays to the page. A stopped file stream resumes at the frame wher
 
 from __future__ import annotations
 
-import contextlib
 import json
-import multiprocessing as mp
 import shutil
 import socket
 import threading
@@ -23,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import message
-from ..video.stats import STAGES
 from .engine_host import BUCKETS_MS, EngineClient, Live, StreamJob
 from .store import Store
 
@@ -34,32 +31,6 @@ RESUME_WARMUP_FRAMES = 75
 # its source is reopening a dropped connection, and the page should not show a frozen "running".
 STALL_S = 5.0
 _PER_STAGE = 2 + len(BUCKETS_MS)  # count, total ms, cumulative buckets
-
-
-class LiveStats:
-    """A stream's stage-time histograms and dropped frames, written by its process, read by the server."""
-
-    def __init__(self, ctx):
-        self.array = ctx.Array("d", len(STAGES) * _PER_STAGE + 1)
-
-    def write(self, stages, dropped: int) -> None:
-        values = []
-        for name in STAGES:
-            h = stages.stages.get(name)
-            values += [h.count, h.total, *h.below(BUCKETS_MS)] if h is not None else [0.0] * _PER_STAGE
-        with self.array.get_lock():
-            self.array[:] = [*values, float(dropped)]
-
-    def read(self) -> tuple[dict[str, tuple[int, float, list[int]]], int]:
-        """{stage: (count, total ms, cumulative bucket counts)} for the stages seen, and the dropped frames."""
-        with self.array.get_lock():
-            a = list(self.array)
-        out = {}
-        for i, name in enumerate(STAGES):
-            count, total, *buckets = a[i * _PER_STAGE : (i + 1) * _PER_STAGE]
-            if count:
-                out[name] = (int(count), total, [int(b) for b in buckets])
-        return out, int(a[-1])
 
 
 @dataclass
@@ -88,7 +59,7 @@ class ServeSettings:
     plate_pattern: str | None = None
     deploy: str | None = None  # a bundle from `optimize`: its artifact and configuration for every stream
     ray: str | None = None  # run the streams as actors on this Ray cluster ("local", "auto", HOST:PORT)
-    ray_gpu_share: float = 0.125  # of a GPU per stream on the cluster (--device cuda)
+    ray_gpu_share: float = 1.0  # of a GPU per engine actor on the cluster (--device cuda; 1: one engine per GPU)
     # the engine (as `video`'s options)
     cuda_graph: bool = False
     compile: bool = False
@@ -220,8 +191,12 @@ class StreamManager:
         self.runs: dict[int, Run] = {}
         self._lock = threading.Lock()
         (Path(settings.data_dir) / "events").mkdir(parents=True, exist_ok=True)
+        if engine is None and settings.ray:
+            from .ray_engines import RayEngines
+
+            engine = RayEngines(settings)
         self.engine = engine or EngineClient(settings)
-        self.engine.bind(self._engine_started, self._engine_live, self._engine_done)
+        self.engine.bind(self._engine_started, self._engine_live, self._engine_done, self._engine_events)
 
     def mark_interrupted(self) -> None:
         """At start-up: streams the last server left running (it was killed) are stopped, resumable."""
@@ -278,9 +253,6 @@ class StreamManager:
 
     def _run(self, run: Run) -> None:
         """In a thread of the server: hand the stream to the engine, commit its events, record its end."""
-        if self.s.ray:
-            self._run_on_ray(run)
-            return
         from ..video.processor import StreamSettings
 
         row = self.store.stream(run.sid)
@@ -310,9 +282,19 @@ class StreamManager:
             realtime=bool(row.get("realtime")),
             classes=row["classes"],
         )
+        # on this machine the engine's workers write the events file that a tailer here commits; on Ray
+        # the events come with the actors' replies (_engine_events) and the preview through a relay
         tail = threading.Thread(target=self._tail, args=(run,), name=f"events{run.sid}", daemon=True)
+        local = None
+        saved_at = time.perf_counter()
         try:
-            tail.start()
+            if self.s.ray:
+                from ..video.sinks import MjpegServer
+
+                local = MjpegServer(run.mjpeg_port)
+                threading.Thread(target=self._relay_frames, args=(run, local), daemon=True).start()
+            else:
+                tail.start()
             self.engine.add(run.sid, job)
             if run.stop_requested:  # stopped while the engine was starting
                 self.engine.stop(run.sid)
@@ -324,16 +306,22 @@ class StreamManager:
                 if n > last:
                     self.on_frames(run.sid, n - last)
                     last = n
-                if time.perf_counter() - refreshed_at > 2.0:
-                    refreshed_at = time.perf_counter()
+                now = time.perf_counter()
+                if now - refreshed_at > 2.0:
+                    refreshed_at = now
                     run.refresh()
+                if self.s.ray and now - saved_at > 2.0:  # how far it got: every event before is stored
+                    saved_at = now
+                    self.store.update_stream(run.sid, frames=run.frames, fps=run.fps)
             fields = self._end_fields(run, run.end or {})
-        except Exception as e:  # the engine process could not start
+        except Exception as e:  # the engine could not start
             fields = {"status": "failed", "error": message(e), "frames": run.frames, "fps": run.fps}
         finally:
             run.ended.set()
             if tail.is_alive():
                 tail.join(timeout=10)
+            if local is not None:
+                local.close()
         self._record_end(run, fields, last)
 
     # the engine client's callbacks (its reader thread)
@@ -348,6 +336,11 @@ class StreamManager:
         run.health = live.health
         if live.next_frame is not None:
             run.counter.value = max(run.start_frame, live.next_frame)
+
+    def _engine_events(self, sid: int, events: list[dict]) -> None:
+        """A stream on Ray: its events up to its last finished frame (stored before that frame is counted)."""
+        if self.runs.get(sid) is not None and events:
+            self.on_events(sid, self.store.add_events(sid, events))
 
     def _engine_done(self, sid: int, end: dict) -> None:
         run = self.runs.get(sid)
@@ -372,90 +365,16 @@ class StreamManager:
         finally:
             run.done.set()
 
-    def _run_on_ray(self, run: Run) -> None:
-        """The stream as an actor on the Ray cluster: its events are stored up to its last finished frame,
-        its frames relayed to a loopback MJPEG server here while someone watches."""
-        from ..device import parse_device
-        from ..scale.cluster import connect
-        from ..scale.serve_stream import StreamWorker
-        from ..video.sinks import MjpegServer
-
-        row = self.store.stream(run.sid)
-        run.counter, run.stats = _Value(run.start_frame), _Snapshot()
-        last, saved_at, refreshed_at = run.start_frame, time.perf_counter(), time.perf_counter()
-        local = actor = None
-        try:
-            ray = connect(self.s.ray)
-            kwargs = self.s.detector_kwargs()
-            gpu = parse_device(kwargs["device"]).is_cuda
-            if gpu:
-                kwargs["device"] = "cuda"  # Ray shows the actor its GPU as cuda:0
-            options = {"num_gpus": self.s.ray_gpu_share, "num_cpus": 1} if gpu else {"num_cpus": 1}
-            local = MjpegServer(run.mjpeg_port)
-            actor = ray.remote(**options)(StreamWorker).remote(
-                kwargs,
-                self.s.max_det,
-                row,
-                run.start_frame,
-                self.s.preview_fps,
-                _stats_factory,
-                track_id_offset=run.track_id_offset,
-                warmup_frames=RESUME_WARMUP_FRAMES,
-            )
-            run.process = _ActorHandle(actor, run)
-            if run.stop_requested:
-                run.process.terminate()
-            threading.Thread(target=self._relay_frames, args=(run, actor, local), daemon=True).start()
-            end, live = None, row["kind"] != "file"
-            while end is None:
-                try:
-                    reply = ray.get(actor.poll.remote(), timeout=120)
-                except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
-                    end = {"error": f"the stream's Ray actor was lost ({message(e)})"}
-                    break
-                run.stats.value = reply["stats"]
-                if reply["events"]:
-                    self.on_events(run.sid, self.store.add_events(run.sid, reply["events"]))
-                run.counter.value = reply["next_frame"]  # after its events are stored: a resume point
-                if status := run.status_now(live):
-                    self.store.update_stream(run.sid, status=status)
-                if run.frames > last:
-                    self.on_frames(run.sid, run.frames - last)
-                    last = run.frames
-                now = time.perf_counter()
-                if now - refreshed_at > 2.0:
-                    refreshed_at = now
-                    run.refresh()
-                if now - saved_at > 2.0:
-                    saved_at = now
-                    self.store.update_stream(run.sid, frames=run.frames, fps=run.fps)
-                end = reply.get("end")
-                if end is None:
-                    time.sleep(0.5)
-            fields = self._end_fields(run, end)
-        except Exception as e:  # no cluster, or the actor could not be placed
-            fields = {"status": "failed", "error": message(e), "frames": run.frames, "fps": run.fps}
-        finally:
-            run.ended.set()
-            if actor is not None:
-                with contextlib.suppress(Exception):
-                    ray.kill(actor)
-            if local is not None:
-                local.close()
-        self._record_end(run, fields, last)
-
-    def _relay_frames(self, run: Run, actor, local) -> None:
-        """While the loopback MJPEG server here has viewers, fetch the actor's newest frames for it."""
-        import ray
-
+    def _relay_frames(self, run: Run, local) -> None:
+        """A stream on Ray: while the loopback MJPEG server here has viewers, fetch its newest frames for it."""
         seen, pause = 0, 1.0 / (self.s.preview_fps or 25.0)
         while not run.ended.is_set():
             if local.viewers == 0:
                 time.sleep(0.2)
                 continue
             try:
-                seen, jpeg = ray.get(actor.jpeg.remote(seen), timeout=10)
-            except Exception:  # the actor is gone: the run's loop records that
+                seen, jpeg = self.engine.jpeg(run.sid, seen)
+            except Exception:  # the actor is gone: the run's end is recorded by the engine's client
                 time.sleep(0.5)
                 continue
             if jpeg is not None:
@@ -490,14 +409,14 @@ class StreamManager:
 
 
 class _Value:
-    """What `Run.counter` is for a stream on Ray: the next frame index, set by the server's poll."""
+    """What `Run.counter` is: the next frame index, set from the engine's reports."""
 
     def __init__(self, value: int):
         self.value = value
 
 
 class _Snapshot:
-    """What `Run.stats` is for a stream on Ray: the stage statistics of the actor's last reply."""
+    """What `Run.stats` is: the stage statistics of the engine's last report."""
 
     value: tuple = ({}, 0)
 
@@ -516,24 +435,6 @@ class _EngineHandle:
 
     def terminate(self) -> None:
         self.engine.stop(self.run.sid)
-
-
-class _ActorHandle:
-    """What `Run.process` is for a stream on Ray (stop() terminates it)."""
-
-    def __init__(self, actor, run: Run):
-        self.actor, self.run = actor, run
-
-    def is_alive(self) -> bool:
-        return not self.run.ended.is_set()
-
-    def terminate(self) -> None:
-        with contextlib.suppress(Exception):
-            self.actor.stop.remote()
-
-
-def _stats_factory() -> LiveStats:
-    return LiveStats(mp.get_context("spawn"))
 
 
 def plates_dir(data_dir, sid: int) -> Path:

@@ -11,6 +11,11 @@ warm-up). `serve`: `yolo-accel serve` in a child process with CLIP in its data f
 added through the API; its FPS is the growth of the streams' frame counts (GET /api/streams) over S
 seconds, measured after --warmup-s (the engine's CUDA graphs are captured as batch sizes first come).
 GPU memory: the GPU's used memory (nvidia-smi; only these processes use the GPU), peak over each run.
+
+    python bench/serve_engine.py CLIP --realtime 64 --seconds 20 --json OUT.json
+
+only `serve`, with 64 streams of CLIP delivered at its own frame rate (`"realtime": true`, as cameras
+would): each stream's FPS over the window (held at the clip's rate or not).
 """
 
 from __future__ import annotations
@@ -94,7 +99,7 @@ def run_video(args, n: int, gpu: bool) -> dict:
     }
 
 
-def run_serve(args, n: int, gpu: bool) -> dict:
+def run_serve(args, n: int, gpu: bool, realtime: bool = False) -> dict:
     data = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     shutil.copy(args.clip, data / "clip.mp4")
     port = free_port()
@@ -104,6 +109,7 @@ def run_serve(args, n: int, gpu: bool) -> dict:
         cmd += ["--imgsz", str(args.imgsz)]
     if gpu:
         cmd += ["--half", "--cuda-graph", "--nvdec", "on"]
+    cmd += args.serve_args.split()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         with GpuMemory(gpu) as mem, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
@@ -117,18 +123,21 @@ def run_serve(args, n: int, gpu: bool) -> dict:
                 assert proc.poll() is None and time.time() < deadline, "serve did not start"
                 time.sleep(0.5)
             for _ in range(n):
-                r = c.post("/api/streams", json={"source": "clip.mp4", "lines": [LINE], "loop": True})
+                body = {"source": "clip.mp4", "lines": [LINE], "loop": True, "realtime": realtime}
+                r = c.post("/api/streams", json=body)
                 assert r.status_code == 201, r.text
             time.sleep(args.warmup_s)
 
-            def total() -> int:
-                return sum(s["frames"] for s in c.get("/api/streams").json())
+            def each() -> list[int]:
+                return [s["frames"] for s in c.get("/api/streams").json()]
 
-            f0, t0 = total(), time.perf_counter()
+            e0, t0 = each(), time.perf_counter()
             time.sleep(args.seconds)
-            f1, t1 = total(), time.perf_counter()
+            e1, t1 = each(), time.perf_counter()
+            f0, f1 = sum(e0), sum(e1)
+            per_stream = sorted((b - a) / (t1 - t0) for a, b in zip(e0, e1))
             rows = c.get("/api/streams").json()
-            assert all(s["status"] == "running" for s in rows), [s["status"] for s in rows]
+            assert all(s["status"] == "running" for s in rows), sorted({(s["status"], s["error"]) for s in rows})
             engine = c.get("/api/engine").json()
             stages = {}  # mean ms per frame of each stage over the streams
             for row in rows:
@@ -139,7 +148,14 @@ def run_serve(args, n: int, gpu: bool) -> dict:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=120)
         shutil.rmtree(data, ignore_errors=True)
-    return {"fps": round((f1 - f0) / (t1 - t0), 1), "gpu_mib": mem.peak or None, "frames": f1 - f0, "engine": engine}
+    return {
+        "fps": round((f1 - f0) / (t1 - t0), 1),
+        "gpu_mib": mem.peak or None,
+        "frames": f1 - f0,
+        "stream_fps": {"min": round(per_stream[0], 1), "median": round(per_stream[len(per_stream) // 2], 1)},
+        "dropped": sum((s.get("health") or {}).get("dropped", 0) for s in rows),
+        "engine": engine,
+    }
 
 
 def main() -> None:
@@ -151,11 +167,21 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--warmup-s", type=float, default=15.0)
+    ap.add_argument("--realtime", type=int, help="only serve, with this many streams at the clip's frame rate")
+    ap.add_argument("--serve-args", default="", help="more `serve` options, e.g. '--workers 1'")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     gpu = args.device.startswith("cuda")
     result = {"device": args.device, "clip": args.clip, "imgsz": args.imgsz, "seconds": args.seconds, "rows": {}}
-    for n in (args.streams, 1):
+    result["serve_args"] = args.serve_args
+    if args.realtime:
+        row = run_serve(args, args.realtime, gpu, realtime=True)
+        result["rows"][f"serve-realtime-{args.realtime}"] = row
+        print(json.dumps(row), flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1))
+        return
+    for n in sorted({args.streams, 1}, reverse=True):
         for name, fn in (("video", run_video), ("serve", run_serve)):
             row = fn(args, n, gpu)
             result["rows"][f"{name}-{n}"] = row

@@ -226,7 +226,9 @@ class VideoEngine:
                 if other.source is not None and other.part is None:
                     load[other.worker] += 1
             st.worker = load.index(min(load))
-            if settings.needs_pixels and self._procs and self._free_keys:
+            # shared-memory slots for a stream that writes every frame; a preview's or the plates' few frames
+            # a second travel in their messages (sixty cameras' slots would hold gigabytes of shared memory)
+            if (settings.output or settings.save_frames) and self._procs and self._free_keys:
                 self._make_slots(st, None, key=self._free_keys.pop())
             self.streams.append(st)
             names = dict(self.detector.names)

@@ -390,6 +390,96 @@ def test_a_killed_engine_process_fails_its_streams_in_one_line_and_the_next_stre
         assert srv.app.state.manager.engine.pids != [pid]
 
 
+@pytest.mark.slow
+def test_a_killed_engine_worker_fails_its_stream_in_one_line_and_the_others_run_on(make_server, clip):
+    """One of the engine's tracking workers killed with SIGKILL: the stream it tracked is failed with one line,
+    the stream on the other worker runs on, and a new stream goes to the worker left."""
+    import psutil
+
+    srv = make_server(workers=2)
+    (srv.settings.data_dir / "clip.mp4").write_bytes(clip.read_bytes())
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        body = {"source": "clip.mp4", "lines": [LINE], "loop": True, "realtime": True}
+        ids = [c.post("/api/streams", json=body).json()["id"] for _ in range(2)]
+        for sid in ids:
+            assert _wait(c, sid, ("running", "failed"), timeout=120)["status"] == "running"
+        (pid,) = srv.app.state.manager.engine.pids
+        workers = [p for p in psutil.Process(pid).children() if "spawn_main" in " ".join(p.cmdline())]
+        assert len(workers) == 2, workers
+        os.kill(workers[0].pid, signal.SIGKILL)
+        deadline = time.time() + 30
+        while not any(
+            (rows := [c.get(f"/api/streams/{sid}").json() for sid in ids])[i]["status"] == "failed" for i in (0, 1)
+        ):
+            assert time.time() < deadline, rows
+            time.sleep(0.3)
+        failed = [r for r in rows if r["status"] == "failed"]
+        (alive,) = [r for r in rows if r["status"] != "failed"]
+        assert len(failed) == 1 and failed[0]["error"].startswith("its worker process exited"), failed
+        time.sleep(2.0)
+        later = c.get(f"/api/streams/{alive['id']}").json()
+        assert later["status"] == "running" and later["frames"] > alive["frames"], (alive, later)
+        again = c.post("/api/streams", json={"source": "clip.mp4", "lines": [LINE]}).json()["id"]
+        row = _wait(c, again)
+        assert row["status"] == "finished" and row["frames"] == 150, row
+
+
+def test_cameras_that_never_connect_or_send_garbage_fail_in_one_line(make_server, clip):
+    """A camera URL nobody answers and one that answers with noise: each stream is failed with one line once
+    its retries are spent; a file stream beside them runs to its end."""
+    import socketserver
+
+    class Noise(socketserver.BaseRequestHandler):
+        def handle(self):
+            self.request.recv(4096)
+            self.request.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: video/mp4\r\n\r\n" + os.urandom(200_000))
+
+    garbage = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Noise)
+    threading.Thread(target=garbage.serve_forever, daemon=True).start()
+    srv = make_server(reconnect_retries=1, reconnect_backoff_s=0.2, reconnect_max_s=0.2)
+    (srv.settings.data_dir / "clip.mp4").write_bytes(clip.read_bytes())
+    try:
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            urls = [f"http://127.0.0.1:{_free_port()}/cam", f"http://127.0.0.1:{garbage.server_address[1]}/cam"]
+            cams = [c.post("/api/streams", json={"source": u, "lines": [LINE]}).json()["id"] for u in urls]
+            ok = c.post("/api/streams", json={"source": "clip.mp4", "lines": [LINE]}).json()["id"]
+            for sid, url in zip(cams, urls):
+                row = _wait(c, sid, timeout=120)
+                assert row["status"] == "failed" and row["error"] == f"cannot open {url} after 1 retries", row
+            row = _wait(c, ok)
+            assert row["status"] == "finished" and row["frames"] == 150 and row["error"] is None, row
+    finally:
+        garbage.shutdown()
+
+
+def test_a_stream_removed_while_its_video_is_watched_ends_the_video(make_server, clip):
+    """DELETE of a stream whose live video a viewer holds: the viewer's response ends (no hung connection),
+    the stream is gone, the server answers on."""
+    srv = make_server()
+    (srv.settings.data_dir / "clip.mp4").write_bytes(clip.read_bytes())
+    with httpx.Client(base_url=srv.url, timeout=30) as c, httpx.Client(base_url=srv.url, timeout=30) as viewer:
+        body = {"source": "clip.mp4", "lines": [LINE], "loop": True, "realtime": True}
+        sid = c.post("/api/streams", json=body).json()["id"]
+        assert _wait(c, sid, ("running", "failed"), timeout=120)["status"] == "running"
+        ended = threading.Event()
+        with viewer.stream("GET", f"/api/streams/{sid}/video.mjpg") as v:
+            assert v.status_code == 200
+            chunks, buf = v.iter_bytes(), b""
+            while b"\xff\xd9" not in buf:  # a whole first frame
+                buf += next(chunks)
+
+            def drain():
+                for _ in chunks:
+                    pass
+                ended.set()
+
+            threading.Thread(target=drain, daemon=True).start()
+            assert c.delete(f"/api/streams/{sid}").status_code == 204
+            assert ended.wait(30), "the viewer's response did not end"
+        assert c.get(f"/api/streams/{sid}").status_code == 404
+        assert c.get("/healthz").json() == {"ok": True, "streams_running": 0}
+
+
 def test_off_loopback_needs_a_token(yolov5n_pt, tmp_path):
     from typer.testing import CliRunner
 

@@ -163,6 +163,8 @@ class VideoEngine:
         self._running = threading.Event()  # workers started, detect loop running: streams can be added
         self._decode_threads: list[threading.Thread] = []
         self._slot_pool: dict = {}  # a service's free-slot queues by key, one per open annotating stream
+        self._dead_workers: set[int] = set()
+        self._workers_stopping = False
         self._free_keys: list[int] = []
 
     def live_stats(self, sid: int) -> tuple[StageTimes, int]:
@@ -218,6 +220,8 @@ class VideoEngine:
         with self._add_lock:
             if self._stop.is_set():
                 raise YoloAccelError("the engine is stopping: no stream can be added")
+            if self._procs and len(self._dead_workers) >= len(self._procs):
+                raise YoloAccelError("every worker process of the engine has exited: restart it")
             st = _Stream(len(self.streams), source, settings, t_begin=time.perf_counter())
             sid = self.board.add_stream()
             assert sid == st.sid
@@ -225,6 +229,8 @@ class VideoEngine:
             for other in self.streams:
                 if other.source is not None and other.part is None:
                     load[other.worker] += 1
+            for w in self._dead_workers:
+                load[w] = 1 << 30
             st.worker = load.index(min(load))
             # shared-memory slots for a stream that writes every frame; a preview's or the plates' few frames
             # a second travel in their messages (sixty cameras' slots would hold gigabytes of shared memory)
@@ -509,6 +515,16 @@ class VideoEngine:
                     self._worker_died(w)
                     return False
 
+    def _check_workers(self) -> None:
+        """A worker process that died while the engine runs (killed, out of memory): its streams fail with
+        one line, the others go on, and a service gives new streams to the workers left."""
+        if self._workers_stopping or not self._procs:
+            return
+        for w, p in enumerate(self._procs):
+            if w not in self._dead_workers and not p.is_alive():
+                self._dead_workers.add(w)
+                self._worker_died(w)
+
     def _worker_died(self, w: int) -> None:
         code = self._procs[w].exitcode
         for st in self.streams:
@@ -539,6 +555,7 @@ class VideoEngine:
             except queue.Empty:
                 if self._collect_done.is_set():
                     return
+                self._check_workers()
                 continue
             kind = msg[0]
             if kind == "progress":
@@ -598,6 +615,7 @@ class VideoEngine:
                 self._worker_died(st.worker)
 
     def _stop_workers(self) -> None:
+        self._workers_stopping = True
         for w in range(len(self._inboxes)):
             if not self._procs or self._procs[w].is_alive():
                 with contextlib.suppress(Exception):

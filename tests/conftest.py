@@ -14,20 +14,26 @@ _GROUP = pytest.StashKey[str]()
 # Groups that run longest, started first so that the two workers of `make test` finish together
 # (longest first: what is left at the end is short). Every other test runs in its module's group.
 LONGEST_FIRST = (  # measured on the 2-core machine, seconds of one worker
-    "test_ray.py",  # 180
-    "test_video_engine.py::soak",  # 130
+    "test_video_engine.py::soak",  # 136
     "test_validate.py",  # 120
     "test_openvino.py",  # 115
-    "test_serve.py",  # 105
-    "test_compiled.py::torch-compile-yolov8n",  # 85
+    "test_serve.py::faults",  # 90
+    "test_ray.py::data",  # 80
+    "test_compiled.py::torch-compile-yolov8n",  # 75
+    "test_serve.py",  # 80
+    "test_ray.py",  # 75
+    "test_ray.py::kill",  # 65
     "test_video_engine.py",  # 65
+    "test_compiled.py::torch-compile-yolov5n",  # 63
     "test_torch_ops.py",  # 60
-    "test_compiled.py::torch-compile-yolov5n",  # 60
     "test_plates.py",  # 55
+    "test_serve_browser.py",  # 51
     "test_package.py",  # 50
     "test_compiled.py",  # 50: the AOTInductor package and the tests that load it
     "test_video.py",  # 45
     "test_optimize.py",  # 45
+    "test_serve.py::kill-9",  # 36
+    "test_serve_rtsp.py",  # 27
 )
 
 

@@ -95,6 +95,7 @@ def test_two_streams_on_two_cpu_engines_count_what_the_engine_alone_counts(tmp_p
     assert total >= 2  # the clip really has traffic over the line in these frames
 
 
+@pytest.mark.xdist_group("test_ray.py::data")  # a group of its own: the two workers finish together
 @needs_ray
 @pytest.mark.slow
 def test_a_folder_on_ray_data_gives_predicts_detections(tmp_path, yolov5n_pt, coco128_images):
@@ -123,6 +124,7 @@ def test_a_folder_on_ray_data_gives_predicts_detections(tmp_path, yolov5n_pt, co
             assert r["class_name"] == [d["class_name"] for d in want]
 
 
+@pytest.mark.xdist_group("test_ray.py::kill")  # a group of its own: the two workers finish together
 @needs_ray
 @pytest.mark.slow
 def test_a_killed_engine_s_stream_resumes_elsewhere_with_every_event_once(tmp_path, yolov5n_pt, assets_root):

@@ -362,6 +362,7 @@ def test_a_camera_that_drops_is_reconnecting_then_running_again(make_server, cli
         camera.close()
 
 
+@pytest.mark.xdist_group("test_serve.py::faults")
 @pytest.mark.slow
 def test_a_killed_engine_process_fails_its_streams_in_one_line_and_the_next_stream_runs(make_server, clip):
     """The engine process (every stream's detector) killed with SIGKILL: its streams are failed with one line
@@ -390,6 +391,7 @@ def test_a_killed_engine_process_fails_its_streams_in_one_line_and_the_next_stre
         assert srv.app.state.manager.engine.pids != [pid]
 
 
+@pytest.mark.xdist_group("test_serve.py::faults")
 @pytest.mark.slow
 def test_a_killed_engine_worker_fails_its_stream_in_one_line_and_the_others_run_on(make_server, clip):
     """One of the engine's tracking workers killed with SIGKILL: the stream it tracked is failed with one line,
@@ -424,6 +426,7 @@ def test_a_killed_engine_worker_fails_its_stream_in_one_line_and_the_others_run_
         assert row["status"] == "finished" and row["frames"] == 150, row
 
 
+@pytest.mark.xdist_group("test_serve.py::faults")
 def test_cameras_that_never_connect_or_send_garbage_fail_in_one_line(make_server, clip):
     """A camera URL nobody answers and one that answers with noise: each stream is failed with one line once
     its retries are spent; a file stream beside them runs to its end."""
@@ -452,6 +455,7 @@ def test_cameras_that_never_connect_or_send_garbage_fail_in_one_line(make_server
         garbage.shutdown()
 
 
+@pytest.mark.xdist_group("test_serve.py::faults")
 def test_a_stream_removed_while_its_video_is_watched_ends_the_video(make_server, clip):
     """DELETE of a stream whose live video a viewer holds: the viewer's response ends (no hung connection),
     the stream is gone, the server answers on."""
@@ -489,6 +493,7 @@ def test_off_loopback_needs_a_token(yolov5n_pt, tmp_path):
     assert res.exit_code == 2 and "--token" in res.output and "Traceback" not in res.output
 
 
+@pytest.mark.xdist_group("test_serve.py::kill-9")
 @pytest.mark.slow
 def test_kill_9_mid_stream_loses_no_event_and_the_streams_come_back(tmp_path, assets_root, yolov5n_pt):
     """A server killed with SIGKILL while a stream runs: every event it had committed is in the database,

@@ -15,7 +15,9 @@ GPU memory: the GPU's used memory (nvidia-smi; only these processes use the GPU)
     python bench/serve_engine.py CLIP --realtime 64 --seconds 20 --json OUT.json
 
 only `serve`, with 64 streams of CLIP delivered at its own frame rate (`"realtime": true`, as cameras
-would): each stream's FPS over the window (held at the clip's rate or not).
+would): each stream's FPS over the window (held at the clip's rate or not), and the latency from a
+crossing's frame being decoded (`seen_at` in the stream's events file) to the crossing being stored
+in the database (its `created_at`), p50 and p95.
 """
 
 from __future__ import annotations
@@ -71,6 +73,26 @@ class GpuMemory:
 
     def __exit__(self, *exc):
         self._stop.set()
+
+
+def stored_latency(client: httpx.Client, data: Path, ids: list[int]) -> dict | None:
+    """p50 / p95 ms from a crossing's frame decoded to the crossing in the database, over every stream."""
+    ms = []
+    for sid in ids:
+        seen = {}
+        path = data / "events" / f"stream{sid}.jsonl"
+        for line in path.read_text().splitlines() if path.is_file() else []:
+            e = json.loads(line)
+            if "seen_at" in e:
+                seen[(e["frame"], e["track_id"], e["counter"])] = e["seen_at"]
+        for e in client.get(f"/api/streams/{sid}/events", params={"limit": 100000}).json():
+            t = seen.get((e["frame"], e["track_id"], e["counter"]))
+            if t is not None:
+                ms.append(1000 * (e["created_at"] - t))
+    if not ms:
+        return None
+    ms.sort()
+    return {"events": len(ms), "p50": round(ms[len(ms) // 2], 1), "p95": round(ms[int(0.95 * (len(ms) - 1))], 1)}
 
 
 def run_video(args, n: int, gpu: bool) -> dict:
@@ -139,6 +161,7 @@ def run_serve(args, n: int, gpu: bool, realtime: bool = False) -> dict:
             rows = c.get("/api/streams").json()
             assert all(s["status"] == "running" for s in rows), sorted({(s["status"], s["error"]) for s in rows})
             engine = c.get("/api/engine").json()
+            latency = stored_latency(c, data, [s["id"] for s in rows]) if realtime else None
             stages = {}  # mean ms per frame of each stage over the streams
             for row in rows:
                 for k, v in row["stages_ms"].items():
@@ -154,6 +177,7 @@ def run_serve(args, n: int, gpu: bool, realtime: bool = False) -> dict:
         "frames": f1 - f0,
         "stream_fps": {"min": round(per_stream[0], 1), "median": round(per_stream[len(per_stream) // 2], 1)},
         "dropped": sum((s.get("health") or {}).get("dropped", 0) for s in rows),
+        "event_latency_ms": latency,
         "engine": engine,
     }
 

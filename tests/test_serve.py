@@ -188,6 +188,7 @@ def test_upload_run_and_read_the_events(make_server, clip, yolov5n_pt, tmp_path,
     ocr = pytest.importorskip("rapidocr_onnxruntime") is not None
     db_url = request.getfixturevalue("postgres_url") if database == "postgresql" else None
     srv = make_server(ocr=ocr, db_url=db_url)  # plates read beside: the crossings must still be the reference's
+    t_start = time.time()
     with httpx.Client(base_url=srv.url, timeout=60) as c:
         assert c.get("/healthz").json()["ok"] is True
         page = c.get("/")
@@ -236,6 +237,11 @@ def test_upload_run_and_read_the_events(make_server, clip, yolov5n_pt, tmp_path,
             assert e["plate"] == best.get(e["track_id"]), e
         for tid in best:
             assert c.get(f"/api/streams/{sid}/plates/{tid}.jpg").content[:2] == b"\xff\xd8"
+        # each crossing in the file says when its frame was decoded, before it was stored
+        seen = {(r["frame"], r["track_id"]): r["seen_at"] for r in records if "direction" in r}
+        assert len(seen) == len(events)
+        for e in events:
+            assert t_start <= seen[(e["frame"], e["track_id"])] <= e["created_at"] + 0.01, e
         assert c.get(f"/api/streams/{sid}/plates/99999.jpg").status_code == 404
     # the stored events are those of the same settings run through the sequential reference path
     from yolo_accel import Detector

@@ -273,6 +273,7 @@ class StreamManager:
             events_from=run.start_frame,
             track_id_offset=run.track_id_offset,
             max_det=self.s.max_det,
+            seen_at=True,  # in the events file beside the database: how long a crossing took to be stored
         )
         job = StreamJob(
             row["source"],

@@ -53,6 +53,7 @@ class StreamSettings:
     # NMS is per class, so the other classes' boxes never suppress these)
     classes: tuple[int, ...] | None = None
     max_det: int | None = None
+    seen_at: bool = False  # each crossing gets `seen_at`: the Unix time its frame was decoded (latency figures)
 
     @property
     def annotates(self) -> bool:
@@ -189,6 +190,10 @@ class StreamProcessor:
         tb = time.perf_counter()
         events = self.counter.update(index, time_s, d, record=index >= self.s.events_from)
         tc = time.perf_counter()
+        if self.s.seen_at and events:
+            seen = round(time.time() - (tc - t0), 3)  # t0: this frame's decode start, on this machine's clock
+            for ev in events:
+                ev["seen_at"] = seen
         self.stages.add("track", (tb - ta) * 1000)
         self.stages.add("count", (tc - tb) * 1000)
         self.detections += len(d)

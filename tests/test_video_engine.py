@@ -494,3 +494,49 @@ def test_a_stream_resumed_on_ray_counts_what_the_uninterrupted_run_counts(video,
     before = [e for e in ref if e["frame"] < stop]
     assert [key(e) for e in before + resumed] == [key(e) for e in ref]
     assert len(resumed) >= 2 and all(e["track_id"] > 1000 for e in resumed)
+
+
+def test_a_service_host_runs_a_key_again_after_a_stop_that_came_too_late(video, detector, tmp_path):
+    """The bookkeeping the app's engines keep by stream key: a stop for a key that is not running (it came
+    after the stream ended) is forgotten, so the same key started again runs, each time."""
+    import queue
+    import threading
+    from types import SimpleNamespace
+
+    from yolo_accel.video.service import ServiceHost, StreamJob
+
+    replies: queue.Queue = queue.Queue()
+    options = SimpleNamespace(reconnect_retries=0, reconnect_backoff_s=0.1, reconnect_max_s=0.1)
+    host = ServiceHost(options, replies, None)
+    engine = VideoEngine(detector, [], [], EngineSettings(batch=4, workers=0), service=True)
+    engine.on_stream_done = host.stream_done
+    host.engine = engine
+    runner = threading.Thread(target=engine.run, daemon=True)
+    runner.start()
+
+    def done(key, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                msg = replies.get(timeout=1)
+            except queue.Empty:
+                continue
+            if msg[0] == "done" and msg[1] == key:
+                return msg[2]
+        raise AssertionError(f"{key} did not end")
+
+    def job():
+        return StreamJob(str(video), StreamSettings(lines=[LINE], events=str(tmp_path / "e.jsonl")), open_at=700)
+
+    try:
+        assert engine.wait_started(60)
+        host.stop("cam")  # too late: nothing runs under that key
+        host.add("cam", job())
+        end = done("cam")
+        assert end["error"] is None and end["frames"] == 51, end  # frames 700 to 750: it ran
+        host.stop("cam")  # again too late
+        host.add("cam", job())
+        assert done("cam")["frames"] == 51
+    finally:
+        engine.stop("done")
+        runner.join(timeout=60)

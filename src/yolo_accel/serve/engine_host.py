@@ -48,7 +48,7 @@ class EngineClient:
         self._lock = threading.Lock()
         self._proc = None
         self._commands = self._replies = None
-        self._keys: set = set()  # streams sent and not yet done
+        self._keys: dict = {}  # streams not yet done -> the engine process they were sent to (None: not yet)
         self._ready = threading.Event()
         self._error: str | None = None
         self.names: dict[int, str] | None = None  # the model's classes, once the engine is ready
@@ -90,13 +90,15 @@ class EngineClient:
         from ..errors import YoloAccelError
 
         with self._lock:
-            self._keys.add(key)
+            self._keys[key] = None
         try:
             self.start(timeout_s)
         except YoloAccelError as e:
             self._finish(key, {"error": str(e)})
             return
         with self._lock:
+            # the process it goes to: if that one dies, this stream ends with it, whatever was started since
+            self._keys[key] = self._proc
             commands = self._commands
         commands.put(("add", key, job))
 
@@ -139,7 +141,7 @@ class EngineClient:
         with self._lock:
             if key not in self._keys:
                 return
-            self._keys.discard(key)
+            self._keys.pop(key, None)
         self.on_done(key, end)
 
     def _read(self, proc, replies) -> None:
@@ -174,7 +176,7 @@ class EngineClient:
         proc.join(10)
         code = proc.exitcode
         with self._lock:
-            left = list(self._keys) if self._proc is proc else []
+            left = [k for k, p in self._keys.items() if p is proc]
             if self._proc is proc and not self._ready.is_set():
                 self._error = self._error or f"the engine process exited with code {code}"
                 self._ready.set()

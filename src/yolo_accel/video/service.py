@@ -91,7 +91,8 @@ class ServiceHost:
         self.lock = threading.Lock()
         self.sid_of: dict = {}  # key -> engine stream id
         self.key_of: dict[int, object] = {}
-        self.cancelled: set = set()  # stopped before their source opened
+        self.adding: set = set()  # keys whose source is being opened
+        self.cancelled: set = set()  # of those, the ones stopped meanwhile
         self.early: dict[int, dict] = {}  # summaries of streams that ended inside add_stream
         self.closed = threading.Event()
 
@@ -120,12 +121,24 @@ class ServiceHost:
         """Stop stream `key` (one whose source is still opening ends as soon as it has opened)."""
         with self.lock:
             sid = self.sid_of.get(key)
-            if sid is None:
+            if sid is None and key in self.adding:
                 self.cancelled.add(key)
         if sid is not None:
             self.engine.stop_stream(sid)
 
     def add(self, key, job: StreamJob) -> None:
+        """Open the job's source and add it to the engine (in a thread of its own: a camera may take retries);
+        a stop that comes meanwhile ends it as soon as it has opened."""
+        with self.lock:
+            self.adding.add(key)
+        try:
+            self._add(key, job)
+        finally:
+            with self.lock:
+                self.adding.discard(key)
+                self.cancelled.discard(key)  # a stream started again under this key starts afresh
+
+    def _add(self, key, job: StreamJob) -> None:
         import dataclasses
 
         from ..names import parse_classes
@@ -194,7 +207,6 @@ class ServiceHost:
         with self.lock:
             self.sid_of.pop(key, None)
             self.key_of.pop(sid, None)
-            self.cancelled.discard(key)
 
     def live(self, sid: int) -> Live:
         engine = self.engine

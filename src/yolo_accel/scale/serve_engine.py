@@ -47,24 +47,13 @@ class ServeEngineWorker:
     reconnect_max_s)."""
 
     def __init__(self, detector_kwargs: dict, options: dict):
-        from ..detector import Detector
-        from ..video.engine import EngineSettings, VideoEngine
-        from ..video.service import SHARED_MAX_DET, ServiceHost, nvdec_device
+        from ..video.service import start_service
 
         self.folder = tempfile.mkdtemp(prefix="yolo-accel-serve-")
         self.replies: queue.Queue = queue.Queue()
-        o = SimpleNamespace(**options)
-        det = Detector(**detector_kwargs, max_det=SHARED_MAX_DET, rect=False)
-        self.detector = det
-        es = EngineSettings(
-            batch=o.batch or (8 if det.backend.device.is_cuda else 1),
-            max_wait_ms=o.max_wait_ms,
-            workers=o.workers,
-            max_streams=o.max_streams,
-        )
-        self.host = ServiceHost(o, self.replies, nvdec_device(o.nvdec, det))
-        self.engine = VideoEngine(det, [], [], es, service=True, on_stream_done=self.host.stream_done)
-        self.host.engine = self.engine
+        self.host = start_service(detector_kwargs, SimpleNamespace(**options), self.replies)
+        self.engine = self.host.engine
+        self.detector = self.engine.detector
         self.streams: dict = {}
         self._lock = threading.Lock()
         self._runner = threading.Thread(target=self.engine.run, name="engine", daemon=True)
@@ -91,18 +80,16 @@ class ServeEngineWorker:
         self.host.stop(key)
 
     def poll(self) -> dict:
-        """What happened since the last poll: {"started": {key: text}, "live": {key: Live}, "events": {key:
+        """What happened since the last poll: {"live": {key: Live}, "events": {key:
         [events of frames up to its last finished one]}, "done": {key: end}, "engine": figures or None}."""
-        out: dict = {"started": {}, "live": {}, "events": {}, "done": {}, "engine": None}
+        out: dict = {"live": {}, "events": {}, "done": {}, "engine": None}
         while True:
             try:
                 msg = self.replies.get_nowait()
             except queue.Empty:
                 break
             kind = msg[0]
-            if kind == "started":
-                out["started"][msg[1]] = msg[2]
-            elif kind == "stats":
+            if kind == "stats":
                 out["live"].update(msg[1])
             elif kind == "engine":
                 out["engine"] = msg[1]

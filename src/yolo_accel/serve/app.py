@@ -119,9 +119,7 @@ def create_app(
                 labels=["stream"],
             )
             for sid, run in list(manager.runs.items()):
-                if run.stats is None:
-                    continue
-                stages, dropped = run.stats.read()
+                stages, dropped = run.stats
                 for stage, (count, total_ms, below) in stages.items():
                     buckets = [(f"{e / 1000:g}", n) for e, n in zip(BUCKETS_MS, below)] + [("+Inf", count)]
                     hist.add_metric([str(sid), stage], buckets, total_ms / 1000)

@@ -5,7 +5,6 @@
     EngineClient ── ("add", key, StreamJob) ───>    opens the source (a thread per stream: a camera may
                  ── ("stop", key) ─────────────>    take retries), then add_stream / stop_stream
                  <── ("ready", error) ──────────    the detector is loaded, the engine's workers are up
-                 <── ("started", key, text) ────    the stream runs
                  <── ("stats", {key: Live}) ────    twice a second: last frame done, stages, health
                  <── ("engine", {...}) ─────────    twice a second: batches, frames, busy shares
                  <── ("done", key, end) ────────    it ended: {"error", "frames", "fps", "next_frame"}
@@ -29,20 +28,19 @@ import time
 from collections.abc import Callable
 
 from ..errors import message
-from ..video.service import BUCKETS_MS, SHARED_MAX_DET, Live, ServiceHost, StreamJob, nvdec_device  # noqa: F401
+from ..video.service import BUCKETS_MS, SHARED_MAX_DET, Live, StreamJob, start_service  # noqa: F401
 
 
 class EngineClient:
     """The server's side: starts the engine process, sends it streams, hands its replies to callbacks.
 
-    `on_started(key, description)`, `on_live(key, Live)` and `on_done(key, end)` (set by `bind`) run in
+    `on_live(key, Live)` and `on_done(key, end)` (set by `bind`) run in
     the client's reader thread. If the engine process dies, every stream on it is done with that error;
     the next `add` starts a new process.
     """
 
     def __init__(self, settings):
         self.s = settings
-        self.on_started: Callable = lambda key, text: None
         self.on_live: Callable = lambda key, live: None
         self.on_done: Callable = lambda key, end: None
         self._lock = threading.Lock()
@@ -54,11 +52,9 @@ class EngineClient:
         self.names: dict[int, str] | None = None  # the model's classes, once the engine is ready
         self.figures: dict = {}  # the engine's own, twice a second (see ServiceHost.engine_figures)
 
-    def bind(
-        self, on_started: Callable, on_live: Callable, on_done: Callable, on_events: Callable | None = None
-    ) -> None:
+    def bind(self, on_live: Callable, on_done: Callable, on_events: Callable | None = None) -> None:
         """The callbacks; `on_events` is not called here (the events come through each stream's file)."""
-        self.on_started, self.on_live, self.on_done = on_started, on_live, on_done
+        self.on_live, self.on_done = on_live, on_done
 
     def start(self, timeout_s: float = 600.0) -> dict[int, str]:
         """Start the engine process now and wait until its model is loaded; the model's class names. A model
@@ -161,8 +157,6 @@ class EngineClient:
                 if len(msg) > 2:
                     self.names = msg[2]
                 self._ready.set()
-            elif kind == "started":
-                self.on_started(msg[1], msg[2])
             elif kind == "engine":
                 self.figures = msg[1]
             elif kind == "stats":
@@ -196,22 +190,9 @@ def host_main(s, commands, replies) -> None:
 
     threading.Thread(target=watch_server, name="watch-server", daemon=True).start()
     try:
-        from ..detector import Detector
-        from ..video.engine import EngineSettings, VideoEngine
-
-        kwargs = s.detector_kwargs()
-        det = Detector(**kwargs, max_det=SHARED_MAX_DET, rect=False)
-        decoder = nvdec_device(s.nvdec, det)
-        es = EngineSettings(
-            batch=s.batch or (8 if det.backend.device.is_cuda else 1),
-            max_wait_ms=s.max_wait_ms,
-            workers=s.workers,
-            max_streams=s.max_streams,
-            plates_device="cpu" if s.ocr else None,  # ONNX Runtime's CUDA provider read slower (BENCHMARKS.md)
-        )
-        host = ServiceHost(s, replies, decoder)
-        engine = VideoEngine(det, [], [], es, service=True, on_stream_done=host.stream_done)
-        host.engine = engine
+        # plates on the CPU: ONNX Runtime's CUDA provider read slower (BENCHMARKS.md)
+        host = start_service(s.detector_kwargs(), s, replies, plates_device="cpu" if s.ocr else None)
+        engine = host.engine
     except Exception as e:  # a model that cannot load, a device that is not there
         replies.put(("ready", message(e)))
         return
@@ -224,7 +205,7 @@ def host_main(s, commands, replies) -> None:
         replies.put(("ready", message(e)))
     finally:
         host.closed.set()
-        det.close()
+        engine.detector.close()
         replies.put(("exit",))
         replies.close()
         replies.join_thread()

@@ -116,15 +116,14 @@ class Run:
     start_frame: int = 0  # where this run began in its source (a resumed stream's stopping point)
     track_id_offset: int = 0  # a resumed run's track ids start above the stored events' ids
     started: float = field(default_factory=time.perf_counter)
-    counter: object = None  # .value: the next frame index whose events are not all written yet
-    stats: object = None  # .read(): (stage histograms, dropped frames)
+    next_frame: int = 0  # the first frame whose events are not all written yet, as the engine last said
+    stats: tuple = ({}, 0)  # (stage histograms, dropped frames), as the engine last said
     health: dict = field(default_factory=dict)  # the source's: connected, reconnects, since_frame_s, dropped
     end: dict | None = None  # what the engine reported at the stream's end
     reported: threading.Event = field(default_factory=threading.Event)  # the engine reported its end
     recent_ms: dict[str, float] = field(default_factory=dict)  # stage means over the last seconds
     recent_fps: float | None = None  # over the last seconds (the model's loading left out)
     _last: tuple = ()  # (time, frames, stage histograms) at the last refresh
-    process: object = None
     stop_requested: bool = False
     ended: threading.Event = field(default_factory=threading.Event)  # the process is gone
     done: threading.Event = field(default_factory=threading.Event)  # and its end is stored
@@ -151,7 +150,7 @@ class Run:
     @property
     def frames(self) -> int:
         """Frames of the source done (a resumed run counts on from where it started)."""
-        return int(self.counter.value) if self.counter is not None else self.start_frame
+        return max(self.start_frame, self.next_frame)  # the warm-up's frames are before the start
 
     @property
     def fps(self) -> float:
@@ -163,7 +162,7 @@ class Run:
     def refresh(self) -> None:
         """FPS and mean ms per stage over the time since the last refresh (every few seconds)."""
         now, frames = time.perf_counter(), self.frames
-        stages = self.stats.read()[0] if self.stats is not None else {}
+        stages = self.stats[0]
         if self._last:
             t0, frames0, stages0 = self._last
             if frames0 > self.start_frame:  # frames flowed before this interval began
@@ -196,7 +195,7 @@ class StreamManager:
 
             engine = RayEngines(settings)
         self.engine = engine or EngineClient(settings)
-        self.engine.bind(self._engine_started, self._engine_live, self._engine_done, self._engine_events)
+        self.engine.bind(self._engine_live, self._engine_done, self._engine_events)
 
     def mark_interrupted(self) -> None:
         """At start-up: streams the last server left running (it was killed) are stopped, resumable."""
@@ -242,8 +241,8 @@ class StreamManager:
         if run is None:
             return
         run.stop_requested = True
-        if run.process is not None and run.process.is_alive():
-            run.process.terminate()  # SIGTERM: the engine drains and finishes its files
+        if not run.ended.is_set():
+            self.engine.stop(sid)  # the engine drains the stream and finishes its files
         run.done.wait(wait_s)
 
     def stop_all(self) -> None:
@@ -256,8 +255,6 @@ class StreamManager:
         from ..video.processor import StreamSettings
 
         row = self.store.stream(run.sid)
-        run.counter, run.stats = _Value(run.start_frame), _Snapshot()
-        run.process = _EngineHandle(self.engine, run)
         last, refreshed_at, live = run.start_frame, time.perf_counter(), row["kind"] != "file"
         # a resumed run replays the frames just before its resume point, uncounted (see RESUME_WARMUP_FRAMES)
         warmup = min(run.start_frame, RESUME_WARMUP_FRAMES)
@@ -326,17 +323,14 @@ class StreamManager:
         self._record_end(run, fields, last)
 
     # the engine client's callbacks (its reader thread)
-    def _engine_started(self, sid: int, description: str) -> None:
-        pass  # the stream shows "running" once its frames flow
-
     def _engine_live(self, sid: int, live: Live) -> None:
         run = self.runs.get(sid)
         if run is None or run.reported.is_set():
             return
-        run.stats.value = (live.stages, live.dropped)
+        run.stats = (live.stages, live.dropped)
         run.health = live.health
         if live.next_frame is not None:
-            run.counter.value = max(run.start_frame, live.next_frame)
+            run.next_frame = live.next_frame
 
     def _engine_events(self, sid: int, events: list[dict]) -> None:
         """A stream on Ray: its events up to its last finished frame (stored before that frame is counted)."""
@@ -348,7 +342,7 @@ class StreamManager:
         if run is None:
             return
         if end.get("next_frame") is not None:
-            run.counter.value = max(run.start_frame, end["next_frame"])
+            run.next_frame = end["next_frame"]
         run.end = end
         run.reported.set()
 
@@ -407,35 +401,6 @@ class StreamManager:
                 saved_at = time.perf_counter()
                 self.store.update_stream(run.sid, frames=frames, fps=run.fps)
             time.sleep(0.2)
-
-
-class _Value:
-    """What `Run.counter` is: the next frame index, set from the engine's reports."""
-
-    def __init__(self, value: int):
-        self.value = value
-
-
-class _Snapshot:
-    """What `Run.stats` is: the stage statistics of the engine's last report."""
-
-    value: tuple = ({}, 0)
-
-    def read(self) -> tuple:
-        return self.value
-
-
-class _EngineHandle:
-    """What `Run.process` is for a stream on the app's engine (stop() terminates it)."""
-
-    def __init__(self, engine: EngineClient, run: Run):
-        self.engine, self.run = engine, run
-
-    def is_alive(self) -> bool:
-        return not self.run.ended.is_set()
-
-    def terminate(self) -> None:
-        self.engine.stop(self.run.sid)
 
 
 def plates_dir(data_dir, sid: int) -> Path:

@@ -33,7 +33,6 @@ class RayEngines:
 
     def __init__(self, settings):
         self.s = settings
-        self.on_started: Callable = lambda key, text: None
         self.on_live: Callable = lambda key, live: None
         self.on_done: Callable = lambda key, end: None
         self.on_events: Callable = lambda key, events: None
@@ -49,8 +48,8 @@ class RayEngines:
     def pids(self) -> list[int]:
         return []  # nothing of the engines runs in this process
 
-    def bind(self, on_started: Callable, on_live: Callable, on_done: Callable, on_events: Callable) -> None:
-        self.on_started, self.on_live, self.on_done, self.on_events = on_started, on_live, on_done, on_events
+    def bind(self, on_live: Callable, on_done: Callable, on_events: Callable) -> None:
+        self.on_live, self.on_done, self.on_events = on_live, on_done, on_events
 
     def start(self, timeout_s: float = 600.0) -> dict[int, str]:
         """Place the engine actors and wait until their models are loaded; the model's class names."""
@@ -144,8 +143,6 @@ class RayEngines:
                 except Exception as e:  # the actor (or its node) is gone
                     self._lost(actor, message(e).splitlines()[0][:200])
                     continue
-                for key, text in reply["started"].items():
-                    self.on_started(key, text)
                 for key, events in reply["events"].items():  # stored before the progress that covers them
                     self.on_events(key, events)
                 for key, live in reply["live"].items():

@@ -181,7 +181,11 @@ class VideoEngine:
             stages.merge(p.stages)
         elif st.worker_stages is not None:
             stages.merge(st.worker_stages)
-        return stages, (self.board.dropped[sid] if self.board is not None else 0) + st.dropped_no_slot
+        return stages, self._dropped(st)
+
+    def _dropped(self, st: _Stream) -> int:
+        """A live stream's frames dropped so far: by its full queue, or for want of a free slot."""
+        return (self.board.dropped[st.sid] if self.board is not None else 0) + st.dropped_no_slot
 
     def health(self, sid: int) -> dict:
         """Stream `sid`'s source now: connected (a live source that is not reopening its connection),
@@ -193,7 +197,7 @@ class VideoEngine:
             "connected": bool(getattr(src, "connected", src is not None)) and st.part is None,
             "reconnects": int(getattr(src, "reconnects", 0)),
             "since_frame_s": None if last is None else round(time.perf_counter() - last, 2),
-            "dropped": self.live_stats(sid)[1],
+            "dropped": self._dropped(st),
         }
 
     # -- control --------------------------------------------------------------------------------
@@ -673,14 +677,12 @@ class VideoEngine:
                 # a file's frames wait for a free slot when every frame is written or read for plates; a
                 # preview never holds a frame back
                 wait = not src.live and (written or st.settings.ocr)
-                if self._wants_pixels(st) and not self._attach_pixels(st, item, not wait):
-                    if not written:
-                        pass  # pixels only to be shown or read: the frame goes on without them
-                    elif src.live:
-                        st.dropped_no_slot += 1
-                        continue
-                    else:
+                # a frame whose pixels are only to be shown or read goes on without them when no slot is free
+                if self._wants_pixels(st) and not self._attach_pixels(st, item, not wait) and written:
+                    if not src.live:
                         break  # stopped while waiting for a free slot
+                    st.dropped_no_slot += 1
+                    continue
                 if not board.put(st.sid, item, src.live, self._stop):
                     self._release(st, item)
                     break
@@ -903,7 +905,7 @@ class VideoEngine:
             "source": src.description if src is not None else "",
             "frames": frames,
             "source_frames": src.frame_count if src is not None else None,
-            "dropped_frames": self.board.dropped[st.sid] + st.dropped_no_slot,
+            "dropped_frames": self._dropped(st),
             "detections": part.get("detections", 0),
             "tracks": part.get("tracks", 0),
             "counts": part.get("counts", {}),

@@ -3,7 +3,7 @@ engine actors): streams named by the caller's keys, their sources opened here (a
 camera may take retries), their progress, stage times and health, and their ends, all as messages put
 on `replies` (a multiprocessing queue, or a plain one that a Ray actor's poll drains).
 
-Messages: ("started", key, description), ("stats", {key: Live}) twice a second,
+Messages: ("stats", {key: Live}) twice a second,
 ("engine", figures) twice a second, ("done", key, {"error", "frames", "fps", "next_frame"}).
 """
 
@@ -79,6 +79,30 @@ def nvdec_device(choice: str, detector) -> str | None:
             ) from None
         return None
     return str(dev)
+
+
+def start_service(detector_kwargs: dict, s, replies, plates_device: str | None = None) -> ServiceHost:
+    """The detector (every class, SHARED_MAX_DET boxes an image), a service VideoEngine on it with `s`'s engine
+    fields (batch, max_wait_ms, workers, max_streams, nvdec) and the ServiceHost that keeps its books;
+    `host.engine.run()` starts it."""
+    from ..detector import Detector
+    from .engine import EngineSettings, VideoEngine
+
+    det = Detector(**detector_kwargs, max_det=SHARED_MAX_DET, rect=False)
+    try:
+        host = ServiceHost(s, replies, nvdec_device(s.nvdec, det))
+    except BaseException:
+        det.close()
+        raise
+    es = EngineSettings(
+        batch=s.batch or (8 if det.backend.device.is_cuda else 1),
+        max_wait_ms=s.max_wait_ms,
+        workers=s.workers,
+        max_streams=s.max_streams,
+        plates_device=plates_device,
+    )
+    host.engine = VideoEngine(det, [], [], es, service=True, on_stream_done=host.stream_done)
+    return host
 
 
 class ServiceHost:
@@ -187,7 +211,6 @@ class ServiceHost:
         if early is not None:
             self._send_done(sid, key, early)
             return
-        self.replies.put(("started", key, src.description))
         if stop:
             self.engine.stop_stream(sid)
 
@@ -200,9 +223,10 @@ class ServiceHost:
         self._send_done(sid, key, summary)
 
     def _send_done(self, sid: int, key, summary: dict) -> None:
-        self.replies.put(("stats", {key: self.live(sid)}))
+        live = self.live(sid)
+        self.replies.put(("stats", {key: live}))
         end = {"error": summary["error"], "frames": summary["frames"], "fps": summary["fps"]}
-        end["next_frame"] = self.live(sid).next_frame
+        end["next_frame"] = live.next_frame
         self.replies.put(("done", key, end))
         with self.lock:
             self.sid_of.pop(key, None)

@@ -103,7 +103,7 @@ def run_video(args, n: int, gpu: bool) -> dict:
     if args.imgsz:
         cmd += ["--imgsz", str(args.imgsz)]
     if gpu:
-        cmd += ["--half", "--cuda-graph", "--nvdec"]
+        cmd += ["--half", "--nvdec", *([] if args.no_cuda_graph else ["--cuda-graph"])]
     with GpuMemory(gpu) as mem:
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     summary = json.loads((out / "s.json").read_text())
@@ -130,9 +130,10 @@ def run_serve(args, n: int, gpu: bool, realtime: bool = False) -> dict:
     if args.imgsz:
         cmd += ["--imgsz", str(args.imgsz)]
     if gpu:
-        cmd += ["--half", "--cuda-graph", "--nvdec", "on"]
+        cmd += ["--half", "--nvdec", "on", *([] if args.no_cuda_graph else ["--cuda-graph"])]
     cmd += args.serve_args.split()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = open(args.serve_log, "ab") if args.serve_log else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
     try:
         with GpuMemory(gpu) as mem, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
             deadline = time.time() + 600
@@ -171,6 +172,8 @@ def run_serve(args, n: int, gpu: bool, realtime: bool = False) -> dict:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=120)
         shutil.rmtree(data, ignore_errors=True)
+        if args.serve_log:
+            log.close()
     return {
         "fps": round((f1 - f0) / (t1 - t0), 1),
         "gpu_mib": mem.peak or None,
@@ -193,6 +196,8 @@ def main() -> None:
     ap.add_argument("--warmup-s", type=float, default=15.0)
     ap.add_argument("--realtime", type=int, help="only serve, with this many streams at the clip's frame rate")
     ap.add_argument("--serve-args", default="", help="more `serve` options, e.g. '--workers 1'")
+    ap.add_argument("--no-cuda-graph", action="store_true", help="on CUDA, without --cuda-graph")
+    ap.add_argument("--serve-log", type=Path, help="append serve's output (its log) to this file")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     gpu = args.device.startswith("cuda")

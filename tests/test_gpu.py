@@ -423,6 +423,59 @@ def test_a_service_engine_takes_nvdec_streams_while_it_runs(gpu_video_detector, 
     assert n == 300
 
 
+def test_a_service_engine_captures_its_cuda_graphs_before_its_decoders_start(yolov5n_pt, assets_root, tmp_path):
+    """CUDA graph captures fail while NVDEC decoders of the process decode (bench/capture_race.py shows
+    it). Six NVDEC streams join a service engine one after another, each while the others decode, so
+    the batch size keeps growing: every stream gets every frame, with no error, because every batch
+    size was captured in the engine's warm-up (before any decoder opened) and none after it."""
+    pytest.importorskip("PyNvVideoCodec")
+    import threading
+    import time
+
+    from yolo_accel.backends.pytorch import TorchOptions
+    from yolo_accel.video.engine import EngineSettings, VideoEngine
+    from yolo_accel.video.processor import StreamSettings
+    from yolo_accel.video.sources import open_source
+
+    clip = str(assets_root / "videos" / "highway_traffic_720p.mp4")
+    det = Detector(yolov5n_pt, device="cuda", half=True, rect=False, torch_options=TorchOptions(cuda_graph=True))
+    es = EngineSettings(batch=8, workers=1, max_streams=6, max_batch=64)
+    engine = VideoEngine(det, [], [], es, service=True)
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result.update(engine.run())
+        except BaseException as e:  # shown below, not lost in the thread
+            result["raised"] = repr(e)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    try:
+        assert engine.wait_started(300)
+        graphs = det.backend._graphs
+        assert graphs.frozen and sorted(s[0] for s in graphs.shapes) == [1, 2, 4, 8, 16, 32, 64]
+        sids = []
+        for i in range(6):
+            sids.append(
+                engine.add_stream(
+                    open_source(clip, nvdec_device="cuda", max_frames=700),
+                    StreamSettings(lines=[LINE], events=str(tmp_path / f"e{i}.jsonl")),
+                )
+            )
+            time.sleep(0.1)  # the next joins while these decode
+        summaries = [engine.wait_stream(sid, timeout_s=120) for sid in sids]
+    finally:
+        engine.stop("done")
+        runner.join(timeout=60)
+        det.close()
+    assert "raised" not in result, result["raised"]
+    assert result["error"] is None
+    assert [r["frames"] for r in summaries] == [700] * 6 and all(r["error"] is None for r in summaries)
+    assert result["batcher"]["mean_batch"] > 8  # batches held frames of several streams
+    assert len(graphs.shapes) == 7 and not graphs.eager_shapes
+
+
 def test_engine_writes_annotated_video_from_nvdec_frames(gpu_video_detector, assets_root, tmp_path):
     """NVDEC frames reach the workers through shared memory: every frame written, boxes drawn on them."""
     pytest.importorskip("PyNvVideoCodec")

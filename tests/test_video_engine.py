@@ -62,17 +62,19 @@ def reference(tmp_path_factory, video, detector):
 @pytest.mark.slow
 def test_engine_gives_the_sequential_events_for_every_stream(tmp_path, video, detector, reference):
     """Three streams at once, batched across streams, tracked in two worker processes: each stream's
-    events and counts equal the sequential path's exactly (same detections, same tracks)."""
+    events and counts equal the sequential path's exactly (same detections, same tracks); batches hold
+    frames of several streams, and no more than max_batch (here under 3 x batch)."""
     ref_summary, ref_events = reference
     settings = [StreamSettings(lines=[LINE], zones=[ZONE], events=str(tmp_path / f"e{i}.jsonl")) for i in range(3)]
     sources = [open_source(str(video), max_frames=300) for _ in range(3)]
-    es = EngineSettings(batch=4, workers=2, memory_interval_s=0.2)
+    es = EngineSettings(batch=4, workers=2, memory_interval_s=0.2, max_batch=6)
     result = VideoEngine(detector, sources, settings, es).run()
     assert result["workers"] == 2 and result["error"] is None
     # the memory curve covers the run only: every sample has the workers in it (none after they stop)
     samples = result["memory"]["samples"]
     assert len(samples) >= 3 and all(s[2] > 0 for s in samples)
     assert result["batcher"]["frames"] == 900 and result["batcher"]["mean_batch"] > 1  # batches span streams
+    assert 4 < result["batcher"]["largest_batch"] <= 6
     for i, r in enumerate(result["streams"]):
         assert r["frames"] == 300 and r["dropped_frames"] == 0
         assert r["counts"] == ref_summary["counts"]

@@ -43,11 +43,28 @@ class CudaGraphs:
         self._warmup = warmup
         self._graphs: dict[tuple, tuple] = {}
         self.capture_seconds = 0.0
+        self.frozen = False
+        self.eager_shapes: set[tuple] = set()
+
+    def freeze(self) -> None:
+        """Capture no more graphs: a shape first seen from now on runs eagerly.
+
+        A capture fails ("operation failed due to a previous error during capture"), even in
+        thread-local capture mode, while another thread of the process opens, rewinds or closes an
+        NVDEC decoder, as a serve engine does whenever a camera joins or a file loops (PyNvVideoCodec
+        does part of that work in threads of its own: a lock around our calls into it did not stop the
+        failures). So an engine captures every batch size it will use before its decoders open, then
+        freezes.
+        """
+        self.frozen = True
 
     def __call__(self, x):
         key = (tuple(x.shape), x.dtype, x.device)
         entry = self._graphs.get(key)
         if entry is None:
+            if self.frozen:
+                self.eager_shapes.add(key[0])
+                return self._fn(x)
             entry = self._graphs[key] = self._capture(x)
         graph, static_in, static_out, _ = entry
         static_in.copy_(x)

@@ -81,6 +81,7 @@ class _TorchRunner(Backend):
         self.device, self.half = device, half
         self._dev = torch.device(str(device))
         self._graphs = None
+        self._graphs_frozen = False
         self._setup_s: dict[str, float] = {}
         self._first_calls: set[tuple] = set()
 
@@ -133,6 +134,8 @@ class _TorchRunner(Backend):
                     self._graphs = CudaGraphs(
                         self._raw, keep_alive=lambda: module_tensors(getattr(self, "module", None))
                     )
+                    if self._graphs_frozen:
+                        self._graphs.freeze()
                 y = self._graphs(x)
             else:
                 y = self._raw(x)
@@ -141,6 +144,12 @@ class _TorchRunner(Backend):
             self.synchronize()
             self._setup_s[f"first_call_{'x'.join(map(str, key[0]))}"] = time.perf_counter() - t0
         return y
+
+    def freeze_graphs(self) -> None:
+        """With --cuda-graph: capture no more graphs; shapes not captured yet run eagerly (CudaGraphs.freeze)."""
+        self._graphs_frozen = True
+        if self._graphs is not None:
+            self._graphs.freeze()
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         x = self._torch.from_numpy(np.ascontiguousarray(batch))

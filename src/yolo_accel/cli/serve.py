@@ -135,7 +135,16 @@ def serve_cmd(
             "--workers", min=0, help="Processes that track, count and draw the streams (default: cores - 2, 1 to 8)."
         ),
     ] = None,
-    max_streams: Annotated[int, typer.Option("--max-streams", min=1, max=256, help="Streams running at once.")] = 64,
+    max_streams: Annotated[
+        int,
+        typer.Option(
+            "--max-streams",
+            min=1,
+            max=256,
+            help="Streams running at once (with --cuda-graph it also bounds the batch sizes captured at start:"
+            " up to --batch x this, at most 128).",
+        ),
+    ] = 64,
     reconnect_retries: Annotated[
         int,
         typer.Option(

@@ -58,6 +58,8 @@ class EngineSettings:
     duration_s: float | None = None  # stop after this long (a planned end, not an interruption)
     memory_interval_s: float = 1.0  # memory and utilisation samples
     max_streams: int = 64  # a service engine: the most streams open at once (sizes its workers' slot queues)
+    max_batch: int = 128  # frames in one detector batch at most (a batch takes up to `batch` of each stream)
+    warmup_size: tuple[int, int] = (1280, 720)  # a service engine's warm-up frames (it has no stream yet)
     plates_device: str | None = None  # a service engine: start the plate reader now (streams added later read plates)
 
     def worker_count(self, n_streams: int) -> int:
@@ -150,7 +152,7 @@ class VideoEngine:
         self._interrupts = 0
         self.stop_reason: str | None = None
         self._fatal: BaseException | None = None
-        self.batches = self.batched_frames = 0
+        self.batches = self.batched_frames = self.largest_batch = 0
         self.launch_busy_s = self.finish_busy_s = 0.0
         self._lock = threading.Lock()
         self._collect_done = threading.Event()
@@ -374,28 +376,41 @@ class VideoEngine:
             signal.signal(signal.SIGTERM, old_term)
             signal.signal(signal.SIGINT, old_int)
 
+    def _max_batch(self, n_streams: int) -> int:
+        return max(1, min(self.es.max_batch, self.es.batch * max(1, n_streams)))
+
     def _warmup(self, live: list[_Stream]) -> float:
         """Run the detector once per batch shape it will see, before the clock starts: CUDA graphs are
         captured (and --compile compiles) per power-of-two batch size, seconds that are not the
-        stream's. Frames of the first stream's size, on the device where its decoder puts them."""
+        stream's. Frames of the first stream's size, on the device where its decoder puts them; a service
+        engine (no stream yet) warms up on `warmup_size` frames for up to `max_streams` streams. Then
+        graphs are frozen: a capture while decoders decode would fail (CudaGraphs.freeze)."""
         live = [st for st in live if not st.stopped]
-        if not live or min(live[0].source.size) <= 0:
+        if self.service:
+            size, on_device, n_streams = self.es.warmup_size, False, self.es.max_streams
+        elif live and min(live[0].source.size) > 0:
+            size, on_device, n_streams = live[0].source.size, getattr(live[0].source, "on_device", False), len(live)
+        else:
             return 0.0
         t0 = time.perf_counter()
-        w, h = live[0].source.size
-        max_total = self.es.batch * len(live)
+        w, h = size
+        max_total = self._max_batch(n_streams)
         sizes = [1]
         if getattr(self.detector, "gpu_ops", False):
             while sizes[-1] < max_total:
                 sizes.append(min(2 * sizes[-1], max_total))
-        if getattr(live[0].source, "on_device", False):
+        if on_device:
             import torch
 
             frame = torch.zeros((h, w, 3), dtype=torch.uint8, device=str(self.detector.backend.device))
         else:
             frame = np.zeros((h, w, 3), np.uint8)
-        for n in sizes:
-            self.detector.detect_batch([frame] * n)
+        if not self.service or getattr(self.detector, "gpu_ops", False):  # a CPU service warms up on its first batch
+            for n in sizes:
+                self.detector.detect_batch([frame] * n)
+        freeze = getattr(self.detector.backend, "freeze_graphs", None)
+        if freeze is not None:
+            freeze()
         return time.perf_counter() - t0
 
     def _gpu_index(self) -> int | None:
@@ -761,7 +776,7 @@ class VideoEngine:
             while True:
                 if self.service:  # its streams come and go: a batch holds up to `batch` frames of each open one
                     n_live = max(1, sum(st.part is None for st in self.streams))
-                got = self.board.take(es.batch * n_live, per_stream, wait_s)
+                got = self.board.take(self._max_batch(n_live), per_stream, wait_s)
                 if got is None:
                     break
                 batch, finished = got
@@ -834,6 +849,7 @@ class VideoEngine:
             dets, per = self.detector.finish(result, arrays=True)
         self.batches += 1
         self.batched_frames += len(keep)
+        self.largest_batch = max(self.largest_batch, len(keep))
         streams = self.streams
         messages: dict[int, list] = {}
         for (sid, it), d in zip(keep, dets):
@@ -869,7 +885,8 @@ class VideoEngine:
                 "batches": self.batches,
                 "frames": self.batched_frames,
                 "mean_batch": round(self.batched_frames / self.batches, 2) if self.batches else 0.0,
-                "max_batch": self.es.batch * max(1, len(self._active())),
+                "max_batch": self._max_batch(len(self._active())),
+                "largest_batch": self.largest_batch,
                 "max_wait_ms": self.es.max_wait_ms,
             },
             "workers": self.n_workers,

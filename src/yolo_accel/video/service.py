@@ -169,6 +169,8 @@ class ServiceHost:
         from ..video.sources import open_source
 
         s = self.s
+        # no decoder opens before the engine's warm-up has captured its CUDA graphs (CudaGraphs.freeze)
+        self.engine.wait_started(300)
         try:
             if self.decoder is not None:
                 import torch

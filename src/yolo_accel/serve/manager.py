@@ -30,6 +30,9 @@ RESUME_WARMUP_FRAMES = 75
 # A camera (URL) stream whose frames stop for this long is shown as "reconnecting" until they come again:
 # its source is reopening a dropped connection, and the page should not show a frozen "running".
 STALL_S = 5.0
+# how often a stream's events file is read for new crossings: half of it is, on average, the wait from a
+# crossing written to the crossing stored (and sent to the page)
+TAIL_EVERY_S = 0.05
 _PER_STAGE = 2 + len(BUCKETS_MS)  # count, total ms, cumulative buckets
 
 
@@ -381,26 +384,28 @@ class StreamManager:
         how far the stream got. That point is read before the file: the stream's process writes a frame's
         events before it counts the frame, so every event before the stored point is committed by then
         (a resume after a crash neither loses nor repeats one)."""
-        offset, buf, saved_at = 0, "", time.perf_counter()
-        while True:
-            finished = run.ended.is_set()
-            frames = run.frames
-            if run.events_path.is_file():
-                with open(run.events_path, encoding="utf-8") as f:
-                    f.seek(offset)
-                    chunk = f.read()
-                    offset = f.tell()
-                buf += chunk
-                *lines, buf = buf.split("\n")
-                events = [json.loads(x) for x in lines if x.strip()]
-                if events:
-                    self.on_events(run.sid, self.store.add_events(run.sid, events))
-            if finished:
-                return
-            if time.perf_counter() - saved_at > 2.0:
-                saved_at = time.perf_counter()
-                self.store.update_stream(run.sid, frames=frames, fps=run.fps)
-            time.sleep(0.2)
+        buf, saved_at, f = "", time.perf_counter(), None
+        try:
+            while True:
+                finished = run.ended.is_set()
+                frames = run.frames
+                if f is None and run.events_path.is_file():
+                    f = open(run.events_path, encoding="utf-8")  # noqa: SIM115 - closed below
+                if f is not None:
+                    buf += f.read()
+                    *lines, buf = buf.split("\n")
+                    events = [json.loads(x) for x in lines if x.strip()]
+                    if events:
+                        self.on_events(run.sid, self.store.add_events(run.sid, events))
+                if finished:
+                    return
+                if time.perf_counter() - saved_at > 2.0:
+                    saved_at = time.perf_counter()
+                    self.store.update_stream(run.sid, frames=frames, fps=run.fps)
+                time.sleep(TAIL_EVERY_S)
+        finally:
+            if f is not None:
+                f.close()
 
 
 def plates_dir(data_dir, sid: int) -> Path:

@@ -542,3 +542,58 @@ def test_a_service_host_runs_a_key_again_after_a_stop_that_came_too_late(video, 
     finally:
         engine.stop("done")
         runner.join(timeout=60)
+
+
+def test_a_capped_batch_serves_the_streams_it_left_out_first_next_time():
+    """Four streams with full queues, batches of at most 4 frames (2 a stream): two streams a batch,
+    and the two left out lead the next batch, so every stream is served every other batch."""
+    import threading
+
+    from yolo_accel.video.board import FrameBoard
+
+    board = FrameBoard(4, capacity=16)
+    stop = threading.Event()
+    for sid in range(4):
+        for i in range(16):
+            assert board.put(sid, (sid, i), live=False, stop=stop)
+    served = []
+    for _ in range(4):
+        batch, _ = board.take(4, 2, 0.0)
+        served.append(sorted({sid for sid, _ in batch}))
+    assert served == [[0, 1], [2, 3], [0, 1], [2, 3]]
+
+
+def test_a_service_engine_whose_start_up_fails_says_so_at_once(yolov5n_pt, monkeypatch):
+    """A service engine whose detector fails in the warm-up (as a GPU that runs out of memory while
+    CUDA graphs are captured): `wait_started` answers False as soon as `run()` has given up (not after
+    its timeout), and `run()` raises the detector's error."""
+    import threading
+
+    from yolo_accel import Detector
+
+    det = Detector(yolov5n_pt, rect=False, imgsz=320)
+    # the warm-up of a GPU detector with CUDA graphs, whose first batch fails
+    monkeypatch.setattr(det, "gpu_ops", True, raising=False)
+    monkeypatch.setattr(type(det.backend), "prefers_fixed_shape", property(lambda self: True))
+
+    def broken(frames):
+        raise RuntimeError("the device is gone")
+
+    monkeypatch.setattr(det, "detect_batch", broken)
+    engine = VideoEngine(det, [], [], EngineSettings(batch=2, workers=0, max_streams=2), service=True)
+    raised = []
+
+    def run():
+        try:
+            engine.run()
+        except RuntimeError as e:
+            raised.append(str(e))
+
+    t = threading.Thread(target=run)
+    t0 = time.perf_counter()
+    t.start()
+    started = engine.wait_started(60)
+    waited = time.perf_counter() - t0
+    t.join(timeout=30)
+    det.close()
+    assert not started and waited < 20 and raised == ["the device is gone"]

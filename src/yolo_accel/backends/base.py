@@ -28,6 +28,11 @@ class Backend(ABC):
         return self.info.batch
 
     @property
+    def max_batch_size(self) -> int | None:
+        """The largest batch one call takes, or None when any size works (a fixed batch size is split)."""
+        return None
+
+    @property
     def input_hw(self) -> tuple[int, int] | None:
         """Fixed input (height, width) of the artifact, or None when it accepts any stride multiple."""
         return None if self.info.dynamic_hw else self.info.imgsz

@@ -323,8 +323,12 @@ class CompiledBackend(_TorchRunner):
                 f"{'add' if self.info.half else 'leave out'} --half"
             )
 
+    @property
+    def max_batch_size(self) -> int | None:
+        return int(self.info.metadata.get("max_batch", 0)) or None
+
     def _raw(self, x):
-        limit = int(self.info.metadata.get("max_batch", 0)) or None
+        limit = self.max_batch_size
         if limit and x.shape[0] > limit:
             raise SettingsError(
                 f"{self.info.path.name} takes batches of 1..{limit}; use --batch {limit} or less, or export "

@@ -72,6 +72,11 @@ class TensorRTBackend(Backend):
         return lo if lo == hi else None
 
     @property
+    def max_batch_size(self) -> int | None:
+        lo, hi = self.batch_range
+        return None if lo == hi else hi
+
+    @property
     def device_io(self) -> bool:
         return True
 

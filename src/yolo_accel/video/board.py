@@ -116,6 +116,7 @@ class FrameBoard:
                 self._cond.wait(left)
             batch: list[tuple[int, object]] = []
             n = len(self._queues)
+            last = self._next
             for k in range(n):
                 sid = (self._next + k) % n
                 q = self._queues[sid]
@@ -124,7 +125,10 @@ class FrameBoard:
                     batch.append((sid, q.popleft()))
                 if take:
                     self._room[sid].notify()
-            self._next = (self._next + 1) % n
+                    last = sid
+            # the next batch starts after the last stream served: when `max_total` leaves streams out, the
+            # ones left out come first next time (not one step along, which served the same ones again)
+            self._next = (last + 1) % n
             finished = self._finished()
             for sid in finished:
                 self._reported[sid] = True

@@ -163,6 +163,7 @@ class VideoEngine:
         self.last_done: dict[int, int] = {}
         self._add_lock = threading.RLock()  # also taken by stop(), which a signal handler of this thread may call
         self._running = threading.Event()  # workers started, detect loop running: streams can be added
+        self._ended = threading.Event()  # run() has returned or raised (a failed start-up included)
         self._decode_threads: list[threading.Thread] = []
         self._slot_pool: dict = {}  # a service's free-slot queues by key, one per open annotating stream
         self._dead_workers: set[int] = set()
@@ -219,7 +220,7 @@ class VideoEngine:
         with that error."""
         if not self.service:
             raise RuntimeError("add_stream needs VideoEngine(..., service=True)")
-        if not self._running.wait(timeout_s):
+        if not self.wait_started(timeout_s):
             raise RuntimeError("the engine did not start")
         if settings.ocr and self._plate_reader is None:
             raise YoloAccelError("plates in a service engine: start it with a stream that reads plates")
@@ -255,8 +256,13 @@ class VideoEngine:
         return sid
 
     def wait_started(self, timeout_s: float | None = None) -> bool:
-        """Whether `run()` has started the workers and the detect loop (streams can be added) within `timeout_s`."""
-        return self._running.wait(timeout_s)
+        """Whether `run()` has started the workers and the detect loop (streams can be added) within `timeout_s`;
+        False at once when `run()` ended without (its start-up failed: `run()` raised that)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not self._running.wait(0.1):
+            if self._ended.is_set() or (deadline is not None and time.monotonic() > deadline):
+                return self._running.is_set()
+        return True
 
     def stop_stream(self, sid: int) -> None:
         """Stop reading stream `sid`; what it read still goes through every stage and its files are finished
@@ -286,6 +292,7 @@ class VideoEngine:
         try:
             return self._run(live)
         finally:  # also after Ctrl-C during start-up: no worker, segment or decoder left behind
+            self._ended.set()
             self._stop.set()
             for p in self._procs:
                 if p.is_alive():
@@ -377,17 +384,30 @@ class VideoEngine:
             signal.signal(signal.SIGINT, old_int)
 
     def _max_batch(self, n_streams: int) -> int:
-        return max(1, min(self.es.max_batch, self.es.batch * max(1, n_streams)))
+        """Frames in one batch at most with `n_streams` open: `batch` of each, at most `max_batch` (a service:
+        of at most `max_streams` streams, the most its warm-up prepared for), at most what the backend takes."""
+        if self.service:
+            n_streams = min(n_streams, self.es.max_streams)
+        limit = getattr(self.detector.backend, "max_batch_size", None) or self.es.max_batch
+        return max(1, min(self.es.max_batch, limit, self.es.batch * max(1, n_streams)))
 
     def _warmup(self, live: list[_Stream]) -> float:
-        """Run the detector once per batch shape it will see, before the clock starts: CUDA graphs are
-        captured (and --compile compiles) per power-of-two batch size, seconds that are not the
-        stream's. Frames of the first stream's size, on the device where its decoder puts them; a service
-        engine (no stream yet) warms up on `warmup_size` frames for up to `max_streams` streams. Then
-        graphs are frozen: a capture while decoders decode would fail (CudaGraphs.freeze)."""
+        """Run the detector once per batch shape it will see, before the clock starts: on the GPU pipeline
+        every power-of-two batch size up to the largest batch (CUDA graphs are captured and --compile
+        compiles per shape, ONNX Runtime's cuDNN searches: seconds that are not the streams'), elsewhere
+        one batch of one frame. Frames of the first stream's size, on the device where its decoder puts
+        them. Then CUDA graphs are frozen: a capture while NVDEC decoders open or rewind fails
+        (CudaGraphs.freeze). A service engine (no stream yet) warms up only when it has graphs or
+        --compile to prepare, on `warmup_size` device frames for up to `max_streams` streams.
+        """
         live = [st for st in live if not st.stopped]
+        backend = self.detector.backend
+        ladder = getattr(self.detector, "gpu_ops", False)
+        freezable = ladder and hasattr(backend, "freeze_graphs") and getattr(backend, "prefers_fixed_shape", False)
         if self.service:
-            size, on_device, n_streams = self.es.warmup_size, False, self.es.max_streams
+            if not freezable:
+                return 0.0
+            size, on_device, n_streams = self.es.warmup_size, True, self.es.max_streams
         elif live and min(live[0].source.size) > 0:
             size, on_device, n_streams = live[0].source.size, getattr(live[0].source, "on_device", False), len(live)
         else:
@@ -396,21 +416,19 @@ class VideoEngine:
         w, h = size
         max_total = self._max_batch(n_streams)
         sizes = [1]
-        if getattr(self.detector, "gpu_ops", False):
+        if ladder:
             while sizes[-1] < max_total:
                 sizes.append(min(2 * sizes[-1], max_total))
         if on_device:
             import torch
 
-            frame = torch.zeros((h, w, 3), dtype=torch.uint8, device=str(self.detector.backend.device))
+            frame = torch.zeros((h, w, 3), dtype=torch.uint8, device=str(backend.device))
         else:
             frame = np.zeros((h, w, 3), np.uint8)
-        if not self.service or getattr(self.detector, "gpu_ops", False):  # a CPU service warms up on its first batch
-            for n in sizes:
-                self.detector.detect_batch([frame] * n)
-        freeze = getattr(self.detector.backend, "freeze_graphs", None)
-        if freeze is not None:
-            freeze()
+        for n in sizes:
+            self.detector.detect_batch([frame] * n)
+        if freezable:
+            backend.freeze_graphs()
         return time.perf_counter() - t0
 
     def _gpu_index(self) -> int | None:

@@ -22,6 +22,8 @@ BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)  # the stage
 # classes and its own --max-det (StreamSettings.classes, max_det): what a detector of its own would keep.
 SHARED_MAX_DET = 300
 STATS_EVERY_S = 0.5
+# the engine's start: its workers, and with --cuda-graph or --compile a capture or compilation per batch size
+STARTUP_S = 1800.0
 
 
 @dataclass
@@ -121,7 +123,7 @@ class ServiceHost:
         self.closed = threading.Event()
 
     def say_ready(self) -> None:
-        if self.engine.wait_started(300):
+        if self.engine.wait_started(STARTUP_S):
             self.replies.put(("ready", None, dict(self.engine.detector.names)))
         else:
             self.replies.put(("ready", "the engine's workers did not start"))
@@ -170,7 +172,9 @@ class ServiceHost:
 
         s = self.s
         # no decoder opens before the engine's warm-up has captured its CUDA graphs (CudaGraphs.freeze)
-        self.engine.wait_started(300)
+        if not self.engine.wait_started(STARTUP_S):
+            self.replies.put(("done", key, {"error": "the engine did not start"}))
+            return
         try:
             if self.decoder is not None:
                 import torch

@@ -317,6 +317,23 @@ def gpu_video_detector(yolov5n_pt):
         yield det
 
 
+def _run_in_thread(engine):
+    """Start a service engine's run() in a thread; its summary (or what it raised) lands in the dict."""
+    import threading
+
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result.update(engine.run())
+        except BaseException as e:  # shown by the test, not lost in the thread
+            result["raised"] = repr(e)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    return runner, result
+
+
 def _events(path):
     import json
 
@@ -359,7 +376,6 @@ def test_a_service_engine_takes_nvdec_streams_while_it_runs(gpu_video_detector, 
     """The engine as a service on the GPU: NVDEC streams added while others run (one annotated to MP4
     through the workers' slot pool) get every frame and the sequential path's events."""
     pytest.importorskip("PyNvVideoCodec")
-    import threading
     import time
 
     import cv2
@@ -377,16 +393,7 @@ def test_a_service_engine_takes_nvdec_streams_while_it_runs(gpu_video_detector, 
     )
     ref_events = _events(tmp_path / "ref.jsonl")
     engine = VideoEngine(det, [], [], EngineSettings(batch=8, workers=2), service=True)
-    result: dict = {}
-
-    def run() -> None:
-        try:
-            result.update(engine.run())
-        except BaseException as e:  # shown below, not lost in the thread
-            result["raised"] = repr(e)
-
-    runner = threading.Thread(target=run)
-    runner.start()
+    runner, result = _run_in_thread(engine)
     try:
         sids = [
             engine.add_stream(
@@ -429,7 +436,6 @@ def test_a_service_engine_captures_its_cuda_graphs_before_its_decoders_start(yol
     the batch size keeps growing: every stream gets every frame, with no error, because every batch
     size was captured in the engine's warm-up (before any decoder opened) and none after it."""
     pytest.importorskip("PyNvVideoCodec")
-    import threading
     import time
 
     from yolo_accel.backends.pytorch import TorchOptions
@@ -441,16 +447,7 @@ def test_a_service_engine_captures_its_cuda_graphs_before_its_decoders_start(yol
     det = Detector(yolov5n_pt, device="cuda", half=True, rect=False, torch_options=TorchOptions(cuda_graph=True))
     es = EngineSettings(batch=8, workers=1, max_streams=6, max_batch=64)
     engine = VideoEngine(det, [], [], es, service=True)
-    result: dict = {}
-
-    def run() -> None:
-        try:
-            result.update(engine.run())
-        except BaseException as e:  # shown below, not lost in the thread
-            result["raised"] = repr(e)
-
-    runner = threading.Thread(target=run)
-    runner.start()
+    runner, result = _run_in_thread(engine)
     try:
         assert engine.wait_started(300)
         graphs = det.backend._graphs

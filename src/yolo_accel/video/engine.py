@@ -293,6 +293,7 @@ class VideoEngine:
             return self._run(live)
         finally:  # also after Ctrl-C during start-up: no worker, segment or decoder left behind
             self._ended.set()
+            self._collect_done.set()
             self._stop.set()
             for p in self._procs:
                 if p.is_alive():
@@ -464,7 +465,13 @@ class VideoEngine:
             import multiprocessing as mp
 
             ctx = mp.get_context("spawn")  # the parent holds CUDA: forking it is not safe
-            self._outbox = ctx.Queue()
+            # one queue from each worker, merged here by a thread each: a worker killed while it writes
+            # holds its queue's lock (or leaves half a message) for good, and a queue shared by all
+            # workers then took every other worker's messages with it
+            self._outbox = queue.Queue()
+            outboxes = [ctx.Queue() for _ in range(self.n_workers)]
+            for w, q in enumerate(outboxes):
+                threading.Thread(target=self._forward, args=(q,), name=f"from-worker{w}", daemon=True).start()
             self._inboxes = [ctx.Queue(maxsize=64) for _ in range(self.n_workers)]
             free: list[dict] = [{} for _ in range(self.n_workers)]
             for st in live:
@@ -481,7 +488,7 @@ class VideoEngine:
                 for w in range(self.n_workers):
                     free[w].update(self._slot_pool)
             for w in range(self.n_workers):
-                args = (self._inboxes[w], self._outbox, os.getpid(), free[w], link(w))
+                args = (self._inboxes[w], outboxes[w], os.getpid(), free[w], link(w))
                 p = ctx.Process(target=process_main, args=args, name=f"yolo-accel-worker{w}")
                 p.daemon = True
                 p.start()
@@ -513,6 +520,17 @@ class VideoEngine:
                 waiting.discard(msg[1])
                 if msg[2]:
                     self._abandon(self.streams[msg[1]], msg[2])
+
+    def _forward(self, q) -> None:
+        """One worker's messages into the engine's outbox, until the engine is done with its workers."""
+        while not self._collect_done.is_set():
+            try:
+                msg = q.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            except Exception:  # a worker killed in the middle of a message: nothing more comes from it
+                return
+            self._outbox.put(msg)
 
     def _make_slots(self, st: _Stream, ctx, key: int | None = None) -> None:
         """Shared-memory frames for an annotating stream; `key`: a free-slot queue of the service's pool

@@ -466,8 +466,8 @@ class VideoEngine:
 
             ctx = mp.get_context("spawn")  # the parent holds CUDA: forking it is not safe
             # one queue from each worker, merged here by a thread each: a worker killed while it writes
-            # holds its queue's lock (or leaves half a message) for good, and a queue shared by all
-            # workers then took every other worker's messages with it
+            # can keep its queue's lock (or leave half a message) for good, which in a queue shared by
+            # all workers would stop every other worker's messages too
             self._outbox = queue.Queue()
             outboxes = [ctx.Queue() for _ in range(self.n_workers)]
             for w, q in enumerate(outboxes):

@@ -422,7 +422,9 @@ def test_a_killed_engine_worker_fails_its_stream_in_one_line_and_the_others_run_
             assert time.time() < deadline, rows
             time.sleep(0.3)
         failed = [r for r in rows if r["status"] == "failed"]
-        (alive,) = [r for r in rows if r["status"] != "failed"]
+        running = [r for r in rows if r["status"] != "failed"]
+        assert len(running) == 1, [(r["status"], r["error"]) for r in rows]  # the other worker's stream runs on
+        (alive,) = running
         assert len(failed) == 1 and failed[0]["error"].startswith("its worker process exited"), failed
         time.sleep(2.0)
         later = c.get(f"/api/streams/{alive['id']}").json()

@@ -597,3 +597,4 @@ def test_a_service_engine_whose_start_up_fails_says_so_at_once(yolov5n_pt, monke
     t.join(timeout=30)
     det.close()
     assert not started and waited < 20 and raised == ["the device is gone"]
+    assert str(engine.failure) == "the device is gone"  # what a caller of wait_started reports

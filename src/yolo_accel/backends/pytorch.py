@@ -81,7 +81,6 @@ class _TorchRunner(Backend):
         self.device, self.half = device, half
         self._dev = torch.device(str(device))
         self._graphs = None
-        self._graphs_frozen = False
         self._setup_s: dict[str, float] = {}
         self._first_calls: set[tuple] = set()
 
@@ -128,15 +127,7 @@ class _TorchRunner(Backend):
         t0 = time.perf_counter()
         with torch.inference_mode():
             if self.options.cuda_graph:
-                if self._graphs is None:
-                    from .cuda_graph import CudaGraphs, module_tensors
-
-                    self._graphs = CudaGraphs(
-                        self._raw, keep_alive=lambda: module_tensors(getattr(self, "module", None))
-                    )
-                    if self._graphs_frozen:
-                        self._graphs.freeze()
-                y = self._graphs(x)
+                y = self._cuda_graphs()(x)
             else:
                 y = self._raw(x)
         if first:  # compilation (torch.compile) and graph capture happen on a shape's first call
@@ -145,11 +136,17 @@ class _TorchRunner(Backend):
             self._setup_s[f"first_call_{'x'.join(map(str, key[0]))}"] = time.perf_counter() - t0
         return y
 
+    def _cuda_graphs(self):
+        if self._graphs is None:
+            from .cuda_graph import CudaGraphs, module_tensors
+
+            self._graphs = CudaGraphs(self._raw, keep_alive=lambda: module_tensors(getattr(self, "module", None)))
+        return self._graphs
+
     def freeze_graphs(self) -> None:
         """With --cuda-graph: capture no more graphs; shapes not captured yet run eagerly (CudaGraphs.freeze)."""
-        self._graphs_frozen = True
-        if self._graphs is not None:
-            self._graphs.freeze()
+        if self.options.cuda_graph:
+            self._cuda_graphs().freeze()
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         x = self._torch.from_numpy(np.ascontiguousarray(batch))

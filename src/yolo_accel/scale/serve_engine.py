@@ -58,20 +58,12 @@ class ServeEngineWorker:
         self.detector = self.engine.detector
         self.streams: dict = {}
         self._lock = threading.Lock()
-        self._failure: list[str] = []
-        self._runner = threading.Thread(target=self._run, name="engine", daemon=True)
+        self._runner = threading.Thread(target=self.engine.run, name="engine", daemon=True)
         self._runner.start()
         threading.Thread(target=self.host.send_stats, name="stats", daemon=True).start()
         if not self.engine.wait_started(STARTUP_S):
-            self._runner.join(timeout=10)  # its start-up failed: the reason is noted as run() leaves
-            raise RuntimeError(f"the engine did not start: {self._failure[0] if self._failure else 'timed out'}")
-
-    def _run(self) -> None:
-        try:
-            self.engine.run()
-        except BaseException as e:  # its start-up failed: what __init__ reports
-            self._failure.append(message(e))
-            raise
+            why = message(self.engine.failure) if self.engine.failure is not None else "timed out"
+            raise RuntimeError(f"the engine did not start: {why}")
 
     def where(self) -> dict:
         return {"host": socket.gethostname(), "pid": os.getpid(), "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}

@@ -164,6 +164,7 @@ class VideoEngine:
         self._add_lock = threading.RLock()  # also taken by stop(), which a signal handler of this thread may call
         self._running = threading.Event()  # workers started, detect loop running: streams can be added
         self._ended = threading.Event()  # run() has returned or raised (a failed start-up included)
+        self.failure: BaseException | None = None  # what run() raised, if it did
         self._decode_threads: list[threading.Thread] = []
         self._slot_pool: dict = {}  # a service's free-slot queues by key, one per open annotating stream
         self._dead_workers: set[int] = set()
@@ -257,7 +258,7 @@ class VideoEngine:
 
     def wait_started(self, timeout_s: float | None = None) -> bool:
         """Whether `run()` has started the workers and the detect loop (streams can be added) within `timeout_s`;
-        False at once when `run()` ended without (its start-up failed: `run()` raised that)."""
+        False at once when `run()` ended without (its start-up failed: `failure` holds what it raised)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while not self._running.wait(0.1):
             if self._ended.is_set() or (deadline is not None and time.monotonic() > deadline):
@@ -291,6 +292,9 @@ class VideoEngine:
         self._procs, self._inboxes = [], []
         try:
             return self._run(live)
+        except BaseException as e:
+            self.failure = e  # before _ended: a caller of wait_started can say why
+            raise
         finally:  # also after Ctrl-C during start-up: no worker, segment or decoder left behind
             self._ended.set()
             self._collect_done.set()
@@ -389,8 +393,8 @@ class VideoEngine:
         of at most `max_streams` streams, the most its warm-up prepared for), at most what the backend takes."""
         if self.service:
             n_streams = min(n_streams, self.es.max_streams)
-        limit = getattr(self.detector.backend, "max_batch_size", None) or self.es.max_batch
-        return max(1, min(self.es.max_batch, limit, self.es.batch * max(1, n_streams)))
+        limit = min(self.es.max_batch, self.detector.backend.max_batch_size or self.es.max_batch)
+        return max(1, min(limit, self.es.batch * max(1, n_streams)))
 
     def _warmup(self, live: list[_Stream]) -> float:
         """Run the detector once per batch shape it will see, before the clock starts: on the GPU pipeline
@@ -404,7 +408,7 @@ class VideoEngine:
         live = [st for st in live if not st.stopped]
         backend = self.detector.backend
         ladder = getattr(self.detector, "gpu_ops", False)
-        freezable = ladder and hasattr(backend, "freeze_graphs") and getattr(backend, "prefers_fixed_shape", False)
+        freezable = ladder and hasattr(backend, "freeze_graphs") and backend.prefers_fixed_shape
         if self.service:
             if not freezable:
                 return 0.0

@@ -9,8 +9,9 @@ On CUDA both run YOLOv5n FP16 with CUDA graphs and NVDEC (`--half --cuda-graph`,
 `video`: `yolo-accel video CLIP x N --loop --duration S` (its FPS over the run, which starts after its
 warm-up). `serve`: `yolo-accel serve` in a child process with CLIP in its data folder, N looping streams
 added through the API; its FPS is the growth of the streams' frame counts (GET /api/streams) over S
-seconds, measured after --warmup-s (the engine's CUDA graphs are captured as batch sizes first come).
-GPU memory: the GPU's used memory (nvidia-smi; only these processes use the GPU), peak over each run.
+seconds, measured after --warmup-s (the engine captures its CUDA graphs when it starts).
+GPU memory: the GPU's used memory (nvidia-smi; only these processes use the GPU), peak over each run,
+and each process's memory at that peak (`gpu_mib_per_process`).
 
     python bench/serve_engine.py CLIP --realtime 64 --seconds 20 --json OUT.json
 
@@ -47,22 +48,25 @@ def free_port() -> int:
 
 
 class GpuMemory:
-    """Peak used GPU memory (MiB) while running, sampled twice a second."""
+    """Peak used GPU memory (MiB) while running, sampled twice a second, and each process's share then."""
 
     def __init__(self, on: bool):
-        self.on, self.peak, self._stop = on, 0, threading.Event()
+        self.on, self.peak, self.processes, self._stop = on, 0, [], threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _query(*args: str) -> str:
+        cmd = ["nvidia-smi", *args, "--format=csv,noheader,nounits", "-i", "0"]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
 
     def _run(self):
         while not self._stop.wait(0.5):
             try:
-                out = subprocess.run(
-                    ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
-                    capture_output=True,
-                    text=True,
-                    timeout=10,
-                ).stdout
-                self.peak = max(self.peak, int(out.split()[0]))
+                used = int(self._query("--query-gpu=memory.used").split()[0])
+                if used > self.peak:
+                    self.peak = used
+                    apps = self._query("--query-compute-apps=pid,used_memory").strip().splitlines()
+                    self.processes = sorted((int(a.split(",")[1]) for a in apps if "," in a), reverse=True)
             except Exception:
                 pass
 
@@ -112,6 +116,7 @@ def run_video(args, n: int, gpu: bool) -> dict:
     return {
         "fps": round(summary["fps"], 1),
         "gpu_mib": mem.peak or None,
+        "gpu_mib_per_process": mem.processes,
         "frames": summary["frames"],
         "engine": {
             "mean_batch": summary["batcher"]["mean_batch"],
@@ -177,6 +182,7 @@ def run_serve(args, n: int, gpu: bool, realtime: bool = False) -> dict:
     return {
         "fps": round((f1 - f0) / (t1 - t0), 1),
         "gpu_mib": mem.peak or None,
+        "gpu_mib_per_process": mem.processes,
         "frames": f1 - f0,
         "stream_fps": {"min": round(per_stream[0], 1), "median": round(per_stream[len(per_stream) // 2], 1)},
         "dropped": sum((s.get("health") or {}).get("dropped", 0) for s in rows),

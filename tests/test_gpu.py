@@ -145,7 +145,9 @@ def test_gpu_pipeline_matches_cpu_ops(yolov5n_pt, frames):
 
 @pytest.mark.parametrize("family", ["yolov5n", "yolov8n"])
 def test_cuda_graph_equals_eager(family, yolov5n_pt, ultralytics_pts, frames):
-    """Graph replay gives the eager outputs, also when shapes alternate (heads cache grids per shape)."""
+    """Graph replay gives the eager outputs, also when shapes alternate (heads cache grids per shape) and
+    the graphs share one memory pool: a replay after other shapes' replays still reads and writes only
+    what is its own."""
     import torch
 
     from yolo_accel.backends.pytorch import TorchOptions
@@ -164,7 +166,7 @@ def test_cuda_graph_equals_eager(family, yolov5n_pt, ultralytics_pts, frames):
                 a = eager.backend.forward_device(x).float()
             b = graph.backend.forward_device(x).float().clone()
             assert torch.allclose(a, b, atol=2e-2, rtol=1e-3), (n, (a - b).abs().max())
-        assert len(graph.backend._graphs.shapes) == 3
+        assert len(graph.backend._graphs.shapes) == 3 and graph.backend._graphs.pool is not None
         de = eager.detect_batch(frames[:6])[0]
         dg = graph.detect_batch(frames[:6])[0]
         rate, _ = _box_deviation(de, dg, iou=0.99)
@@ -621,14 +623,27 @@ def test_validate_fails_the_speed_gate_of_a_slower_backend(yolov5n_pt, assets_ro
     assert res.exit_code == 1 and not gate["passed"] and gate["measured"] < 1.0
 
 
-def test_serve_runs_nvdec_streams_on_the_shared_gpu_engine(yolov5n_pt, assets_root, tmp_path):
+def _relabelled(events: list[tuple]) -> list[tuple]:
+    """Track IDs (third field) renumbered in order of first appearance: an FP16 network's outputs for one
+    image differ with the batch it ran in (up to 1.5 px at 640 for YOLOv5n on the H200, eager and graphs
+    alike), so a stream batched with others can open one more short-lived track than its twin, which
+    shifts every later ID by one without changing a crossing."""
+    ids: dict = {}
+    return [(e[0], e[1], ids.setdefault(e[2], len(ids)), *e[3:]) for e in events]
+
+
+@pytest.mark.parametrize("ray", [None, "local"])
+def test_serve_runs_nvdec_streams_on_the_shared_gpu_engine(ray, yolov5n_pt, assets_root, tmp_path):
     """`serve --device cuda --half --cuda-graph --nvdec on`: three uploads run at once on the app's one engine
     (one detector finding every class, each stream keeping its own classes and --max-det): every frame, the
     same events in all three, and those of the sequential path on a detector of the same settings to within
-    a few crossings (that detector, in another process, may get other FP16 convolution kernels)."""
+    a few crossings (that detector, in another process, may get other FP16 convolution kernels). With
+    `--ray local` the same on the one engine actor Ray places on the GPU."""
     pytest.importorskip("PyNvVideoCodec")
     pytest.importorskip("fastapi")
     httpx = pytest.importorskip("httpx")
+    if ray:
+        pytest.importorskip("ray")
     import shutil
 
     from tests.test_serve import Server, _wait
@@ -643,7 +658,9 @@ def test_serve_runs_nvdec_streams_on_the_shared_gpu_engine(yolov5n_pt, assets_ro
     data = tmp_path / "data"
     data.mkdir()
     shutil.copy(assets_root / "videos" / "highway_traffic_720p.mp4", data / "clip.mp4")
-    s = ServeSettings(model=str(yolov5n_pt), data_dir=data, device="cuda", half=True, cuda_graph=True, nvdec="on")
+    s = ServeSettings(
+        model=str(yolov5n_pt), data_dir=data, device="cuda", half=True, cuda_graph=True, nvdec="on", ray=ray
+    )
     srv = Server(s)
     try:
         with httpx.Client(base_url=srv.url, timeout=60) as c:
@@ -667,8 +684,10 @@ def test_serve_runs_nvdec_streams_on_the_shared_gpu_engine(yolov5n_pt, assets_ro
     assert len(expected) >= 10
     for row in rows:
         assert row["status"] == "finished" and row["frames"] == 751, row
-    got = [[tuple(e[k] for k in keys) for e in events] for events in stored]
-    assert got[1] == got[0] and got[2] == got[0]
+    got = [_relabelled([tuple(e[k] for k in keys) for e in events]) for events in stored]
+    for i in (1, 2):  # on a difference, the first events that differ
+        first = next((j for j, (a, b) in enumerate(zip(got[0], got[i])) if a != b), min(len(got[0]), len(got[i])))
+        assert got[i] == got[0], (i, len(got[0]), len(got[i]), got[0][first : first + 3], got[i][first : first + 3])
     near = sum(
         any((g[1], g[3], g[4]) == (r[1], r[3], r[4]) and abs(g[0] - r[0]) <= 5 for g in got[0])
         for r in [tuple(e[k] for k in keys) for e in expected]

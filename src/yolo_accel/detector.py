@@ -318,8 +318,8 @@ class Detector:
             cand = top_candidates(raw, layout, conf, classes, TOP_K)
             packed = torch.empty(cand.shape, dtype=cand.dtype, pin_memory=cuda)
             packed.copy_(cand, non_blocking=True)
-            if keep_raw and self.backend.reuses_output:
-                raw = raw.clone()
+        if keep_raw and self.backend.reuses_output:  # the next batch's graph replay may overwrite it
+            raw = raw.clone()
         if marks:
             marks[3].record(stream)
         return PendingBatch(len(frames), infos, settings, raw, packed, marks, (t0, t_call, t1, t2))

@@ -30,8 +30,13 @@ class CudaGraphs:
     """Replays one captured CUDA graph per (shape, dtype) of the input; captures on first sight.
 
     A replay launches the whole network as one graph: no per-kernel launch cost on the CPU, which
-    is what limits small models at batch 1. The output lives in the graph's static buffer: it is
-    overwritten by the next replay of the same shape.
+    is what limits small models at batch 1. All of the graphs share one memory pool (as
+    torch.compile's CUDA graph trees do): a graph's activations are dead between its replays, so the
+    graph for every batch size from 1 to 128 costs little more than the largest one alone, where a
+    pool per graph roughly doubled it. The price: an output lives in the pool, and the next replay of
+    any shape may overwrite it, so a caller copies out what it keeps before the next call (the
+    detector's launch does, on the same CUDA stream, so in order). Replays must not run concurrently
+    (one thread launches them).
     """
 
     def __init__(self, fn: Callable, keep_alive: Callable[[], list] = list, warmup: int = 3):
@@ -42,6 +47,7 @@ class CudaGraphs:
         self._keep_alive = keep_alive
         self._warmup = warmup
         self._graphs: dict[tuple, tuple] = {}
+        self.pool = None  # the memory pool of the first capture, shared by the later ones
         self.capture_seconds = 0.0
         self.frozen = False
         self.eager_shapes: set[tuple] = set()
@@ -83,9 +89,11 @@ class CudaGraphs:
         torch.cuda.current_stream(x.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         # thread_local: other threads (decoders, another stream's engine) may use CUDA during the capture
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"), torch.inference_mode():
+        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"), torch.inference_mode():
             static_out = self._fn(static_in)
         torch.cuda.current_stream(x.device).synchronize()
+        if self.pool is None:
+            self.pool = graph.pool()
         self.capture_seconds += time.perf_counter() - t0
         return graph, static_in, static_out, self._keep_alive()
 
@@ -95,3 +103,4 @@ class CudaGraphs:
 
     def clear(self) -> None:
         self._graphs.clear()
+        self.pool = None

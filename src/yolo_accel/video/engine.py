@@ -430,10 +430,17 @@ class VideoEngine:
             frame = torch.zeros((h, w, 3), dtype=torch.uint8, device=str(backend.device))
         else:
             frame = np.zeros((h, w, 3), np.uint8)
-        for n in sizes:
+        for n in reversed(sizes):  # the largest first: the smaller graphs fit in the pool it leaves (CudaGraphs)
             self.detector.detect_batch([frame] * n)
+        del frame
         if freezable:
             backend.freeze_graphs()
+        if ladder:
+            import torch
+
+            # the eager runs before each capture cached the largest batch's activations outside the
+            # graphs' pool: gigabytes at batch 128 that no later call needs
+            torch.cuda.empty_cache()
         return time.perf_counter() - t0
 
     def _gpu_index(self) -> int | None:
